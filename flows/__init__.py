@@ -1,0 +1,1 @@
+"""A small normalizing-flow library on the unit square (rational-quadratic spline couplings)."""

@@ -1,0 +1,245 @@
+r"""The materials' BSDFs in the local shading frame (normal = +z), as Numba functions.
+
+Dispatch is by an integer tag (pbrt's ``TaggedPointer::Dispatch``); parameters are one row
+of a (K, 8) float array: ``[r, g, b, alpha, ior, 0, 0, 0]``.
+
+* ``DIFFUSE``: Lambertian, :math:`f = \rho / \pi`, cosine-weighted sampling.
+* ``CONDUCTOR``: rough conductor, Trowbridge-Reitz (GGX) microfacets with the
+  height-correlated Smith masking term, Schlick's Fresnel with F0 = (r, g, b),
+  :math:`f = D G F / (4 \cos\theta_o \cos\theta_i)`; sampled by the distribution of visible
+  normals (Heitz 2018, "Sampling the GGX Distribution of Visible Normals", JCGT 7(4)), with
+  :math:`p(\omega_i) = G_1(\omega_o) D(m) / (4 \cos\theta_o)`.
+* ``DIELECTRIC``: smooth dielectric with the exact Fresnel equations; reflection or
+  refraction chosen with probability F (both delta lobes); radiance is scaled by
+  :math:`1/\eta^2` on refraction (pbrt-v4, ``TransportMode::Radiance``).
+
+Diffuse and conductor are two-sided: a ``wo`` below the surface mirrors the frame.
+``eval`` returns :math:`f \cdot |\cos\theta_i|` and the sampling pdf; ``sample`` returns the
+weight :math:`f |\cos\theta_i| / p`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+DIFFUSE = 0
+CONDUCTOR = 1
+DIELECTRIC = 2
+N_PARAMS = 8
+INV_PI = 1.0 / math.pi
+
+
+@njit(cache=True, inline="always")
+def ggx_d(mz: float, alpha: float) -> float:
+    """Trowbridge-Reitz normal distribution D(m) for cos(theta_m) = mz."""
+    if mz <= 0.0:
+        return 0.0
+    a2 = alpha * alpha
+    t = mz * mz * (a2 - 1.0) + 1.0
+    return a2 / (math.pi * t * t)
+
+
+@njit(cache=True, inline="always")
+def ggx_lambda(wz: float, alpha: float) -> float:
+    """Smith's Lambda for GGX: (-1 + sqrt(1 + alpha^2 tan^2 theta)) / 2."""
+    c2 = wz * wz
+    if c2 >= 1.0:
+        return 0.0
+    if c2 <= 0.0:
+        return 1e30
+    tan2 = (1.0 - c2) / c2
+    return 0.5 * (-1.0 + math.sqrt(1.0 + alpha * alpha * tan2))
+
+
+@njit(cache=True, inline="always")
+def fresnel_dielectric(cos_i: float, eta: float) -> float:
+    """Unpolarised Fresnel reflectance; eta = n_transmitted / n_incident, cos_i >= 0."""
+    sin2_t = (1.0 - cos_i * cos_i) / (eta * eta)
+    if sin2_t >= 1.0:
+        return 1.0
+    cos_t = math.sqrt(1.0 - sin2_t)
+    r_parl = (eta * cos_i - cos_t) / (eta * cos_i + cos_t)
+    r_perp = (cos_i - eta * cos_t) / (cos_i + eta * cos_t)
+    return 0.5 * (r_parl * r_parl + r_perp * r_perp)
+
+
+@njit(cache=True, inline="always")
+def schlick(f0: float, cos_h: float) -> float:
+    """Schlick's approximation of conductor Fresnel."""
+    m = 1.0 - max(0.0, min(1.0, cos_h))
+    m2 = m * m
+    return f0 + (1.0 - f0) * m2 * m2 * m
+
+
+@njit(cache=True, inline="always")
+def bsdf_eval(
+    kind: int, prm: np.ndarray, wox: float, woy: float, woz: float, wix: float, wiy: float, wiz: float
+) -> tuple[float, float, float, float]:
+    """(f * |cos theta_i| as rgb, pdf of sampling wi) for a non-delta material; 0 otherwise."""
+    if kind == DIELECTRIC:
+        return 0.0, 0.0, 0.0, 0.0
+    if woz < 0.0:  # two-sided: mirror the frame
+        woz = -woz
+        wiz = -wiz
+    if wiz <= 0.0 or woz <= 0.0:
+        return 0.0, 0.0, 0.0, 0.0
+    if kind == DIFFUSE:
+        c = wiz * INV_PI
+        return prm[0] * c, prm[1] * c, prm[2] * c, c
+    # rough conductor
+    alpha = prm[3]
+    hx = wox + wix
+    hy = woy + wiy
+    hz = woz + wiz
+    hl = math.sqrt(hx * hx + hy * hy + hz * hz)
+    if hl == 0.0:
+        return 0.0, 0.0, 0.0, 0.0
+    hx /= hl
+    hy /= hl
+    hz /= hl
+    d = ggx_d(hz, alpha)
+    lo = ggx_lambda(woz, alpha)
+    li = ggx_lambda(wiz, alpha)
+    g = 1.0 / (1.0 + lo + li)
+    cos_h = wix * hx + wiy * hy + wiz * hz
+    common = d * g / (4.0 * woz)
+    pdf = d / (1.0 + lo) / (4.0 * woz)
+    return (
+        common * schlick(prm[0], cos_h),
+        common * schlick(prm[1], cos_h),
+        common * schlick(prm[2], cos_h),
+        pdf,
+    )
+
+
+@njit(cache=True, inline="always")
+def sample_ggx_vndf(
+    wox: float, woy: float, woz: float, alpha: float, u1: float, u2: float
+) -> tuple[float, float, float]:
+    """A microfacet normal from the visible normals of wo (Heitz 2018, listing 1)."""
+    vx = alpha * wox
+    vy = alpha * woy
+    vz = woz
+    vl = math.sqrt(vx * vx + vy * vy + vz * vz)
+    vx /= vl
+    vy /= vl
+    vz /= vl
+    lensq = vx * vx + vy * vy
+    if lensq > 0.0:
+        il = 1.0 / math.sqrt(lensq)
+        t1x, t1y, t1z = -vy * il, vx * il, 0.0
+    else:
+        t1x, t1y, t1z = 1.0, 0.0, 0.0
+    t2x = vy * t1z - vz * t1y
+    t2y = vz * t1x - vx * t1z
+    t2z = vx * t1y - vy * t1x
+    r = math.sqrt(u1)
+    phi = 2.0 * math.pi * u2
+    p1 = r * math.cos(phi)
+    p2 = r * math.sin(phi)
+    s = 0.5 * (1.0 + vz)
+    p2 = (1.0 - s) * math.sqrt(max(0.0, 1.0 - p1 * p1)) + s * p2
+    p3 = math.sqrt(max(0.0, 1.0 - p1 * p1 - p2 * p2))
+    nx = p1 * t1x + p2 * t2x + p3 * vx
+    ny = p1 * t1y + p2 * t2y + p3 * vy
+    nz = p1 * t1z + p2 * t2z + p3 * vz
+    mx = alpha * nx
+    my = alpha * ny
+    mz = max(1e-9, nz)
+    ml = math.sqrt(mx * mx + my * my + mz * mz)
+    return mx / ml, my / ml, mz / ml
+
+
+@njit(cache=True, inline="always")
+def bsdf_sample(
+    kind: int, prm: np.ndarray, wox: float, woy: float, woz: float, u0: float, u1: float, u2: float
+) -> tuple[float, float, float, float, float, float, float, bool, bool]:
+    """Sample wi: (wi xyz, weight rgb = f |cos| / pdf, pdf, is_delta, ok)."""
+    if kind == DIELECTRIC:
+        eta = prm[4]
+        cos_o = woz
+        sgn = 1.0
+        if cos_o < 0.0:  # leaving the medium: relative eta inverts
+            eta = 1.0 / eta
+            cos_o = -cos_o
+            sgn = -1.0
+        f = fresnel_dielectric(cos_o, eta)
+        if u0 < f:
+            return -wox, -woy, woz, 1.0, 1.0, 1.0, f, True, True
+        sin2_t = (1.0 - cos_o * cos_o) / (eta * eta)
+        cos_t = math.sqrt(max(0.0, 1.0 - sin2_t))
+        # wt = -wo / eta + (cos_o / eta - cos_t) n, with n on wo's side
+        k = cos_o / eta - cos_t
+        wix = -wox / eta
+        wiy = -woy / eta
+        wiz = -woz / eta + k * sgn
+        scale = 1.0 / (eta * eta)
+        return wix, wiy, wiz, scale, scale, scale, 1.0 - f, True, True
+    flip = woz < 0.0
+    if flip:
+        woz = -woz
+    if woz <= 0.0:
+        return 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, False, False
+    if kind == DIFFUSE:
+        # cosine-weighted hemisphere (Malley's method)
+        r = math.sqrt(u1)
+        phi = 2.0 * math.pi * u2
+        wix = r * math.cos(phi)
+        wiy = r * math.sin(phi)
+        wiz = math.sqrt(max(0.0, 1.0 - u1))
+        if wiz <= 0.0:
+            return 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, False, False
+        pdf = wiz * INV_PI
+        if flip:
+            wiz = -wiz
+        return wix, wiy, wiz, prm[0], prm[1], prm[2], pdf, False, True
+    alpha = prm[3]
+    mx, my, mz = sample_ggx_vndf(wox, woy, woz, alpha, u1, u2)
+    dot = wox * mx + woy * my + woz * mz
+    wix = -wox + 2.0 * dot * mx
+    wiy = -woy + 2.0 * dot * my
+    wiz = -woz + 2.0 * dot * mz
+    if wiz <= 0.0 or dot <= 0.0:
+        return 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, False, False
+    lo = ggx_lambda(woz, alpha)
+    li = ggx_lambda(wiz, alpha)
+    g_over_g1 = (1.0 + lo) / (1.0 + lo + li)
+    pdf = ggx_d(mz, alpha) / (1.0 + lo) / (4.0 * woz)
+    if flip:
+        wiz = -wiz
+    return (
+        wix, wiy, wiz,
+        schlick(prm[0], dot) * g_over_g1,
+        schlick(prm[1], dot) * g_over_g1,
+        schlick(prm[2], dot) * g_over_g1,
+        pdf, False, True,
+    )
+
+
+# ------------------------------------------------------------------ batched (tests, tools)
+
+
+@njit(cache=True, parallel=True)
+def eval_batch(kind: int, prm: np.ndarray, wo: np.ndarray, wi: np.ndarray) -> np.ndarray:
+    """(N, 4) rows of (f|cos| rgb, pdf) for local wo (3,) and local wi (N, 3)."""
+    out = np.empty((wi.shape[0], 4))
+    for k in prange(wi.shape[0]):
+        r = bsdf_eval(kind, prm, wo[0], wo[1], wo[2], wi[k, 0], wi[k, 1], wi[k, 2])
+        out[k, 0], out[k, 1], out[k, 2], out[k, 3] = r
+    return out
+
+
+@njit(cache=True, parallel=True)
+def sample_batch(kind: int, prm: np.ndarray, wo: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """(N, 9) rows of (wi xyz, weight rgb, pdf, delta, ok) for local wo (3,) and u (N, 3)."""
+    out = np.empty((u.shape[0], 9))
+    for k in prange(u.shape[0]):
+        r = bsdf_sample(kind, prm, wo[0], wo[1], wo[2], u[k, 0], u[k, 1], u[k, 2])
+        for c in range(7):
+            out[k, c] = r[c]
+        out[k, 7] = 1.0 if r[7] else 0.0
+        out[k, 8] = 1.0 if r[8] else 0.0
+    return out

@@ -1,0 +1,117 @@
+"""The ``tracer`` command line: ``render`` (and the flow and experiment commands)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from tracer.errors import TracerError
+
+
+def _resolution(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(x) for x in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT (e.g. 320x240), got {text!r}") from None
+    if w <= 0 or h <= 0:
+        raise argparse.ArgumentTypeError(f"resolution must be positive, got {text!r}")
+    return w, h
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {v}")
+    return v
+
+
+def _nonneg_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from tracer.samplers import LIGHTS, SAMPLERS
+
+    p = argparse.ArgumentParser(
+        prog="tracer",
+        description="flowtracer: a wavefront path tracer lit by HDR environment maps.",
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("render", help="render a scene file to EXR + PNG + JSON log")
+    r.add_argument("scene", type=Path, help="scene file (TOML, see scenes/FORMAT.md)")
+    r.add_argument("--sampler", choices=SAMPLERS, help="light sampling strategy (default: the scene's)")
+    r.add_argument("--light", choices=LIGHTS, default="piecewise", help="light sampler inside mis")
+    r.add_argument("--heuristic", choices=("balance", "power"), default="power", help="MIS heuristic")
+    r.add_argument("--compensate", action="store_true",
+                   help="MIS-compensated piecewise density (pbrt-v4); only with --sampler mis")
+    r.add_argument("--envmap", type=Path, help="environment map (.exr/.hdr) overriding the scene's")
+    r.add_argument("--env-scale", type=float, help="intensity multiplier of the environment")
+    r.add_argument("--env-rotation", type=float, help="rotation of the environment about +y, degrees")
+    r.add_argument("--spp", type=_positive_int, help="samples per pixel")
+    r.add_argument("--resolution", type=_resolution, help="WIDTHxHEIGHT")
+    r.add_argument("--max-depth", type=_nonneg_int, help="maximum number of bounces")
+    r.add_argument("--seed", type=_nonneg_int, help="random seed")
+    r.add_argument("--out", type=Path, help="output EXR (PNG and JSON go beside it)")
+    r.add_argument("--exposure", type=float, default=0.0, help="PNG exposure in stops")
+    r.add_argument("--tonemap", choices=("filmic", "srgb"), default="filmic", help="PNG tone curve")
+    r.add_argument("--reference", type=Path, help="reference EXR: adds MSE and relMSE to the log")
+    r.add_argument("--flow-model", type=Path, help="fitted flow (.pt) for --sampler flow / --light flow")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def cmd_render(args: argparse.Namespace) -> None:
+    from tracer.job import RenderOptions, run_render
+
+    opts = RenderOptions(
+        scene=args.scene, sampler=args.sampler, light=args.light, heuristic=args.heuristic,
+        compensate=args.compensate, envmap=args.envmap, env_scale=args.env_scale,
+        env_rotation=args.env_rotation, spp=args.spp, resolution=args.resolution,
+        max_depth=args.max_depth, seed=args.seed, out=args.out, exposure=args.exposure,
+        tonemap=args.tonemap, progress=not args.no_progress, reference=args.reference,
+        flow_model=args.flow_model,
+    )
+    log = run_render(opts)
+    t = log["time_s"]
+    line = (
+        f"{log['sampler']}: {log['spp']} spp {log['resolution'][0]}x{log['resolution'][1]} in "
+        f"{t['render']:.2f} s ({log['paths_per_second'] / 1e6:.2f} M paths/s; setup+compile "
+        f"{t['setup_compile']:.1f} s; light {t['light_sampling']:.2f} s, trace {t['tracing']:.2f} s, "
+        f"shade {t['shading']:.2f} s), mean pixel variance {log['mean_pixel_variance']:.3g}, "
+        f"NaN/Inf {log['nan_inf_samples']}"
+    )
+    if "relmse" in log:
+        line += f", MSE {log['mse']:.4g}, relMSE {log['relmse']:.4g}"
+    print(line)
+    print(f"wrote {log['outputs']['exr']}, {log['outputs']['png']}, {log['outputs']['log']}")
+
+
+COMMANDS = {"render": cmd_render}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        COMMANDS[args.command](args)
+    except TracerError as e:
+        print(f"tracer: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("tracer: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

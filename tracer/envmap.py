@@ -1,0 +1,256 @@
+r"""Equirectangular HDR environment maps: loading, validation, procedural maps, lookup.
+
+The map is an (H, W, 3) linear RGB image laid over the unit square by the convention of
+:mod:`tracer.sphere_map` (+y up, top row = zenith, u = phi / 2 pi from -z towards +x).
+A rotation about +y by ``rotation_deg`` shifts the azimuth: a world direction with square
+coordinate u reads map column ``(u - rotation_deg / 360) mod 1``. Rotation preserves solid
+angle, so it changes no density.
+
+Radiance lookup is nearest-pixel: :math:`L_e` is constant on each pixel, which is exactly
+what the piecewise-constant sampler's density assumes, so :math:`L_e / p` is bounded by
+:math:`2 \pi^2 \bar f \cdot \max_{\text{pixel}} \sin\theta / \sin\theta_c` for every map.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from numba import njit, prange
+
+from tracer.errors import TracerError
+from tracer.sphere_map import dir_to_uv, uv_to_dir
+
+LUMINANCE = np.array([0.2126, 0.7152, 0.0722])
+#: negative pixel values down to this fraction of the map's mean are clamped to 0, not refused
+NEGATIVE_TOLERANCE = 1e-2
+
+
+@njit(cache=True, inline="always")
+def world_to_map_u(u: float, rot_u: float) -> float:
+    """Map column coordinate for a world azimuth coordinate."""
+    m = u - rot_u
+    m -= math.floor(m)
+    return m if m < 1.0 else 0.0
+
+
+@njit(cache=True, inline="always")
+def map_uv_to_world_dir(u: float, v: float, rot_u: float) -> tuple[float, float, float]:
+    """World direction of a point (u, v) of the map's own square."""
+    uw = u + rot_u
+    uw -= math.floor(uw)
+    return uv_to_dir(uw, v)
+
+
+@njit(cache=True, inline="always")
+def world_dir_to_map_uv(x: float, y: float, z: float, rot_u: float) -> tuple[float, float]:
+    """Point of the map's square that a world direction sees."""
+    u, v = dir_to_uv(x, y, z)
+    return world_to_map_u(u, rot_u), v
+
+
+@njit(cache=True, inline="always")
+def env_lookup(rgb: np.ndarray, u: float, v: float) -> tuple[float, float, float]:
+    """Nearest-pixel radiance at map coordinates (u, v)."""
+    h, w, _ = rgb.shape
+    i = min(int(v * h), h - 1)
+    j = min(int(u * w), w - 1)
+    return rgb[i, j, 0], rgb[i, j, 1], rgb[i, j, 2]
+
+
+@njit(cache=True, parallel=True)
+def env_eval_batch(rgb: np.ndarray, rot_u: float, dirs: np.ndarray) -> np.ndarray:
+    """Radiance arriving from each world direction: (N, 3) -> (N, 3)."""
+    out = np.empty((dirs.shape[0], 3))
+    for k in prange(dirs.shape[0]):
+        u, v = world_dir_to_map_uv(dirs[k, 0], dirs[k, 1], dirs[k, 2], rot_u)
+        out[k, 0], out[k, 1], out[k, 2] = env_lookup(rgb, u, v)
+    return out
+
+
+def row_sin_theta(h: int) -> np.ndarray:
+    """sin(theta) at the centre of each of h rows."""
+    return np.sin(np.pi * (np.arange(h) + 0.5) / h)
+
+
+@dataclass
+class EnvMap:
+    """An environment map ready for rendering.
+
+    ``rgb`` already includes the intensity scale; ``rot_u`` is the rotation as a fraction
+    of a turn; ``name`` is what error messages and logs call it (a file name or a kind).
+    """
+
+    rgb: np.ndarray
+    rot_u: float = 0.0
+    name: str = "envmap"
+    clamped_pixels: int = 0  # tiny negative pixels set to 0 (see clamp_negligible_negatives)
+
+    def __post_init__(self) -> None:
+        self.rgb = np.array(self.rgb, dtype=np.float32, order="C")
+        check_map(self.rgb, self.name)
+        self.clamped_pixels += clamp_negligible_negatives(self.rgb)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return int(self.rgb.shape[0]), int(self.rgb.shape[1])
+
+    def eval(self, dirs: np.ndarray) -> np.ndarray:
+        """Radiance from world directions (N, 3)."""
+        return env_eval_batch(self.rgb, self.rot_u, np.ascontiguousarray(dirs, np.float64))
+
+    def luminance(self) -> np.ndarray:
+        """(H, W) luminance (Rec. 709 weights)."""
+        return self.rgb.astype(np.float64) @ LUMINANCE
+
+    def sampling_density(self, compensate: bool = False) -> np.ndarray:
+        r"""The (H, W) function that the piecewise sampler and the flow fit follow on the square.
+
+        :math:`f_{ij} = Y_{ij} \sin\theta_i` (luminance times the lat-long Jacobian at the row
+        centre). With ``compensate``, pbrt-v4's MIS compensation (Karlik et al. 2019):
+        :math:`f_{ij} = \max(Y_{ij} - \bar Y, 0) \sin\theta_i` with :math:`\bar Y` the
+        solid-angle average, which leaves the low-radiance regions to BSDF sampling; a map
+        that is constant gets the plain density back.
+        """
+        lum = self.luminance()
+        sin_t = row_sin_theta(lum.shape[0])[:, None]
+        if compensate:
+            avg = float(np.sum(lum * sin_t) / (np.sum(sin_t) * lum.shape[1]))
+            comp = np.maximum(lum - avg, 0.0)
+            if np.any(comp > 0):
+                lum = comp
+        return lum * sin_t
+
+    def content_hash(self) -> str:
+        """SHA-256 of the pixels and rotation: the key of fitted flows."""
+        h = hashlib.sha256()
+        h.update(np.asarray(self.rgb.shape, np.int64).tobytes())
+        h.update(self.rgb.tobytes())
+        h.update(np.float64(self.rot_u).tobytes())
+        return h.hexdigest()
+
+    def power(self) -> float:
+        """Integral of luminance over the sphere (W/m^2/sr * sr), used to refuse black maps."""
+        lum = self.luminance()
+        h, w = lum.shape
+        return float(np.sum(lum * row_sin_theta(h)[:, None]) * 2 * np.pi**2 / (h * w))
+
+
+def check_map(rgb: np.ndarray, name: str) -> None:
+    """Refuse maps the renderer cannot use, naming the map and the problem."""
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.shape[0] < 1 or rgb.shape[1] < 1:
+        raise TracerError(f"{name}: expected an (H, W, 3) RGB image, got shape {rgb.shape}")
+    bad = ~np.isfinite(rgb)
+    if bad.any():
+        i, j, _ = np.argwhere(bad)[0]
+        raise TracerError(
+            f"{name}: {int(bad.any(axis=2).sum())} pixels are NaN or infinite "
+            f"(first at row {i}, column {j})"
+        )
+    neg = rgb < 0
+    if neg.any():
+        tol = NEGATIVE_TOLERANCE * max(float(rgb.mean()), 0.0)
+        worst = float(rgb.min())
+        if -worst > tol:
+            i, j, _ = np.argwhere(rgb == worst)[0]
+            raise TracerError(
+                f"{name}: {int(neg.any(axis=2).sum())} pixels are negative "
+                f"(the most negative, {worst:g} at row {i}, column {j}, is more than "
+                f"{NEGATIVE_TOLERANCE:g} of the map's mean)"
+            )
+
+
+def clamp_negligible_negatives(rgb: np.ndarray) -> int:
+    """Set to 0 the tiny negative values lossy HDR pipelines leave; return how many pixels.
+
+    Real maps carry a few values like -1e-4 next to a mean of 0.5 (ringing from resampling or
+    compression). :func:`check_map` refuses anything below ``-NEGATIVE_TOLERANCE * mean``;
+    what it lets through is clamped here, in place, and reported in the render log.
+    """
+    neg = rgb < 0
+    n = int(neg.any(axis=2).sum())
+    rgb[neg] = 0.0
+    return n
+
+
+def require_light(env: EnvMap) -> None:
+    """Refuse an all-black map for rendering: it would silently give a black image."""
+    if not np.any(env.rgb > 0):
+        raise TracerError(f"{env.name}: the environment map is black everywhere; nothing lights the scene")
+
+
+# ---------------------------------------------------------------- procedural maps
+
+
+def constant_map(radiance: tuple[float, float, float] = (1.0, 1.0, 1.0), h: int = 8, w: int = 16) -> np.ndarray:
+    """A map of one radiance everywhere."""
+    return np.broadcast_to(np.asarray(radiance, np.float32), (h, w, 3)).copy()
+
+
+def one_hot_map(h: int, w: int, i: int, j: int, value: float = 1.0) -> np.ndarray:
+    """A black map with one lit pixel: the hardest case for a sampler's support."""
+    rgb = np.zeros((h, w, 3), np.float32)
+    rgb[i, j] = value
+    return rgb
+
+
+def sky_map(
+    sky: np.ndarray,
+    sun_direction: np.ndarray,
+    sun_angle_deg: float,
+    sun_radiance: np.ndarray,
+    h: int = 512,
+    w: int = 1024,
+    supersample: int = 4,
+) -> np.ndarray:
+    """A sky with a small bright sun disc.
+
+    The sky brightens from the horizon to the zenith (``sky * (0.4 + 0.6 y)`` above the
+    horizon) and is a dim ground (``0.2 sky``) below it. The sun is a disc of angular
+    radius ``sun_angle_deg``; each pixel gets the fraction of its ``supersample**2``
+    sub-pixel directions inside the disc, so the sun's power does not depend on where the
+    disc falls on the pixel grid.
+    """
+    s = supersample
+    vv = (np.arange(h * s) + 0.5) / (h * s)
+    uu = (np.arange(w * s) + 0.5) / (w * s)
+    theta = np.pi * vv[:, None]
+    phi = 2 * np.pi * uu[None, :]
+    x = np.sin(phi) * np.sin(theta)
+    y = np.cos(theta) * np.ones_like(phi)
+    z = -np.cos(phi) * np.sin(theta)
+    sd = np.asarray(sun_direction, np.float64)
+    sd = sd / np.linalg.norm(sd)
+    in_sun = (x * sd[0] + y * sd[1] + z * sd[2]) >= math.cos(math.radians(sun_angle_deg))
+    frac = in_sun.reshape(h, s, w, s).mean(axis=(1, 3))
+    yc = np.cos(np.pi * (np.arange(h) + 0.5) / h)[:, None]
+    grad = np.where(yc > 0, 0.4 + 0.6 * yc, 0.2)
+    rgb = grad[..., None] * np.asarray(sky, np.float64)[None, None, :]
+    rgb = rgb * (1 - frac[..., None]) + frac[..., None] * np.asarray(sun_radiance)[None, None, :]
+    return rgb.astype(np.float32)
+
+
+def load_envmap(spec: object) -> EnvMap:
+    """Build the map an :class:`tracer.scene.EnvSpec` describes (file or procedural)."""
+    from tracer.hdr_io import read_image
+
+    kind = spec.kind  # type: ignore[attr-defined]
+    if kind == "file":
+        path = Path(spec.path)  # type: ignore[attr-defined]
+        rgb = read_image(path)
+        name = str(path)
+    elif kind == "constant":
+        rgb = constant_map(tuple(spec.radiance))  # type: ignore[attr-defined]
+        name = "constant envmap"
+    elif kind == "sky":
+        h, w = spec.resolution  # type: ignore[attr-defined]
+        rgb = sky_map(spec.radiance, spec.sun_direction, spec.sun_angle_deg, spec.sun_radiance, h, w)  # type: ignore[attr-defined]
+        name = "sky envmap"
+    else:
+        raise TracerError(f"unknown environment kind {kind!r}")
+    check_map(np.asarray(rgb), name)
+    scale = float(spec.scale)  # type: ignore[attr-defined]
+    return EnvMap(np.asarray(rgb, np.float32) * np.float32(scale), spec.rotation_deg / 360.0, name)  # type: ignore[attr-defined]

@@ -1,0 +1,206 @@
+"""The wavefront path integrator: batched stages over struct-of-arrays queues.
+
+One pass of :func:`render_batch` traces ``spp_batch`` samples of every pixel at once::
+
+    generate_camera_rays                       -> every path alive
+    for depth in 0 .. max_depth:
+        intersect_closest       (BVH kernel)   -> hit queue, escaped queue
+        handle_escaped          env lookup + light.pdf batch (MIS weight)
+        (stop at max_depth: the last vertex only receives escaped light)
+        surface_interaction     hit point, normals, material
+        sample_light            light.sample(u) batch -> (wi, pdf, Le)
+        trace_shadow_rays       any-hit kernel
+        shade_and_scatter       BSDF eval/pdf/sample, MIS, Russian roulette
+    accumulate                  Welford per pixel, NaN/Inf dropped and counted
+
+The light sampler is called twice per bounce on whole queues (``sample`` before shading,
+``pdf`` on escaped rays), so a Torch model slots in between the Numba kernels.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tracer import kernels as K
+from tracer.envmap import EnvMap
+from tracer.film import Film
+from tracer.geometry import Geometry
+from tracer.samplers.strategy import Strategy
+
+#: paths per wavefront batch (all pixels times as many samples as fit)
+DEFAULT_BATCH_PATHS = 1 << 18
+#: Russian roulette starts at this depth (pbrt-v4: depth > 1)
+RR_DEPTH = 2
+
+
+@dataclass
+class SceneData:
+    """What the kernels need of a scene: geometry + BVH, shading normals, materials, camera."""
+
+    geom: Geometry
+    tri_normals: np.ndarray  # (T, 3, 3)
+    sphere_mat: np.ndarray  # (S,) int64
+    tri_mat: np.ndarray  # (T,) int64
+    mat_kind: np.ndarray  # (K,) int64
+    mat_prm: np.ndarray  # (K, 8) float64
+    camera: np.ndarray  # (5, 3) from tracer.camera.camera_frame
+
+
+@dataclass
+class StageTimes:
+    """Wall time per stage group, seconds."""
+
+    light: float = 0.0  # light sampler calls and environment lookups
+    trace: float = 0.0  # closest-hit and shadow-ray traversal
+    shade: float = 0.0  # camera rays, interactions, shading, compaction, film
+
+    def as_dict(self) -> dict[str, float]:
+        return {"light_sampling": self.light, "tracing": self.trace, "shading": self.shade}
+
+
+@dataclass
+class Queues:
+    """Path state, one row per path of the batch (struct of arrays)."""
+
+    n: int
+    ro: np.ndarray = field(init=False)  # ray origins
+    rd: np.ndarray = field(init=False)  # ray directions
+    beta: np.ndarray = field(init=False)  # path throughput weight
+    radiance: np.ndarray = field(init=False)  # radiance gathered so far
+    alive: np.ndarray = field(init=False)
+    prev_pdf: np.ndarray = field(init=False)  # BSDF pdf of the last sampled direction (MIS)
+    prev_delta: np.ndarray = field(init=False)  # the last bounce was a delta lobe
+
+    def __post_init__(self) -> None:
+        n = self.n
+        self.ro = np.empty((n, 3))
+        self.rd = np.empty((n, 3))
+        self.beta = np.empty((n, 3))
+        self.radiance = np.empty((n, 3))
+        self.alive = np.empty(n, np.bool_)
+        self.prev_pdf = np.empty(n)
+        self.prev_delta = np.empty(n, np.bool_)
+
+
+def render_batch(
+    scene: SceneData, env: EnvMap, strategy: Strategy, width: int, height: int,
+    sample0: int, spp_batch: int, max_depth: int, seed: int, film: Film, times: StageTimes,
+) -> None:
+    """Trace samples ``sample0 .. sample0 + spp_batch - 1`` of every pixel into ``film``."""
+    npix = width * height
+    q = Queues(npix * spp_batch)
+    all_paths = np.arange(q.n)
+    pixel_of = all_paths % npix
+    sample_of = sample0 + all_paths // npix
+    light = strategy.light
+    mode = strategy.mode
+    g = scene.geom
+
+    t0 = time.perf_counter()
+    K.generate_camera_rays(scene.camera, width, height, sample0, seed, q.ro, q.rd, q.beta,
+                           q.radiance, q.alive, q.prev_pdf, q.prev_delta)
+    idx = all_paths
+    times.shade += time.perf_counter() - t0
+
+    for depth in range(max_depth + 1):
+        if idx.size == 0:
+            break
+        # ---- intersect_closest
+        t0 = time.perf_counter()
+        hit_t = np.empty(idx.size)
+        hit_prim = np.empty(idx.size, np.int64)
+        hit_b = np.empty((idx.size, 2))
+        K.intersect_closest(g, idx, q.ro, q.rd, hit_t, hit_prim, hit_b)
+        t1 = time.perf_counter()
+        times.trace += t1 - t0
+        escaped = hit_prim < 0
+        esc_idx = idx[escaped]
+        hit_sel = ~escaped
+        idx = idx[hit_sel]
+        hit_t, hit_prim, hit_b = hit_t[hit_sel], hit_prim[hit_sel], hit_b[hit_sel]
+        t2 = time.perf_counter()
+        times.shade += t2 - t1
+        # ---- handle_escaped: environment radiance and (under MIS) the light pdf
+        if esc_idx.size:
+            dirs = q.rd[esc_idx]
+            le = env.eval(dirs)
+            if mode == K.MIS and depth > 0:
+                lpdf = light.pdf(dirs)
+            else:
+                lpdf = np.zeros(esc_idx.size)
+            t3 = time.perf_counter()
+            times.light += t3 - t2
+            K.handle_escaped(esc_idx, depth, mode, strategy.power, le, lpdf, q.beta, q.radiance,
+                             q.alive, q.prev_pdf, q.prev_delta)
+            times.shade += time.perf_counter() - t3
+        if depth == max_depth or idx.size == 0:
+            break
+        # ---- surface_interaction
+        t0 = time.perf_counter()
+        m = idx.size
+        pos = np.empty((m, 3))
+        ng = np.empty((m, 3))
+        ns = np.empty((m, 3))
+        mat = np.empty(m, np.int64)
+        K.surface_interaction(g, scene.tri_normals, scene.sphere_mat, scene.tri_mat, idx, q.ro, q.rd,
+                              hit_t, hit_prim, hit_b, pos, ng, ns, mat)
+        t1 = time.perf_counter()
+        times.shade += t1 - t0
+        # ---- sample_light + trace_shadow_rays
+        unocc = np.zeros(m, np.bool_)
+        if light is not None and mode != K.BSDF_ONLY:
+            u = K.light_uniforms(idx, depth, seed, sample_of, pixel_of)
+            ls = light.sample(u)
+            lwi, lpdf, lle = ls.wi, ls.pdf, ls.le
+            t2 = time.perf_counter()
+            times.light += t2 - t1
+            K.trace_shadow_rays(g, pos, ng, lwi, lpdf, mat, scene.mat_kind, unocc)
+            t1 = time.perf_counter()
+            times.trace += t1 - t2
+        else:
+            lwi = np.zeros((m, 3))
+            lpdf = np.zeros(m)
+            lle = np.zeros((m, 3))
+        # ---- shade_and_scatter
+        K.shade_and_scatter(idx, depth, seed, sample_of, pixel_of, mode, strategy.power, RR_DEPTH,
+                            pos, ng, ns, mat, scene.mat_kind, scene.mat_prm, lwi, lpdf, lle, unocc,
+                            q.ro, q.rd, q.beta, q.radiance, q.alive, q.prev_pdf, q.prev_delta)
+        idx = idx[q.alive[idx]]
+        times.shade += time.perf_counter() - t1
+
+    t0 = time.perf_counter()
+    K.accumulate(q.radiance, npix, film.mean, film.m2, film.count, film.bad)
+    times.shade += time.perf_counter() - t0
+
+
+@dataclass
+class RenderResult:
+    film: Film
+    times: StageTimes
+    seconds: float  # wall time of the sample passes (no compile)
+    paths: int
+
+
+def render(
+    scene: SceneData, env: EnvMap, strategy: Strategy, width: int, height: int, spp: int,
+    max_depth: int, seed: int, batch_paths: int = DEFAULT_BATCH_PATHS,
+    progress: Callable[[int], None] | None = None, spp_start: int = 0,
+) -> RenderResult:
+    """Render ``spp`` samples per pixel; ``progress(n)`` is told after every batch of n spp."""
+    film = Film(width, height)
+    times = StageTimes()
+    npix = width * height
+    per_batch = max(1, min(spp, batch_paths // npix))
+    t0 = time.perf_counter()
+    s = 0
+    while s < spp:
+        n = min(per_batch, spp - s)
+        render_batch(scene, env, strategy, width, height, spp_start + s, n, max_depth, seed, film, times)
+        s += n
+        if progress is not None:
+            progress(n)
+    return RenderResult(film, times, time.perf_counter() - t0, npix * spp)

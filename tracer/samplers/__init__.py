@@ -1,0 +1,62 @@
+"""Light samplers (one module each) and the ``--sampler`` registry."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tracer.envmap import EnvMap
+from tracer.errors import TracerError
+from tracer.samplers.base import LightSampler, LightSamples
+from tracer.samplers.strategy import NEE_ONLY, Strategy
+
+#: values of ``--sampler``
+SAMPLERS = ("uniform", "piecewise", "flow", "bsdf", "mis")
+#: values of ``--light`` (the light sampler inside ``mis``)
+LIGHTS = ("uniform", "piecewise", "flow")
+
+
+def make_light_sampler(name: str, env: EnvMap, compensate: bool = False, **flow_opts: Any) -> LightSampler:
+    """The light sampler called ``name`` for ``env``."""
+    if name == "uniform":
+        from tracer.samplers.uniform import UniformSampler
+
+        return UniformSampler(env)
+    if name == "piecewise":
+        from tracer.samplers.piecewise import PiecewiseSampler
+
+        return PiecewiseSampler(env, compensate=compensate)
+    if name == "flow":
+        from tracer.samplers.flow import make_flow_sampler
+
+        return make_flow_sampler(env, **flow_opts)
+    raise TracerError(f"unknown light sampler {name!r}; choose one of {', '.join(LIGHTS)}")
+
+
+def make_strategy(
+    sampler: str,
+    env: EnvMap,
+    light: str = "piecewise",
+    heuristic: str = "power",
+    compensate: bool = False,
+    **flow_opts: Any,
+) -> Strategy:
+    """The strategy for ``--sampler``; ``light``, ``heuristic``, ``compensate`` apply to ``mis``."""
+    if sampler not in SAMPLERS:
+        raise TracerError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
+    if compensate and sampler != "mis":
+        raise TracerError(
+            "--compensate drops dim pixels from the light density and is unbiased only under MIS; "
+            "use it with --sampler mis"
+        )
+    if sampler == "bsdf":
+        from tracer.samplers.bsdf import make_bsdf_strategy
+
+        return make_bsdf_strategy()
+    if sampler == "mis":
+        from tracer.samplers.mis import make_mis_strategy
+
+        return make_mis_strategy(make_light_sampler(light, env, compensate, **flow_opts), heuristic)
+    return Strategy(sampler, NEE_ONLY, make_light_sampler(sampler, env, **flow_opts))
+
+
+__all__ = ["LIGHTS", "SAMPLERS", "LightSampler", "LightSamples", "Strategy", "make_light_sampler", "make_strategy"]

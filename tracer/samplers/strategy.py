@@ -1,0 +1,30 @@
+"""How a render combines light sampling and BSDF sampling (the ``--sampler`` flag)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tracer.kernels import BSDF_ONLY, MIS, NEE_ONLY
+from tracer.samplers.base import LightSampler
+
+
+@dataclass
+class Strategy:
+    """The integrator's sampling strategy.
+
+    ``mode`` is ``NEE_ONLY`` (the light sampler alone estimates direct light; escaped rays
+    after a non-delta bounce are not counted), ``BSDF_ONLY`` (no light sampling) or ``MIS``
+    (both, weighted by the balance (power 1) or power (power 2) heuristic).
+    """
+
+    name: str
+    mode: int
+    light: LightSampler | None
+    power: float = 2.0
+
+    @property
+    def light_name(self) -> str | None:
+        return None if self.light is None else self.light.name
+
+
+__all__ = ["BSDF_ONLY", "MIS", "NEE_ONLY", "Strategy"]
