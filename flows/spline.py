@@ -67,22 +67,41 @@ DEFAULT_MIN_BIN_HEIGHT = 1e-3
 DEFAULT_MIN_DERIVATIVE = 1e-3
 
 
-def _knots(unnormalized: Tensor, lo: float, hi: float, min_size: float) -> tuple[Tensor, Tensor]:
-    """Knot positions ``(..., K + 1)`` and bin sizes ``(..., K)`` from unnormalised sizes.
+def _cumulative(unnormalized: Tensor) -> Tensor:
+    """Cumulative softmax ``(..., K)``: entry ``j - 1`` is the share of bins ``0..j-1``."""
+    return torch.cumsum(F.softmax(unnormalized, dim=-1), dim=-1)
 
-    ``size = min_size + (1 - K min_size) softmax(unnormalized)`` (relative), scaled to
-    ``[lo, hi]``; the end knots are set to ``lo`` and ``hi`` exactly.
+
+def _bin_edges(
+    cumulative: Tensor, bin_idx: Tensor, lo: float, hi: float, min_size: float
+) -> tuple[Tensor, Tensor]:
+    """Left edge and size of bin ``bin_idx`` (shape ``(..., 1)``) in ``[lo, hi]``.
+
+    The relative knot ``j`` is :math:`m j + (1 - K m) C_j` with :math:`C_j` the cumulative
+    softmax (:math:`C_0 = 0`, :math:`C_K = 1`); the end knots are set exactly.
     """
-    num_bins = unnormalized.shape[-1]
-    sizes = F.softmax(unnormalized, dim=-1)
-    sizes = min_size + (1.0 - min_size * num_bins) * sizes
-    cum = torch.cumsum(sizes, dim=-1)
-    cum = lo + (hi - lo) * cum
-    edge_shape = list(cum.shape[:-1]) + [1]
-    first = torch.full(edge_shape, lo, dtype=cum.dtype, device=cum.device)
-    last = torch.full(edge_shape, hi, dtype=cum.dtype, device=cum.device)
-    knots = torch.cat([first, cum[..., :-1], last], dim=-1)
-    return knots, knots[..., 1:] - knots[..., :-1]
+    num_bins = cumulative.shape[-1]
+    pair = cumulative.gather(-1, torch.cat([(bin_idx - 1).clamp_min(0), bin_idx], dim=-1))
+    k = bin_idx.squeeze(-1).to(cumulative.dtype)
+    scale = 1.0 - min_size * num_bins
+    lower = min_size * k + scale * pair[..., 0]
+    upper = min_size * (k + 1.0) + scale * pair[..., 1]
+    lower = torch.where(k == 0.0, torch.zeros_like(lower), lower)
+    upper = torch.where(k == num_bins - 1.0, torch.ones_like(upper), upper)
+    return lo + (hi - lo) * lower, (hi - lo) * (upper - lower)
+
+
+def _find_bin(cumulative: Tensor, t: Tensor, min_size: float) -> Tensor:
+    """Index ``(..., 1)`` of the bin holding the relative position ``t`` in ``[0, 1]``.
+
+    ``searchsorted`` over the knots ``1..K`` counts the knots at or below ``t``, which is the
+    bin index (clamped to ``K - 1`` for ``t = 1``).
+    """
+    num_bins = cumulative.shape[-1]
+    ar = torch.arange(1, num_bins + 1, dtype=cumulative.dtype, device=cumulative.device)
+    knots = torch.add(ar * min_size, cumulative, alpha=1.0 - min_size * num_bins)
+    idx = torch.searchsorted(knots, t.unsqueeze(-1).contiguous(), right=True)
+    return idx.clamp_max(num_bins - 1)
 
 
 def derivative_offset(min_derivative: float = DEFAULT_MIN_DERIVATIVE) -> float:
@@ -142,21 +161,17 @@ def rational_quadratic_spline(
     if unnormalized_derivatives.shape[-1] != num_bins + 1:
         raise ValueError("unnormalized_derivatives must have K + 1 entries (one per knot)")
 
-    cumwidths, widths = _knots(unnormalized_widths, left, right, min_bin_width)
-    cumheights, heights = _knots(unnormalized_heights, bottom, top, min_bin_height)
-
+    cum_w = _cumulative(unnormalized_widths)
+    cum_h = _cumulative(unnormalized_heights)
     if inverse:
         z = inputs.clamp(bottom, top)
-        bin_idx = torch.searchsorted(cumheights, z.unsqueeze(-1).contiguous(), right=True) - 1
+        bin_idx = _find_bin(cum_h, (z - bottom) / (top - bottom), min_bin_height)
     else:
         z = inputs.clamp(left, right)
-        bin_idx = torch.searchsorted(cumwidths, z.unsqueeze(-1).contiguous(), right=True) - 1
-    bin_idx = bin_idx.clamp(0, num_bins - 1)
+        bin_idx = _find_bin(cum_w, (z - left) / (right - left), min_bin_width)
 
-    x_k = cumwidths.gather(-1, bin_idx).squeeze(-1)
-    w_k = widths.gather(-1, bin_idx).squeeze(-1)
-    y_k = cumheights.gather(-1, bin_idx).squeeze(-1)
-    h_k = heights.gather(-1, bin_idx).squeeze(-1)
+    x_k, w_k = _bin_edges(cum_w, bin_idx, left, right, min_bin_width)
+    y_k, h_k = _bin_edges(cum_h, bin_idx, bottom, top, min_bin_height)
     s_k = h_k / w_k
 
     # Only the two knot derivatives of the chosen bin are needed: gather, then softplus.

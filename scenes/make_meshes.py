@@ -22,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tracer.meshio import Mesh, save_ply  # noqa: E402
+from tracer.meshio import Mesh, save_ply
 
 #: Samples along the curve and around the tube: 2 * 192 * 16 = 6144 triangles.
 N_ALONG = 192

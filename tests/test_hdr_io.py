@@ -12,8 +12,7 @@ import pytest
 from tracer.errors import TracerError
 from tracer.hdr_io import read_exr, read_hdr, read_image, write_exr, write_hdr
 
-ENVMAPS = Path(__file__).resolve().parents[2] / "shared" / "envmaps"
-MAP_NAMES = ["courtyard", "forest", "interior", "studio", "sunset"]
+from tests.conftest import real_envmaps
 
 
 def rgbe_value(mantissa: int, e: int) -> float:
@@ -301,10 +300,9 @@ def test_writers_reject_wrong_shapes_and_non_finite(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------- real maps
 
 
-@pytest.mark.skipif(not ENVMAPS.is_dir(), reason=f"no shared maps folder at {ENVMAPS}")
-@pytest.mark.parametrize("name", MAP_NAMES)
-def test_shared_envmaps_read(name: str) -> None:
-    img = read_image(ENVMAPS / f"{name}.exr")
+@pytest.mark.parametrize("path", real_envmaps(), ids=lambda p: p.stem)
+def test_shared_envmaps_read(path: Path) -> None:
+    img = read_image(path)
     assert img.shape == (512, 1024, 3)
     assert img.dtype == np.float32
     assert np.isfinite(img).all()

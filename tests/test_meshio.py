@@ -76,9 +76,7 @@ def test_obj_fan_triangulation(tmp_path: Path) -> None:
         "v 0 0 0\nv 1 0 0\nv 1 1 0\nv 0 1 0\nv -1 0.5 0\nf 1 2 3 4\nf 1 2 3 4 5\n",
     )
     m = load_mesh(p)
-    np.testing.assert_array_equal(
-        m.faces, [[0, 1, 2], [0, 2, 3], [0, 1, 2], [0, 2, 3], [0, 3, 4]]
-    )
+    np.testing.assert_array_equal(m.faces, [[0, 1, 2], [0, 2, 3], [0, 1, 2], [0, 2, 3], [0, 3, 4]])
 
 
 def test_obj_normals_same_indices_kept(tmp_path: Path) -> None:
@@ -164,7 +162,7 @@ def _write_sample_ply(path: Path, fmt: str, faces: list[list[int]]) -> Path:
     if fmt == "ascii":
         lines = [
             f"{v[0]!r} {v[1]!r} {v[2]!r} 7 {n[0]!r} {n[1]!r} {n[2]!r}"
-            for v, n in zip(SAMPLE_V.tolist(), SAMPLE_N.tolist())
+            for v, n in zip(SAMPLE_V.tolist(), SAMPLE_N.tolist(), strict=True)
         ]
         lines += ["1 2 10 11", "-2 0"]
         lines += [f"0 {len(f)} {' '.join(map(str, f))} 0.5" for f in faces]
@@ -189,7 +187,9 @@ def _write_sample_ply(path: Path, fmt: str, faces: list[list[int]]) -> Path:
         vert[c] = SAMPLE_N[:, k]
     vert["red"] = 7
     body = vert.tobytes()
-    body += np.array([1], bo + "i2").tobytes() + bytes([2]) + np.array([10, 11], bo + "u2").tobytes()
+    body += (
+        np.array([1], bo + "i2").tobytes() + bytes([2]) + np.array([10, 11], bo + "u2").tobytes()
+    )
     body += np.array([-2], bo + "i2").tobytes() + bytes([0])
     for f in faces:
         body += bytes([0, len(f)]) + np.array(f, bo + "u4").tobytes()
@@ -275,7 +275,10 @@ def test_large_mixed_polygon_ply(tmp_path: Path) -> None:
         f"{n}\nproperty list uchar int vertex_indices\nend_header\n"
     ).encode()
     verts = np.arange(24, dtype="<f4").tobytes()
-    rows = [bytes([3]) + np.array([0, 1, 2], "<i4").tobytes(), bytes([4]) + np.array([4, 5, 6, 7], "<i4").tobytes()]
+    rows = [
+        bytes([3]) + np.array([0, 1, 2], "<i4").tobytes(),
+        bytes([4]) + np.array([4, 5, 6, 7], "<i4").tobytes(),
+    ]
     body = b"".join(rows[0] if s == 3 else rows[1] for s in sizes)
     p = tmp_path / "mixed.ply"
     p.write_bytes(header + verts + body)
@@ -299,7 +302,10 @@ OBJ_ERRORS = [
     ("v 0 0 0\nv 1 0 0\nv 0 1 0\n\nf 1 2 4\n", r"bad\.obj:5: vertex index 4 is out of range"),
     ("v 0 0 0\nv 1 0 0\nv 0 1 0\nf -4 2 3\n", r"bad\.obj:4: vertex index -4 is out of range"),
     ("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 0 1 2\n", r"bad\.obj:4: vertex index 0 is invalid"),
-    ("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1//2 2//2 3//2\n", r"bad\.obj:4: normal index 2 is out of range"),
+    (
+        "v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1//2 2//2 3//2\n",
+        r"bad\.obj:4: normal index 2 is out of range",
+    ),
     ("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1/x 2 3\n", r"bad\.obj:4: malformed texture index"),
     ("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1/2/3/4 2 3\n", r"bad\.obj:4: malformed face vertex"),
     ("v 0 0 0\nv 1 0 0\nv 0 1 0\n", r"bad\.obj: mesh has no faces"),
@@ -336,14 +342,26 @@ PLY_ERRORS = [
     ("ply\nformat ascii 1.0\nelement vertex 0\n", r"bad\.ply: PLY header has no end_header"),
     ("ply\nformat binary_middle_endian 1.0\nend_header\n", r"bad\.ply:2: unsupported PLY format"),
     ("ply\nelement vertex 0\nend_header\n", r"bad\.ply: PLY header has no format line"),
-    ("ply\nformat ascii 1.0\nelement vertex 1\nproperty quad x\nend_header\n", r"bad\.ply:4: malformed property"),
-    ("ply\nformat ascii 1.0\nproperty float x\nend_header\n", r"bad\.ply:3: property before any element"),
+    (
+        "ply\nformat ascii 1.0\nelement vertex 1\nproperty quad x\nend_header\n",
+        r"bad\.ply:4: malformed property",
+    ),
+    (
+        "ply\nformat ascii 1.0\nproperty float x\nend_header\n",
+        r"bad\.ply:3: property before any element",
+    ),
     ("ply\nformat ascii 1.0\nbogus line\nend_header\n", r"bad\.ply:3: unknown PLY header line"),
-    (_GOOD_HEAD + "0 0 0\n1 0 0\n0 1 0\n3 0 1 3\n", r"bad\.ply: face 0 has vertex index 3 out of range"),
+    (
+        _GOOD_HEAD + "0 0 0\n1 0 0\n0 1 0\n3 0 1 3\n",
+        r"bad\.ply: face 0 has vertex index 3 out of range",
+    ),
     (_GOOD_HEAD + "0 0 0\n1 0 0\n0 1 0\n2 0 1\n", r"bad\.ply: face 0 has 2 vertices"),
     (_GOOD_HEAD + "0 0 0\n1 0 0\n0 1 0\n", r"bad\.ply: PLY data ends early"),
     (_GOOD_HEAD + "0 0 0\n1 0 zz\n0 1 0\n3 0 1 2\n", r"bad\.ply: malformed number"),
-    (_GOOD_HEAD.replace("face 1", "face 0") + "0 0 0\n1 0 0\n0 1 0\n", r"bad\.ply: mesh has no faces"),
+    (
+        _GOOD_HEAD.replace("face 1", "face 0") + "0 0 0\n1 0 0\n0 1 0\n",
+        r"bad\.ply: mesh has no faces",
+    ),
     (
         _GOOD_HEAD.replace("vertex_indices", "corners") + "0 0 0\n1 0 0\n0 1 0\n3 0 1 2\n",
         r"bad\.ply: PLY face element has no list property 'vertex_indices'",
@@ -352,7 +370,10 @@ PLY_ERRORS = [
         _GOOD_HEAD.replace("property float z\n", "") + "0 0\n1 0\n0 1\n3 0 1 2\n",
         r"bad\.ply: PLY vertex element lacks property 'z'",
     ),
-    ("ply\nformat ascii 1.0\nelement face 0\nend_header\n", r"bad\.ply: PLY file has no 'vertex' element"),
+    (
+        "ply\nformat ascii 1.0\nelement face 0\nend_header\n",
+        r"bad\.ply: PLY file has no 'vertex' element",
+    ),
 ]
 
 

@@ -237,9 +237,12 @@ def sample_batch(kind: int, prm: np.ndarray, wo: np.ndarray, u: np.ndarray) -> n
     """(N, 9) rows of (wi xyz, weight rgb, pdf, delta, ok) for local wo (3,) and u (N, 3)."""
     out = np.empty((u.shape[0], 9))
     for k in prange(u.shape[0]):
-        r = bsdf_sample(kind, prm, wo[0], wo[1], wo[2], u[k, 0], u[k, 1], u[k, 2])
-        for c in range(7):
-            out[k, c] = r[c]
-        out[k, 7] = 1.0 if r[7] else 0.0
-        out[k, 8] = 1.0 if r[8] else 0.0
+        wx, wy, wz, fr, fg, fb, pdf, delta, ok = bsdf_sample(
+            kind, prm, wo[0], wo[1], wo[2], u[k, 0], u[k, 1], u[k, 2]
+        )
+        out[k, 0], out[k, 1], out[k, 2] = wx, wy, wz
+        out[k, 3], out[k, 4], out[k, 5] = fr, fg, fb
+        out[k, 6] = pdf
+        out[k, 7] = 1.0 if delta else 0.0
+        out[k, 8] = 1.0 if ok else 0.0
     return out

@@ -180,15 +180,13 @@ def load_obj(path: str | Path, data: bytes | None = None) -> Mesh:
             what = "vertex" if tag == "v" else "normal"
             if len(parts) < 4 or (tag == "vn" and len(parts) != 4):
                 raise TracerError(
-                    f"{path}:{lineno}: malformed {what} line "
-                    f"(expected 3 numbers): {line.strip()!r}"
+                    f"{path}:{lineno}: malformed {what} line (expected 3 numbers): {line.strip()!r}"
                 )
             try:
                 xyz = (float(parts[1]), float(parts[2]), float(parts[3]))
             except ValueError:
                 raise TracerError(
-                    f"{path}:{lineno}: malformed {what} line "
-                    f"(expected 3 numbers): {line.strip()!r}"
+                    f"{path}:{lineno}: malformed {what} line (expected 3 numbers): {line.strip()!r}"
                 ) from None
             if not all(math.isfinite(c) for c in xyz):
                 raise TracerError(f"{path}:{lineno}: non-finite {what} coordinate")
@@ -519,7 +517,7 @@ def _ply_ascii_element(
         c = 0
         cols: dict[str, np.ndarray] = {}
         lists: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        for p, k in zip(el.props, layout):
+        for p, k in zip(el.props, layout, strict=True):
             if k < 0:
                 cols[p.name] = table[:, c]
                 c += 1
@@ -558,9 +556,7 @@ def _ply_ascii_element(
                 try:
                     scal[i].append(float(tokens[pos]))
                 except ValueError:
-                    raise TracerError(
-                        f"{path}: malformed number in element {el.name!r}"
-                    ) from None
+                    raise TracerError(f"{path}: malformed number in element {el.name!r}") from None
                 pos += 1
     cols = {}
     lists = {}

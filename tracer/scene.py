@@ -505,7 +505,9 @@ def _parse_camera(c: _Checker, doc: Mapping[str, Any]) -> Camera:
         raise c.fail("camera.look_at must differ from camera.eye")
     un = float(np.linalg.norm(up))
     if un == 0.0 or float(np.linalg.norm(np.cross(view / vn, up / un))) < 1e-6:
-        raise c.fail(f"camera.up must not be zero or parallel to the view direction, got {_fmt(up.tolist())}")
+        raise c.fail(
+            f"camera.up must not be zero or parallel to the view direction, got {_fmt(up.tolist())}"
+        )
     return Camera(eye=eye, look_at=look_at, up=up, fov_deg=fov)
 
 
@@ -561,7 +563,9 @@ def _parse_envmap(c: _Checker, doc: Mapping[str, Any], folder: Path) -> EnvSpec:
         d = c.vec3(tbl, "sun_direction", w, tuple(env.sun_direction))
         n = float(np.linalg.norm(d))
         if n == 0.0:
-            raise c.fail(f"envmap.sun_direction must be a non-zero vector, got {_fmt(tbl['sun_direction'])}")
+            raise c.fail(
+                f"envmap.sun_direction must be a non-zero vector, got {_fmt(tbl['sun_direction'])}"
+            )
         env.sun_direction = d / n
         env.sun_angle_deg = c.number(
             tbl,

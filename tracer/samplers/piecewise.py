@@ -22,7 +22,7 @@ from tracer.sphere_map import uv_to_solid_angle_pdf
 
 
 @njit(cache=True, parallel=True)
-def _sample(func, cond_cdf, marg_cdf, integral, rgb, rot_u, u):  # noqa: ANN001, ANN202
+def _sample(func, cond_cdf, marg_cdf, integral, rgb, rot_u, u):
     n = u.shape[0]
     wi = np.empty((n, 3))
     pdf = np.empty(n)
@@ -36,7 +36,7 @@ def _sample(func, cond_cdf, marg_cdf, integral, rgb, rot_u, u):  # noqa: ANN001,
 
 
 @njit(cache=True, parallel=True)
-def _pdf(func, integral, rot_u, wi):  # noqa: ANN001, ANN202
+def _pdf(func, integral, rot_u, wi):
     out = np.empty(wi.shape[0])
     for k in prange(wi.shape[0]):
         u, v = world_dir_to_map_uv(wi[k, 0], wi[k, 1], wi[k, 2], rot_u)

@@ -1,0 +1,148 @@
+"""Every light sampler against its own pdf: chi-square, pdf(sample) == pdf, bounded weights."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from tests.chi2 import chi2_test
+from tests.conftest import real_envmaps
+from tracer.envmap import EnvMap, constant_map, one_hot_map
+from tracer.hdr_io import read_image
+from tracer.samplers.base import LightSampler
+from tracer.samplers.piecewise import PiecewiseSampler
+from tracer.samplers.uniform import UniformSampler
+
+#: chi-square tests in this file, for the Sidak correction
+N_TESTS = 24
+N_SAMPLES = 500_000
+
+
+def three_by_two() -> np.ndarray:
+    """Mitsuba's small test map: 2 rows x 3 columns of distinct colours."""
+    return np.array(
+        [[[1.0, 0.2, 0.1], [0.1, 2.0, 0.3], [0.3, 0.2, 5.0]],
+         [[0.5, 0.5, 0.5], [4.0, 3.0, 1.0], [0.05, 0.02, 0.01]]],
+        np.float32,
+    )
+
+
+def real_map() -> np.ndarray:
+    return read_image(real_envmaps()[-1])
+
+
+MAPS = {
+    "one_hot": lambda: one_hot_map(8, 16, 2, 5, 10.0),
+    "constant": lambda: constant_map((1.0, 1.0, 1.0), 8, 16),
+    "3x2": three_by_two,
+    "real": real_map,
+}
+
+
+def run_chi2(sampler: LightSampler, h: int, w: int, seed: int = 0) -> None:
+    """Chi-square with cells aligned to the map's pixels (exact quadrature per pixel)."""
+    rows = min(h, 64)
+    cols = min(w, 128)
+    sub = h // rows
+    theta_edges = np.pi * np.arange(rows + 1) / rows
+    rng = np.random.default_rng(seed)
+
+    def sample(n: int) -> tuple[np.ndarray, np.ndarray]:
+        s = sampler.sample(rng.random((n, 2)))
+        return s.wi, s.pdf > 0
+
+    res = chi2_test(sample, sampler.pdf, n_samples=N_SAMPLES, theta_edges=theta_edges,
+                    n_phi=cols, sub=max(sub, 2), quad_order=3 if sub <= 2 else 2, n_tests=N_TESTS)
+    assert res.passed, res.message
+
+
+@pytest.mark.parametrize("map_name", list(MAPS))
+def test_uniform_chi2(map_name: str) -> None:
+    env = EnvMap(MAPS[map_name]())
+    run_chi2(UniformSampler(env), 8, 16)
+
+
+@pytest.mark.parametrize("compensate", [False, True], ids=["plain", "compensated"])
+@pytest.mark.parametrize("map_name", list(MAPS))
+def test_piecewise_chi2(map_name: str, compensate: bool) -> None:
+    rgb = MAPS[map_name]()
+    env = EnvMap(rgb)
+    h, w = env.shape
+    if w % 3:  # the 3x2 map: cells must align with its columns
+        run_chi2(PiecewiseSampler(env, compensate), h * 16, w * 32)
+    else:
+        run_chi2(PiecewiseSampler(env, compensate), h, w)
+
+
+def test_piecewise_chi2_rotated() -> None:
+    env = EnvMap(three_by_two(), rot_u=0.3)
+    # the rotation shifts pixel edges off the cell grid: use finer cells and sub-cells
+    run_chi2(PiecewiseSampler(env), 64, 120)
+
+
+@pytest.mark.parametrize("compensate", [False, True])
+@pytest.mark.parametrize("map_name", list(MAPS))
+def test_pdf_of_sample_is_sample_pdf(map_name: str, compensate: bool) -> None:
+    env = EnvMap(MAPS[map_name](), rot_u=0.1)
+    for sampler in (UniformSampler(env), PiecewiseSampler(env, compensate)):
+        s = sampler.sample(np.random.default_rng(3).random((50_000, 2)))
+        ok = s.pdf > 0
+        np.testing.assert_allclose(sampler.pdf(s.wi)[ok], s.pdf[ok], rtol=1e-6)
+        np.testing.assert_allclose(env.eval(s.wi), s.le, rtol=0, atol=0)
+        np.testing.assert_allclose(np.linalg.norm(s.wi, axis=1), 1.0, atol=1e-12)
+
+
+def test_le_over_pdf_bounded_for_one_hot() -> None:
+    """Le / p is bounded (and nearly constant) when the density follows the radiance."""
+    h, w = 8, 16
+    env = EnvMap(one_hot_map(h, w, 2, 5, 10.0))
+    s = PiecewiseSampler(env).sample(np.random.default_rng(4).random((100_000, 2)))
+    ratio = s.le[:, 0] / s.pdf
+    # the map's power through that pixel: 10 * pixel solid angle (sin theta varies in the row)
+    t0, t1 = math.pi * 2 / h, math.pi * 3 / h
+    power = 10.0 * (2 * math.pi / w) * (math.cos(t0) - math.cos(t1))
+    # Le / p = 10 * 2 pi^2 sin(theta) / (h w) on the pixel's rows (theta < pi/2: increasing)
+    lo = 10.0 * 2 * math.pi**2 * math.sin(t0) / (h * w)
+    hi = 10.0 * 2 * math.pi**2 * math.sin(t1) / (h * w)
+    assert np.all(s.le[:, 0] == 10.0)
+    assert ratio.min() >= lo * (1 - 1e-9) and ratio.max() <= hi * (1 + 1e-9)
+    # the estimator of the map's power is unbiased
+    assert ratio.mean() == pytest.approx(power, rel=1e-2)
+
+
+def test_piecewise_invert_of_sample_is_identity() -> None:
+    env = EnvMap(real_map())
+    pw = PiecewiseSampler(env)
+    u = np.random.default_rng(5).random((20_000, 2))
+    d = pw.dist
+    from tracer.distribution import sample_2d_batch
+
+    s = sample_2d_batch(d.func, d.cond_cdf, d.marg_cdf, d.integral, u)
+    back = pw.invert(np.ascontiguousarray(s[:, :2]))
+    np.testing.assert_allclose(back, u, atol=1e-7)
+
+
+def test_piecewise_on_all_black_map_is_uniform_on_square() -> None:
+    """An all-black map still gives a valid (uniform-on-square) distribution."""
+    env = EnvMap(np.zeros((4, 8, 3), np.float32))
+    pw = PiecewiseSampler(env)
+    s = pw.sample(np.random.default_rng(6).random((1000, 2)))
+    assert np.all(np.isfinite(s.pdf)) and np.all(s.pdf >= 0)
+    assert np.all(s.le == 0)
+    run_chi2(pw, 4, 8)
+
+
+def test_importance_sampling_reduces_variance_on_real_map() -> None:
+    """Estimating the map's power: piecewise has far lower variance than uniform."""
+    env = EnvMap(real_map())
+    u = np.random.default_rng(7).random((200_000, 2))
+    est = {}
+    for sampler in (UniformSampler(env), PiecewiseSampler(env)):
+        s = sampler.sample(u)
+        y = s.le @ np.array([0.2126, 0.7152, 0.0722]) / np.where(s.pdf > 0, s.pdf, np.inf)
+        est[sampler.name] = (y.mean(), y.var())
+    assert est["piecewise"][0] == pytest.approx(env.power(), rel=2e-2)
+    assert est["uniform"][0] == pytest.approx(env.power(), rel=0.2)
+    assert est["piecewise"][1] < est["uniform"][1] / 10
