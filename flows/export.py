@@ -71,7 +71,9 @@ def save_flow(model: SplineFlow, path: str | os.PathLike[str], metadata: dict[st
     try:
         text = json.dumps(meta, sort_keys=True, allow_nan=False)
     except (TypeError, ValueError) as e:
-        raise ValueError(f"flow metadata for {os.fspath(path)} is not JSON-serialisable: {e}") from e
+        raise ValueError(
+            f"flow metadata for {os.fspath(path)} is not JSON-serialisable: {e}"
+        ) from e
     was_training = model.training
     model.eval()
     try:

@@ -104,14 +104,16 @@ class SplineFlow(nn.Module):
     :meth:`log_prob`, :meth:`transform` and :meth:`inverse_transform`.
     """
 
-    __jit_ignored_attributes__ = ["config"]
+    __jit_ignored_attributes__ = ("config",)
 
     def __init__(self, config: FlowConfig | None = None) -> None:
         super().__init__()
         config = FlowConfig() if config is None else config
         self.config = config
         self.uniform_weight = float(config.uniform_weight)
-        self.log_uniform_weight = math.log(config.uniform_weight) if config.uniform_weight > 0 else 0.0
+        self.log_uniform_weight = (
+            math.log(config.uniform_weight) if config.uniform_weight > 0 else 0.0
+        )
         self.log_flow_weight = math.log1p(-config.uniform_weight)
         self.layers = nn.ModuleList(
             [

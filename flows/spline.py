@@ -191,6 +191,8 @@ def rational_quadratic_spline(
         xi = (2.0 * c) / (-b - torch.sqrt(disc))
         xi = xi.clamp(0.0, 1.0)
         outputs = (xi * w_k + x_k).clamp(left, right)
+        # The ends map to the ends exactly (not up to rounding).
+        outputs = torch.where(z >= top, right, torch.where(z <= bottom, left, outputs))
     else:
         xi = ((z - x_k) / w_k).clamp(0.0, 1.0)
         outputs = z  # replaced below; TorchScript wants it bound on both branches
@@ -206,4 +208,5 @@ def rational_quadratic_spline(
         return outputs, -logabsdet
     numerator = h_k * (s_k * xi * xi + d_k * xi_1m)
     outputs = (y_k + numerator / denominator).clamp(bottom, top)
+    outputs = torch.where(z >= right, top, torch.where(z <= left, bottom, outputs))
     return outputs, logabsdet

@@ -72,12 +72,16 @@ def ref_triangle_t(tv: np.ndarray, o: np.ndarray, d: np.ndarray) -> np.ndarray:
     return np.where(ok, t, np.inf)
 
 
-def ref_all_t(sc: np.ndarray, sr: np.ndarray, tv: np.ndarray, o: np.ndarray, d: np.ndarray) -> np.ndarray:
+def ref_all_t(
+    sc: np.ndarray, sr: np.ndarray, tv: np.ndarray, o: np.ndarray, d: np.ndarray
+) -> np.ndarray:
     """(N, S + T) hit distance of every ray on every primitive, in primitive-id order."""
     return np.concatenate([ref_sphere_t(sc, sr, o, d), ref_triangle_t(tv, o, d)], axis=1)
 
 
-def lib_brute(sc: np.ndarray, sr: np.ndarray, tv: np.ndarray, o: np.ndarray, d: np.ndarray) -> tuple[float, int]:
+def lib_brute(
+    sc: np.ndarray, sr: np.ndarray, tv: np.ndarray, o: np.ndarray, d: np.ndarray
+) -> tuple[float, int]:
     """Closest hit over every primitive with the library's own primitive tests (no BVH)."""
     best_t, best_p = math.inf, -1
     ox, oy, oz = map(float, o)
@@ -96,7 +100,9 @@ def lib_brute(sc: np.ndarray, sr: np.ndarray, tv: np.ndarray, o: np.ndarray, d: 
 # ---------------------------------------------------------------- scenes
 
 
-def random_scene(seed: int, n_sph: int = 40, n_tri: int = 200) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def random_scene(
+    seed: int, n_sph: int = 40, n_tri: int = 200
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     sc = rng.uniform(-5, 5, (n_sph, 3))
     sr = rng.uniform(0.2, 1.0, n_sph)
@@ -105,7 +111,9 @@ def random_scene(seed: int, n_sph: int = 40, n_tri: int = 200) -> tuple[np.ndarr
     return sc, sr, tv
 
 
-def random_rays(seed: int, sc: np.ndarray, tv: np.ndarray, n: int = 400) -> tuple[np.ndarray, np.ndarray]:
+def random_rays(
+    seed: int, sc: np.ndarray, tv: np.ndarray, n: int = 400
+) -> tuple[np.ndarray, np.ndarray]:
     """Half the rays aimed at primitives (many hits), half in random directions."""
     rng = np.random.default_rng(seed)
     o = rng.uniform(-8, 8, (n, 3))
@@ -196,7 +204,9 @@ def test_any_hit_agrees_with_brute_force(seed: int) -> None:
     ref = ref_all_t(sc, sr, tv, o, d)
     ref_t = ref.min(axis=1)
     for k in range(len(o)):
-        tmaxes = [math.inf] if not np.isfinite(ref_t[k]) else [math.inf, 1.5 * ref_t[k], 0.5 * ref_t[k]]
+        tmaxes = (
+            [math.inf] if not np.isfinite(ref_t[k]) else [math.inf, 1.5 * ref_t[k], 0.5 * ref_t[k]]
+        )
         for tmax in tmaxes:
             t, p = cast(g, o[k], d[k], tmax, any_hit=True)
             assert (p >= 0) == (ref_t[k] < tmax), (k, tmax)
@@ -257,7 +267,9 @@ def test_triangle_grid_is_watertight() -> None:
     # a jittered height field: quads split into two triangles sharing their diagonal and edges
     rng = np.random.default_rng(11)
     nx = 12
-    xs, ys = np.meshgrid(np.arange(nx + 1, dtype=float), np.arange(nx + 1, dtype=float), indexing="ij")
+    xs, ys = np.meshgrid(
+        np.arange(nx + 1, dtype=float), np.arange(nx + 1, dtype=float), indexing="ij"
+    )
     zs = rng.uniform(-0.3, 0.3, xs.shape)
     verts = np.stack([xs, ys, zs], -1).reshape(-1, 3)
     idx = np.arange((nx + 1) ** 2).reshape(nx + 1, nx + 1)
@@ -277,7 +289,7 @@ def test_triangle_grid_is_watertight() -> None:
             dirs = np.concatenate([dirs, [[0.0, 0.0, 1.0]]])  # and one straight along z
             for w in dirs:
                 o = p + side * 3.0 * w
-                t, prim = cast(g, o, -side * w)
+                _, prim = cast(g, o, -side * w)
                 misses += prim < 0
     assert len(inner) > 1000
     assert misses == 0
