@@ -25,11 +25,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tracer.envmap import load_envmap  # noqa: E402
-from tracer.integrator import render  # noqa: E402
-from tracer.job import scene_data  # noqa: E402
-from tracer.samplers import make_light_sampler, make_strategy  # noqa: E402
-from tracer.scene import load_scene  # noqa: E402
+from tracer.envmap import load_envmap
+from tracer.integrator import render
+from tracer.job import scene_data
+from tracer.samplers import make_light_sampler, make_strategy
+from tracer.scene import load_scene
 
 SCENE = ROOT / "scenes" / "spheres.toml"
 

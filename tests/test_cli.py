@@ -307,12 +307,6 @@ def test_reference_adds_error_metrics(tmp_path: Path, capsys: pytest.CaptureFixt
     assert log["relmse"] == pytest.approx(mse / 1.01, rel=1e-6)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG tracer/job.py:148/170: error metrics compare the float64 film image with the "
-    "reference, but the EXR written (film.py:48) is float32, so an image against its own "
-    "EXR gives MSE ~1e-16, not 0",
-)
 def test_image_against_itself_has_zero_error(tmp_path: Path) -> None:
     first = tmp_path / "first.exr"
     assert main(render_args(tmp_path, "--out", str(first), "--seed", "3")) == 0

@@ -115,7 +115,8 @@ def test_load_envmap_applies_rotation_and_scale() -> None:
     env = load_envmap(EnvSpec(kind="constant", radiance=np.array([1.0, 2.0, 3.0]), scale=2.0))
     np.testing.assert_allclose(env.eval(np.array([[0.0, 1.0, 0.0]])), [[2.0, 4.0, 6.0]])
     assert env.rot_u == 0.0
-    assert load_envmap(EnvSpec(kind="constant", rotation_deg=90.0)).rot_u == pytest.approx(0.25)
+    # right-handed about +y: +90 degrees is a shift of -1/4 turn of the map's azimuth
+    assert load_envmap(EnvSpec(kind="constant", rotation_deg=90.0)).rot_u == pytest.approx(-0.25)
 
 
 # ---------------------------------------------------------------- validation
@@ -208,13 +209,6 @@ def test_sky_sun_power_matches_the_disc(sun: tuple[float, float, float]) -> None
     assert EnvMap(rgb).power() == pytest.approx(disc, rel=0.02)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG tracer/envmap.py sky_map: the supersampled disc coverage is quantised to "
-    "1/supersample of a row; at the zenith (or nadir) the disc's edge is a circle of constant "
-    "theta, so the error is coherent around the whole ring: with the scene defaults "
-    "(512 x 256, sun_angle 1.5) the sun has 15% too much power, contrary to the docstring",
-)
 def test_sky_sun_power_at_the_zenith() -> None:
     h, w, ang = 256, 512, 1.5  # the [envmap] type = "sky" defaults
     rgb = sky_map(np.zeros(3), np.array([0.0, 1.0, 0.0]), ang, np.ones(3), h, w)
@@ -265,7 +259,7 @@ def test_content_hash() -> None:
     changed = rgb.copy()
     changed[3, 4, 1] = np.nextafter(changed[3, 4, 1], np.float32(2))
     assert EnvMap(changed).content_hash() != base
-    assert EnvMap(rgb, rot_u=0.25).content_hash() != base
-    assert EnvMap(rgb, rot_u=0.25).content_hash() == EnvMap(rgb, rot_u=0.25).content_hash()
+    # flows live in the map's own square: rotation does not change the key
+    assert EnvMap(rgb, rot_u=0.25).content_hash() == base
     # same bytes, other shape
     assert EnvMap(rgb.reshape(W, H, 3)).content_hash() != base

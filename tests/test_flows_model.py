@@ -100,11 +100,12 @@ def test_every_parameter_gets_a_gradient() -> None:
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_density_integrates_to_one(name: str) -> None:
-    model = _perturbed(CONFIGS[name], scale=0.5)
+    # Perturbed enough to be far from uniform (q from ~0.1 to ~10), smooth enough for the grid.
+    model = _perturbed(CONFIGS[name], scale=0.2)
     with torch.no_grad():
         q = torch.exp(model.log_prob(_grid(400)))
     assert abs(float(q.mean()) - 1.0) < 1e-2
-    assert float(q.std()) > 0.05  # really not uniform
+    assert float(q.std()) > 0.3  # really not uniform
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))

@@ -343,12 +343,6 @@ def test_axis_parallel_rays_through_a_closed_mesh() -> None:
                     assert 3.9 < t < 5.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG tracer/geometry.py _slab/_inv: a ray with a zero direction component whose "
-    "origin lies exactly on a node box's max face misses the box (0 * BIG gives the slab "
-    "[-BIG, 0]), though the same ray on the min face, and brute force, hit",
-)
 def test_axis_parallel_ray_on_the_boundary_of_a_box() -> None:
     # a flat 4 x 4 grid of unit squares in z = 0; straight-down rays at its border vertices
     tris = []
@@ -441,12 +435,6 @@ _EMPTY_SCENE_SCRIPT = textwrap.dedent(
 )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG tracer/geometry.py build_geometry (empty scene branch) + trace: the empty "
-    "leaf has node_count 0, so trace takes it for an interior node whose children are node 0 "
-    "itself, and the inverted box [BIG, -BIG] passes _slab; trace loops forever",
-)
 def test_empty_scene_misses_everything() -> None:
     # run in a child process: the bug makes trace() spin forever (holding the GIL)
     proc = subprocess.Popen(

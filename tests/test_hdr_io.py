@@ -9,10 +9,9 @@ import numpy as np
 import OpenEXR
 import pytest
 
+from tests.conftest import real_envmaps
 from tracer.errors import TracerError
 from tracer.hdr_io import read_exr, read_hdr, read_image, write_exr, write_hdr
-
-from tests.conftest import real_envmaps
 
 
 def rgbe_value(mantissa: int, e: int) -> float:

@@ -90,14 +90,14 @@ def ids(cases: list[tuple[str, dict]]) -> list[str]:
     return [name + "".join(f"-{v}" for v in kw.values()) for name, kw in cases]
 
 
-def load(tmp_path: Path, text: str):  # noqa: ANN201
+def load(tmp_path: Path, text: str):
     p = tmp_path / "scene.toml"
     p.write_text(text)
     return load_scene(p)
 
 
 def run(scene, env: EnvMap, sampler: str, w: int, h: int, spp: int, seed: int = 0, depth: int = 5,
-        **kw: object):  # noqa: ANN001, ANN201
+        **kw: object):
     strategy = make_strategy(sampler, env, **kw)
     return render(scene_data(scene, w, h), env, strategy, w, h, spp, depth, seed)
 
@@ -157,7 +157,7 @@ def test_samplers_converge_to_the_same_image(sphere_renders: dict, name: str) ->
     thresh = norm.isf(0.01 / (2 * n))
     assert np.all(np.abs(z) < thresh), np.sort(np.abs(z).ravel())[-10:]
     # the image means must agree tightly (this is where a bias would show)
-    se = math.sqrt((va.sum() + vb.sum())) / n
+    se = math.sqrt(va.sum() + vb.sum()) / n
     assert abs(a.mean() - b.mean()) < 4 * se, (a.mean(), b.mean(), se)
 
 

@@ -2,9 +2,11 @@ r"""Equirectangular HDR environment maps: loading, validation, procedural maps, 
 
 The map is an (H, W, 3) linear RGB image laid over the unit square by the convention of
 :mod:`tracer.sphere_map` (+y up, top row = zenith, u = phi / 2 pi from -z towards +x).
-A rotation about +y by ``rotation_deg`` shifts the azimuth: a world direction with square
-coordinate u reads map column ``(u - rotation_deg / 360) mod 1``. Rotation preserves solid
-angle, so it changes no density.
+A scene's ``rotation`` (degrees) turns the environment about +y in the right-handed sense
+(+90 takes what the unrotated map shows towards -z to -x). Internally it is a shift
+``rot_u = -rotation / 360`` of the azimuth: a world direction with square coordinate u reads
+map column ``(u - rot_u) mod 1``. Rotation preserves solid angle, so it changes no density,
+and the samplers work in the map's own square.
 
 Radiance lookup is nearest-pixel: :math:`L_e` is constant on each pixel, which is exactly
 what the piecewise-constant sampler's density assumes, so :math:`L_e / p` is bounded by
@@ -13,7 +15,6 @@ what the piecewise-constant sampler's density assumes, so :math:`L_e / p` is bou
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,12 +126,13 @@ class EnvMap:
         return lum * sin_t
 
     def content_hash(self) -> str:
-        """SHA-256 of the pixels and rotation: the key of fitted flows."""
-        h = hashlib.sha256()
-        h.update(np.asarray(self.rgb.shape, np.int64).tobytes())
-        h.update(self.rgb.tobytes())
-        h.update(np.float64(self.rot_u).tobytes())
-        return h.hexdigest()
+        """SHA-256 of the (scaled) pixels: the key of fitted flows.
+
+        Rotation is not part of it: flows live in the map's own square.
+        """
+        from flows.export import content_hash
+
+        return content_hash(self.rgb)
 
     def power(self) -> float:
         """Integral of luminance over the sphere (W/m^2/sr * sr), used to refuse black maps."""
@@ -226,6 +228,13 @@ def sky_map(
     sd = sd / np.linalg.norm(sd)
     in_sun = (x * sd[0] + y * sd[1] + z * sd[2]) >= math.cos(math.radians(sun_angle_deg))
     frac = in_sun.reshape(h, s, w, s).mean(axis=(1, 3))
+    # the supersampled coverage is quantised; rescale it so the disc's solid angle is exact,
+    # 2 pi (1 - cos r), wherever the disc falls on the grid (a pole is the worst case)
+    t_edges = np.pi * np.arange(h + 1) / h
+    pix_sa = (2 * np.pi / w) * (np.cos(t_edges[:-1]) - np.cos(t_edges[1:]))
+    covered = float((frac * pix_sa[:, None]).sum())
+    if covered > 0:
+        frac = np.minimum(frac * (2 * np.pi * (1 - math.cos(math.radians(sun_angle_deg))) / covered), 1.0)
     yc = np.cos(np.pi * (np.arange(h) + 0.5) / h)[:, None]
     grad = np.where(yc > 0, 0.4 + 0.6 * yc, 0.2)
     rgb = grad[..., None] * np.asarray(sky, np.float64)[None, None, :]
@@ -253,4 +262,4 @@ def load_envmap(spec: object) -> EnvMap:
         raise TracerError(f"unknown environment kind {kind!r}")
     check_map(np.asarray(rgb), name)
     scale = float(spec.scale)  # type: ignore[attr-defined]
-    return EnvMap(np.asarray(rgb, np.float32) * np.float32(scale), spec.rotation_deg / 360.0, name)  # type: ignore[attr-defined]
+    return EnvMap(np.asarray(rgb, np.float32) * np.float32(scale), -spec.rotation_deg / 360.0, name)  # type: ignore[attr-defined]

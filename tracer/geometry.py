@@ -17,6 +17,8 @@ import numpy as np
 from numba import njit
 
 STACK_SIZE = 64
+#: deepest BVH level; a traversal stack of STACK_SIZE entries then never overflows
+MAX_DEPTH = STACK_SIZE - 2
 BIG = 1e30
 
 
@@ -150,9 +152,9 @@ def build_bvh(
     node_axis = np.zeros(cap, np.int64)
     order = np.arange(n_prims)
     cent = 0.5 * (bmin + bmax)
-    stack = np.empty((2 * STACK_SIZE + 2 * int(math.log2(n_prims + 1)) + 8, 3), np.int64)
-    sp = 0
-    stack[0, 0], stack[0, 1], stack[0, 2] = 0, 0, n_prims
+    # (node, start, end, depth); a depth-first build holds at most one entry per level + 1
+    stack = np.empty((MAX_DEPTH + 2, 4), np.int64)
+    stack[0, 0], stack[0, 1], stack[0, 2], stack[0, 3] = 0, 0, n_prims, 0
     sp = 1
     n_nodes = 1
     bin_cnt = np.zeros(n_bins, np.int64)
@@ -162,7 +164,7 @@ def build_bvh(
     left_cnt = np.zeros(n_bins, np.int64)
     while sp > 0:
         sp -= 1
-        node, s, e = stack[sp, 0], stack[sp, 1], stack[sp, 2]
+        node, s, e, depth = stack[sp, 0], stack[sp, 1], stack[sp, 2], stack[sp, 3]
         mn = np.full(3, BIG)
         mx = np.full(3, -BIG)
         cmn = np.full(3, BIG)
@@ -183,7 +185,8 @@ def build_bvh(
             axis = 1
         if ext[2] > ext[axis]:
             axis = 2
-        if n <= 1 or ext[axis] <= 0.0:
+        # a leaf: one primitive, coincident centroids, or the depth that traversal's stack allows
+        if n <= 1 or ext[axis] <= 0.0 or depth >= MAX_DEPTH:
             node_left[node] = s
             node_count[node] = n
             continue
@@ -252,9 +255,9 @@ def build_bvh(
         node_right[node] = right
         node_count[node] = 0
         node_axis[node] = axis
-        stack[sp, 0], stack[sp, 1], stack[sp, 2] = right, mid, e
+        stack[sp, 0], stack[sp, 1], stack[sp, 2], stack[sp, 3] = right, mid, e, depth + 1
         sp += 1
-        stack[sp, 0], stack[sp, 1], stack[sp, 2] = left, s, mid
+        stack[sp, 0], stack[sp, 1], stack[sp, 2], stack[sp, 3] = left, s, mid, depth + 1
         sp += 1
     return node_min, node_max, node_left, node_right, node_count, node_axis, order, n_nodes
 
@@ -280,17 +283,28 @@ def build_geometry(sphere_c: np.ndarray, sphere_r: np.ndarray, tri_v: np.ndarray
 @njit(cache=True, inline="always")
 def _slab(
     nmin: np.ndarray, nmax: np.ndarray, node: int, ox: float, oy: float, oz: float,
-    ix: float, iy: float, iz: float, tmax: float,
+    ix: float, iy: float, iz: float, dx: float, dy: float, dz: float, tmax: float,
 ) -> bool:
-    t0x = (nmin[node, 0] - ox) * ix
-    t1x = (nmax[node, 0] - ox) * ix
-    t0y = (nmin[node, 1] - oy) * iy
-    t1y = (nmax[node, 1] - oy) * iy
-    t0z = (nmin[node, 2] - oz) * iz
-    t1z = (nmax[node, 2] - oz) * iz
-    tn = max(max(min(t0x, t1x), min(t0y, t1y)), max(min(t0z, t1z), 0.0))
-    tf = min(min(max(t0x, t1x), max(t0y, t1y)), min(max(t0z, t1z), tmax))
+    """Does the ray enter the node's box before tmax (slab test, Kay and Kajiya 1986)?"""
+    ax, bx = _slab_axis(nmin[node, 0], nmax[node, 0], ox, ix, dx)
+    ay, by = _slab_axis(nmin[node, 1], nmax[node, 1], oy, iy, dy)
+    az, bz = _slab_axis(nmin[node, 2], nmax[node, 2], oz, iz, dz)
+    tn = max(max(ax, ay), max(az, 0.0))
+    tf = min(min(bx, by), min(bz, tmax))
+    # the factor is pbrt's conservative rounding: never miss a box that the ray grazes
     return tn <= tf * 1.0000000000000004
+
+
+@njit(cache=True, inline="always")
+def _slab_axis(mn: float, mx: float, o: float, inv: float, d: float) -> tuple[float, float]:
+    """The t interval of one slab; a ray parallel to it is inside for all t or for none."""
+    if d == 0.0:
+        if o < mn or o > mx:
+            return BIG, -BIG
+        return -BIG, BIG
+    t0 = (mn - o) * inv
+    t1 = (mx - o) * inv
+    return min(t0, t1), max(t0, t1)
 
 
 @njit(cache=True, inline="always")
@@ -307,6 +321,8 @@ def trace(
 ) -> tuple[float, int, float, float]:
     """Closest (or, with ``any_hit``, any) intersection: (t, prim, b1, b2); prim = -1 on a miss."""
     n_sph = g.sphere_r.shape[0]
+    if g.prim_order.shape[0] == 0:  # an empty scene
+        return tmax, -1, 0.0, 0.0
     ix, iy, iz = _inv(dx), _inv(dy), _inv(dz)
     neg = (dx < 0.0, dy < 0.0, dz < 0.0)
     best_t = tmax
@@ -318,7 +334,7 @@ def trace(
     while sp > 0:
         sp -= 1
         node = stack[sp]
-        if not _slab(g.node_min, g.node_max, node, ox, oy, oz, ix, iy, iz, best_t):
+        if not _slab(g.node_min, g.node_max, node, ox, oy, oz, ix, iy, iz, dx, dy, dz, best_t):
             continue
         cnt = g.node_count[node]
         if cnt > 0:
@@ -339,7 +355,7 @@ def trace(
                     best_b2 = b2
                     if any_hit:
                         return best_t, best_p, best_b1, best_b2
-        elif sp + 2 <= stack.shape[0]:
+        else:
             # visit the near child first: push the far one below it
             if neg[g.node_axis[node]]:
                 stack[sp] = g.node_left[node]

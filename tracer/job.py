@@ -145,7 +145,7 @@ def run_render(opts: RenderOptions) -> dict[str, Any]:
 
     out = Path(opts.out) if opts.out else Path("renders") / f"{Path(opts.scene).stem}_{sampler}.exr"
     exr, png = res.film.write(out, opts.exposure, opts.tonemap)
-    img = res.film.image()
+    img = res.film.image().astype(np.float32).astype(np.float64)  # what the EXR holds
     log: dict[str, Any] = {
         "scene": str(opts.scene),
         "sampler": sampler,
@@ -163,14 +163,12 @@ def run_render(opts: RenderOptions) -> dict[str, Any]:
         "mean_pixel_variance": res.film.mean_variance(),
         "mean_radiance": float(img.mean()),
         "nan_inf_samples": int(res.film.bad.sum()),
-        "outputs": {"exr": str(exr), "png": str(png)},
+        "outputs": {"exr": str(exr), "png": str(png), "log": str(out.with_suffix(".json"))},
         "versions": tool_versions(),
     }
     if reference is not None:
         log.update(error_metrics(img, reference))
-    log_path = out.with_suffix(".json")
-    log_path.write_text(json.dumps(log, indent=2))
-    log["outputs"]["log"] = str(log_path)
+    Path(log["outputs"]["log"]).write_text(json.dumps(log, indent=2))
     return log
 
 
