@@ -23,7 +23,7 @@ import numpy as np
 from numba import njit, prange
 
 from tracer.errors import TracerError
-from tracer.sphere_map import dir_to_uv, uv_to_dir
+from tracer.sphere_map import dir_to_uv, uv_to_dir, uv_to_solid_angle_pdf
 
 LUMINANCE = np.array([0.2126, 0.7152, 0.0722])
 #: negative pixel values down to this fraction of the map's mean are clamped to 0, not refused
@@ -69,6 +69,40 @@ def env_eval_batch(rgb: np.ndarray, rot_u: float, dirs: np.ndarray) -> np.ndarra
     for k in prange(dirs.shape[0]):
         u, v = world_dir_to_map_uv(dirs[k, 0], dirs[k, 1], dirs[k, 2], rot_u)
         out[k, 0], out[k, 1], out[k, 2] = env_lookup(rgb, u, v)
+    return out
+
+
+@njit(cache=True, inline="always")
+def square_sample_to_light(
+    rgb: np.ndarray, rot_u: float, u: float, v: float, p_uv: float
+) -> tuple[float, float, float, float, float, float, float]:
+    """A sample (u, v) of the map's square with density p_uv -> (wi xyz, solid-angle pdf, Le rgb)."""
+    wx, wy, wz = map_uv_to_world_dir(u, v, rot_u)
+    r, g, b = env_lookup(rgb, u, v)
+    return wx, wy, wz, uv_to_solid_angle_pdf(p_uv, v), r, g, b
+
+
+@njit(cache=True, parallel=True)
+def square_samples_to_light(
+    rgb: np.ndarray, rot_u: float, uv: np.ndarray, p_uv: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Batched :func:`square_sample_to_light` for samplers that work on the square (the flow)."""
+    n = uv.shape[0]
+    wi = np.empty((n, 3))
+    pdf = np.empty(n)
+    le = np.empty((n, 3))
+    for k in prange(n):
+        (wi[k, 0], wi[k, 1], wi[k, 2], pdf[k],
+         le[k, 0], le[k, 1], le[k, 2]) = square_sample_to_light(rgb, rot_u, uv[k, 0], uv[k, 1], p_uv[k])
+    return wi, pdf, le
+
+
+@njit(cache=True, parallel=True)
+def world_dirs_to_map_uv(rot_u: float, dirs: np.ndarray) -> np.ndarray:
+    """(N, 3) world directions -> (N, 2) points of the map's square."""
+    out = np.empty((dirs.shape[0], 2))
+    for k in prange(dirs.shape[0]):
+        out[k, 0], out[k, 1] = world_dir_to_map_uv(dirs[k, 0], dirs[k, 1], dirs[k, 2], rot_u)
     return out
 
 

@@ -16,7 +16,7 @@ import numpy as np
 from numba import njit, prange
 
 from tracer.distribution import build_distribution_2d, invert_2d_batch, pdf_2d, sample_2d
-from tracer.envmap import EnvMap, env_lookup, map_uv_to_world_dir, world_dir_to_map_uv
+from tracer.envmap import EnvMap, square_sample_to_light, world_dir_to_map_uv
 from tracer.samplers.base import LightSamples
 from tracer.sphere_map import uv_to_solid_angle_pdf
 
@@ -29,9 +29,8 @@ def _sample(func, cond_cdf, marg_cdf, integral, rgb, rot_u, u):
     le = np.empty((n, 3))
     for k in prange(n):
         su, sv, p_uv = sample_2d(func, cond_cdf, marg_cdf, integral, u[k, 0], u[k, 1])
-        wi[k, 0], wi[k, 1], wi[k, 2] = map_uv_to_world_dir(su, sv, rot_u)
-        pdf[k] = uv_to_solid_angle_pdf(p_uv, sv)
-        le[k, 0], le[k, 1], le[k, 2] = env_lookup(rgb, su, sv)
+        (wi[k, 0], wi[k, 1], wi[k, 2], pdf[k],
+         le[k, 0], le[k, 1], le[k, 2]) = square_sample_to_light(rgb, rot_u, su, sv, p_uv)
     return wi, pdf, le
 
 

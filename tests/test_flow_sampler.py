@@ -1,0 +1,135 @@
+"""The ``flow`` light sampler: its own pdf (chi-square), pdf(sample) == pdf, the cache, the
+same image as ``piecewise``, and bad model files."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from flows.model import FlowConfig
+from tests.chi2 import chi2_test
+from tracer.envmap import EnvMap, sky_map
+from tracer.errors import TracerError
+from tracer.integrator import render
+from tracer.job import scene_data
+from tracer.samplers import make_strategy
+from tracer.samplers.flow import FlowSampler, cache_path, fit_map_flow, load_map_flow, make_flow_sampler
+from tracer.samplers.piecewise import PiecewiseSampler
+
+SMALL = FlowConfig(n_layers=2, n_bins=16, hidden=16, encoding_size=16)
+FIT = {"config": SMALL, "max_steps": 300, "batch_size": 2048, "eval_every": 100}
+
+
+def sky() -> EnvMap:
+    rgb = sky_map(np.array([0.5, 0.6, 0.8]), np.array([0.3, 0.6, 0.4]), 12.0, np.array([20.0, 18.0, 15.0]), 16, 32, 2)
+    return EnvMap(rgb, rot_u=0.15)
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory: pytest.TempPathFactory) -> tuple[EnvMap, Path]:
+    env = sky()
+    path = tmp_path_factory.mktemp("flows") / "sky.pt"
+    meta = fit_map_flow(env, path, progress=False, **FIT)
+    assert meta["map_hash"] == env.content_hash()
+    return env, path
+
+
+def test_flow_chi2_against_its_own_pdf(fitted: tuple[EnvMap, Path]) -> None:
+    env, path = fitted
+    s = make_flow_sampler(env, path)
+    rng = np.random.default_rng(0)
+
+    def sample(n: int) -> tuple[np.ndarray, np.ndarray]:
+        ls = s.sample(rng.random((n, 2)))
+        return ls.wi, ls.pdf > 0
+
+    # the flow's density is smooth: equal-area cells with ordinary quadrature
+    res = chi2_test(sample, s.pdf, n_samples=300_000, n_theta=24, n_phi=48, sub=3, quad_order=3)
+    assert res.passed, res.message
+
+
+def test_flow_pdf_of_sample_and_radiance(fitted: tuple[EnvMap, Path]) -> None:
+    env, path = fitted
+    s = make_flow_sampler(env, path)
+    ls = s.sample(np.random.default_rng(1).random((20_000, 2)))
+    ok = ls.pdf > 0
+    assert ok.mean() > 0.999
+    # float32 inside the flow: agreement to ~1e-4 relative
+    np.testing.assert_allclose(s.pdf(ls.wi)[ok], ls.pdf[ok], rtol=2e-3)
+    np.testing.assert_array_equal(env.eval(ls.wi), ls.le)
+
+
+def test_flow_beats_uniform_and_approaches_piecewise(fitted: tuple[EnvMap, Path]) -> None:
+    """Estimating the map's power: a briefly fitted flow already has far less variance than
+    uniform sampling (1/4pi), and is unbiased."""
+    env, path = fitted
+    u = np.random.default_rng(2).random((200_000, 2))
+    lum = np.array([0.2126, 0.7152, 0.0722])
+    out = {}
+    for s in (make_flow_sampler(env, path), PiecewiseSampler(env)):
+        ls = s.sample(u)
+        y = (ls.le @ lum) / np.where(ls.pdf > 0, ls.pdf, np.inf)
+        out[s.name] = (y.mean(), y.var())
+    assert out["flow"][0] == pytest.approx(env.power(), rel=3 * math.sqrt(out["flow"][1] / 200_000) / env.power() + 1e-3)
+    uniform_var = np.var((env.eval(_uniform_dirs(200_000)) @ lum) * 4 * math.pi)
+    assert out["flow"][1] < uniform_var / 5
+
+
+def _uniform_dirs(n: int) -> np.ndarray:
+    d = np.random.default_rng(4).normal(size=(n, 3))
+    return d / np.linalg.norm(d, axis=1)[:, None]
+
+
+def test_cache_is_used(fitted: tuple[EnvMap, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    env, path = fitted
+    monkeypatch.setenv("FLOWTRACER_FLOW_CACHE", str(tmp_path))
+    target = cache_path(env)
+    target.write_bytes(path.read_bytes())
+    s = make_flow_sampler(env)  # must load, not fit: fitting would print and take time
+    assert isinstance(s, FlowSampler) and s.meta["map_hash"] == env.content_hash()
+
+
+def test_mismatched_and_corrupt_models_are_refused(fitted: tuple[EnvMap, Path], tmp_path: Path) -> None:
+    env, path = fitted
+    other = EnvMap(env.rgb * 2)
+    with pytest.raises(TracerError, match="sky.pt"):
+        load_map_flow(other, path)
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(TracerError, match="bad.pt"):
+        load_map_flow(env, bad)
+    with pytest.raises(TracerError, match="missing.pt"):
+        load_map_flow(env, tmp_path / "missing.pt")
+
+
+@pytest.mark.parametrize("rgb", [np.zeros((4, 8, 3), np.float32)], ids=["black"])
+def test_fitting_an_all_black_map_fails_clearly(rgb: np.ndarray, tmp_path: Path) -> None:
+    with pytest.raises(TracerError, match="cannot fit a flow"):
+        fit_map_flow(EnvMap(rgb, name="black.exr"), tmp_path / "x.pt", progress=False, **FIT)
+
+
+def test_flow_converges_to_the_piecewise_image(fitted: tuple[EnvMap, Path], tmp_path: Path) -> None:
+    """Per-pixel z-test between flow and piecewise renders (NEE) and flow under MIS."""
+    from tests.test_render import SPHERES, load
+
+    env, path = fitted
+    scene = load(tmp_path, SPHERES)
+    data = scene_data(scene, 12, 10)
+    imgs = {}
+    for i, (name, kw) in enumerate([("piecewise", {}), ("flow", {}), ("mis", {"light": "flow"})]):
+        st = make_strategy(name, env, **kw, model_path=path) if "flow" in (name, kw.get("light")) else make_strategy(name, env)
+        res = render(data, env, st, 12, 10, 512, 5, 50 + i)
+        assert res.film.bad.sum() == 0
+        imgs[name] = (res.film.image(), res.film.variance())
+    from scipy.stats import norm
+
+    a, va = imgs["piecewise"]
+    for name in ("flow", "mis"):
+        b, vb = imgs[name]
+        z = (a - b) / np.sqrt(va + vb + 1e-20)
+        assert np.all(np.abs(z) < norm.isf(0.01 / (2 * z.size * 2))), (name, np.abs(z).max())
+        se = math.sqrt(va.sum() + vb.sum()) / a.size
+        assert abs(a.mean() - b.mean()) < 4 * se
