@@ -16,7 +16,13 @@ from tracer.errors import TracerError
 from tracer.integrator import render
 from tracer.job import scene_data
 from tracer.samplers import make_strategy
-from tracer.samplers.flow import FlowSampler, cache_path, fit_map_flow, load_map_flow, make_flow_sampler
+from tracer.samplers.flow import (
+    FlowSampler,
+    cache_path,
+    fit_map_flow,
+    load_map_flow,
+    make_flow_sampler,
+)
 from tracer.samplers.piecewise import PiecewiseSampler
 
 SMALL = FlowConfig(n_layers=2, n_bins=16, hidden=16, encoding_size=16)

@@ -68,7 +68,83 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--reference", type=Path, help="reference EXR: adds MSE and relMSE to the log")
     r.add_argument("--flow-model", type=Path, help="fitted flow (.pt) for --sampler flow / --light flow")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    f = sub.add_parser("fit-flow", help="fit a normalizing flow to an environment map")
+    f.add_argument("envmap", type=Path, help="environment map (.exr/.hdr)")
+    f.add_argument("--out", type=Path, help="output .pt (default: the cache, renders/flows/<hash>.pt)")
+    f.add_argument("--seed", type=_nonneg_int, default=0)
+    f.add_argument("--max-steps", type=_positive_int, default=3000, help="optimisation steps at most")
+    f.add_argument("--time-limit", type=float, help="stop fitting after this many seconds")
+    f.add_argument("--layers", type=_positive_int, help="coupling layers")
+    f.add_argument("--bins", type=_positive_int, help="spline bins")
+    f.add_argument("--hidden", type=_positive_int, help="conditioner width")
+    f.add_argument("--no-progress", action="store_true")
+
+    fr = sub.add_parser("flow-report", help="target vs learned density of a fitted flow, as a PNG")
+    fr.add_argument("model", type=Path, help="fitted flow (.pt)")
+    fr.add_argument("--envmap", type=Path, help="the map it was fitted to (default: recorded in the model)")
+    fr.add_argument("--out", type=Path, help="output PNG (default: beside the model)")
+    c = sub.add_parser("converge", help="error against spp and time for several samplers, with plots")
+    c.add_argument("scene", type=Path)
+    c.add_argument("--samplers", default="uniform,bsdf,piecewise,mis",
+                   help="comma list of uniform, piecewise, flow, bsdf, mis, mis-flow, mis-uniform")
+    c.add_argument("--spp", default="1,2,4,...,256", help="sample counts, e.g. 1,2,4,...,1024")
+    c.add_argument("--out", type=Path, default=Path("renders/converge"), help="output folder")
+    c.add_argument("--reference", type=Path, help="reference EXR (default: render one with mis)")
+    c.add_argument("--ref-spp", type=_positive_int, default=4096, help="spp of the rendered reference")
+    c.add_argument("--envmap", type=Path)
+    c.add_argument("--resolution", type=_resolution)
+    c.add_argument("--max-depth", type=_nonneg_int)
+    c.add_argument("--seed", type=_nonneg_int)
+    c.add_argument("--flow-model", type=Path)
+    c.add_argument("--no-progress", action="store_true")
     return p
+
+
+def cmd_converge(args: argparse.Namespace) -> None:
+    from tracer.converge import format_table, parse_spp_list, run_converge
+    from tracer.job import RenderOptions
+    from tracer.samplers import SAMPLERS
+
+    samplers = [s.strip() for s in args.samplers.split(",") if s.strip()]
+    valid = set(SAMPLERS) | {"mis-flow", "mis-uniform", "mis-piecewise"}
+    for s in samplers:
+        if s not in valid:
+            raise TracerError(f"unknown sampler {s!r} in --samplers; choose from {', '.join(sorted(valid))}")
+    opts = RenderOptions(scene=args.scene, envmap=args.envmap, resolution=args.resolution,
+                         max_depth=args.max_depth, seed=args.seed, flow_model=args.flow_model)
+    summary = run_converge(opts, samplers, parse_spp_list(args.spp), args.out, args.ref_spp,
+                           args.reference, progress=not args.no_progress)
+    print(format_table(summary))
+    print(f"wrote {args.out}/metrics.csv, metrics.json, convergence.png, crops.png")
+
+
+def cmd_fit_flow(args: argparse.Namespace) -> None:
+    import dataclasses
+    import time
+
+    from flows.model import FlowConfig
+    from tracer.envmap import load_envmap, require_light
+    from tracer.samplers.flow import cache_path, fit_map_flow
+    from tracer.scene import EnvSpec
+
+    env = load_envmap(EnvSpec(kind="file", path=args.envmap))
+    require_light(env)
+    over = {k: v for k, v in (("n_layers", args.layers), ("n_bins", args.bins), ("hidden", args.hidden)) if v}
+    config = dataclasses.replace(FlowConfig(), **over)
+    out = args.out or cache_path(env)
+    t0 = time.perf_counter()
+    meta = fit_map_flow(env, out, seed=args.seed, progress=not args.no_progress, config=config,
+                        max_steps=args.max_steps, time_limit_s=args.time_limit)
+    print(f"{args.envmap}: KL(target || flow) = {meta['kl']:.4f} nats on a 500x500 grid, "
+          f"fit {meta['fit_seconds']:.1f} s ({meta['steps']} steps; {time.perf_counter() - t0:.1f} s in all)")
+    print(f"wrote {out}")
+
+
+def cmd_flow_report(args: argparse.Namespace) -> None:
+    from tracer.flow_report import flow_report
+
+    out = flow_report(args.model, args.envmap, args.out)
+    print(f"wrote {out}")
 
 
 def cmd_render(args: argparse.Namespace) -> None:
@@ -97,7 +173,12 @@ def cmd_render(args: argparse.Namespace) -> None:
     print(f"wrote {log['outputs']['exr']}, {log['outputs']['png']}, {log['outputs']['log']}")
 
 
-COMMANDS = {"render": cmd_render}
+COMMANDS = {
+    "render": cmd_render,
+    "fit-flow": cmd_fit_flow,
+    "flow-report": cmd_flow_report,
+    "converge": cmd_converge,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -189,10 +189,15 @@ def render(
     scene: SceneData, env: EnvMap, strategy: Strategy, width: int, height: int, spp: int,
     max_depth: int, seed: int, batch_paths: int = DEFAULT_BATCH_PATHS,
     progress: Callable[[int], None] | None = None, spp_start: int = 0,
+    film: Film | None = None, times: StageTimes | None = None,
 ) -> RenderResult:
-    """Render ``spp`` samples per pixel; ``progress(n)`` is told after every batch of n spp."""
-    film = Film(width, height)
-    times = StageTimes()
+    """Render ``spp`` samples per pixel; ``progress(n)`` is told after every batch of n spp.
+
+    To continue a render, pass its ``film`` and ``times`` and ``spp_start`` = the samples
+    already taken: the sample indices (and so the random numbers) carry on where it stopped.
+    """
+    film = Film(width, height) if film is None else film
+    times = StageTimes() if times is None else times
     npix = width * height
     per_batch = max(1, min(spp, batch_paths // npix))
     t0 = time.perf_counter()

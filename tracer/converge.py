@@ -1,0 +1,297 @@
+r"""``tracer converge``: error against samples and against time, per sampler.
+
+Each sampler renders the scene progressively: one film accumulates samples and is measured
+whenever its sample count reaches the next value of ``--spp`` (so the sample sets are
+nested, and the time of a point is the cumulative render time). Every sampler uses the same
+seed and so the same camera jitter and BSDF random numbers; compile and model loading are
+timed apart (``setup_s``) and excluded from the curves, after the same warm-up render for
+every sampler.
+
+Errors against the reference :math:`r` (Rousselle et al. 2011):
+:math:`\mathrm{MSE} = \overline{(x - r)^2}`,
+:math:`\mathrm{relMSE} = \overline{(x - r)^2 / (r^2 + 10^{-2})}`, and the efficiency
+:math:`1 / (\mathrm{relMSE} \cdot t)`, which is constant for an unbiased estimator once its
+error is dominated by variance.
+
+The reference is a ``mis`` render at ``--ref-spp`` (or a given EXR); its own noise is
+reported as the mean relative variance of its pixels, which bounds the smallest relMSE the
+experiment can resolve. A bias check runs at the highest spp: per pixel
+:math:`z = (x - r) / \sqrt{\sigma_x^2 + \sigma_r^2}`, and the image-mean difference against
+its standard error; a sampler is flagged biased when the mean differs by more than
+``Z_BIAS`` standard errors or more than 1% of pixels exceed the Bonferroni threshold.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tracer.errors import TracerError
+from tracer.film import Film, tonemap_image
+from tracer.hdr_io import read_image, write_exr
+from tracer.integrator import StageTimes, render
+from tracer.job import RenderOptions, error_metrics, load_reference, resolve_env, scene_data
+from tracer.samplers import make_strategy
+
+#: image-mean z beyond which a sampler is flagged biased
+Z_BIAS = 5.0
+#: fraction of pixels allowed beyond the per-pixel Bonferroni threshold
+PIXEL_OUTLIERS = 0.01
+
+
+@dataclass
+class Point:
+    """One row of metrics.csv."""
+
+    sampler: str
+    spp: int
+    time_s: float
+    light_s: float
+    trace_s: float
+    shade_s: float
+    paths_per_s: float
+    mse: float
+    relmse: float
+    mean_pixel_variance: float
+    efficiency: float
+    setup_s: float
+
+
+COLUMNS = list(Point.__dataclass_fields__)
+
+
+def parse_spp_list(text: str) -> list[int]:
+    """``1,2,4,...,1024`` (doubling up to the last value) or an explicit list."""
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    try:
+        if "..." in parts:
+            i = parts.index("...")
+            head = [int(p) for p in parts[:i]]
+            last = int(parts[i + 1])
+            if len(head) < 2 or head[-2] <= 0:
+                raise ValueError
+            ratio = head[-1] / head[-2]
+            vals = head[:]
+            while vals[-1] * ratio <= last:
+                vals.append(int(round(vals[-1] * ratio)))
+            if vals[-1] != last:
+                vals.append(last)
+        else:
+            vals = [int(p) for p in parts]
+    except (ValueError, IndexError):
+        raise TracerError(f"--spp: expected a list like 1,2,4,...,1024, got {text!r}") from None
+    if not vals or any(v <= 0 for v in vals) or vals != sorted(set(vals)):
+        raise TracerError(f"--spp: expected increasing positive counts, got {text!r}")
+    return vals
+
+
+def bias_check(img: np.ndarray, var: np.ndarray, ref: np.ndarray, ref_var: np.ndarray | None) -> dict[str, Any]:
+    """z-tests of an image against the reference (per pixel, and of the image mean)."""
+    from scipy.stats import norm
+
+    rv = np.zeros_like(ref) if ref_var is None else ref_var
+    tot = var + rv
+    z = (img - ref) / np.sqrt(tot + 1e-30)
+    thresh = float(norm.isf(0.01 / (2 * z.size)))
+    frac = float(np.mean(np.abs(z) > thresh))
+    z_mean = float((img.mean() - ref.mean()) / (math.sqrt(tot.sum()) / img.size + 1e-30))
+    return {"z_mean": z_mean, "pixel_outlier_fraction": frac, "pixel_threshold": thresh,
+            "biased": bool(abs(z_mean) > Z_BIAS or frac > PIXEL_OUTLIERS)}
+
+
+def run_converge(
+    opts: RenderOptions, samplers: list[str], spp_list: list[int], out_dir: Path,
+    ref_spp: int = 4096, reference: Path | None = None, crop: tuple[int, int, int, int] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run the experiment; write metrics.csv/json, convergence.png and crops.png."""
+    from tracer.scene import load_scene
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    scene = load_scene(opts.scene)
+    rs = scene.render
+    width, height = (rs.width, rs.height) if opts.resolution is None else opts.resolution
+    max_depth = rs.max_depth if opts.max_depth is None else opts.max_depth
+    seed = rs.seed if opts.seed is None else opts.seed
+    env = resolve_env(scene, opts)
+    data = scene_data(scene, width, height)
+    tiny = scene_data(scene, 2, 2)
+    strategies = {}
+    for name in samplers:
+        light = "piecewise"
+        if name.startswith("mis-"):
+            light = name.split("-", 1)[1]
+        base = "mis" if name.startswith("mis") else name
+        strategies[name] = (base, light)
+
+    total = sum(spp_list[-1] for _ in samplers) + (0 if reference else ref_spp)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, unit="spp", desc="converge")
+
+    # ---- the reference
+    ref_var = None
+    ref_path = out_dir / "reference.exr"
+    if reference is not None:
+        ref = load_reference(reference, width, height)
+        ref_note = f"given: {reference}"
+    elif ref_path.exists() and (out_dir / "reference.json").exists() and \
+            json.loads((out_dir / "reference.json").read_text()).get("key") == _ref_key(opts, width, height, ref_spp):
+        ref = load_reference(ref_path, width, height)
+        ref_var = read_image(out_dir / "reference_variance.exr").astype(np.float64)
+        ref_note = f"reused {ref_path} (mis, {ref_spp} spp, seed {seed + 1_000_003})"
+    else:
+        st = make_strategy("mis", env, light="piecewise", model_path=opts.flow_model) if opts.flow_model else make_strategy("mis", env)
+        res = render(data, env, st, width, height, ref_spp, max_depth, seed + 1_000_003,
+                     progress=bar.update if bar else None)
+        ref = res.film.image().astype(np.float32).astype(np.float64)
+        ref_var = res.film.variance()
+        write_exr(ref_path, ref.astype(np.float32))
+        write_exr(out_dir / "reference_variance.exr", ref_var.astype(np.float32))
+        (out_dir / "reference.json").write_text(json.dumps({"key": _ref_key(opts, width, height, ref_spp)}))
+        ref_note = f"rendered: mis, {ref_spp} spp, seed {seed + 1_000_003}, {res.seconds:.1f} s"
+    ref_noise = float(np.mean(ref_var / (ref**2 + 1e-2))) if ref_var is not None else float("nan")
+
+    # ---- each sampler, progressively
+    points: list[Point] = []
+    snapshots: dict[str, dict[int, np.ndarray]] = {}
+    bias: dict[str, dict[str, Any]] = {}
+    for name, (base, light) in strategies.items():
+        t0 = time.perf_counter()
+        flow_opts = {"model_path": opts.flow_model} if opts.flow_model else {}
+        st = make_strategy(base, env, light=light, **flow_opts)
+        render(tiny, env, st, 2, 2, 1, max_depth, seed)  # the same warm-up for everyone
+        setup = time.perf_counter() - t0
+        film = Film(width, height)
+        times = StageTimes()
+        elapsed = 0.0
+        done = 0
+        snapshots[name] = {}
+        for spp in spp_list:
+            res = render(data, env, st, width, height, spp - done, max_depth, seed, spp_start=done,
+                         film=film, times=times, progress=bar.update if bar else None)
+            elapsed += res.seconds
+            done = spp
+            img = film.image().astype(np.float32).astype(np.float64)
+            m = error_metrics(img, ref)
+            points.append(Point(name, spp, elapsed, times.light, times.trace, times.shade,
+                                width * height * spp / elapsed, m["mse"], m["relmse"],
+                                film.mean_variance(), 1.0 / (m["relmse"] * elapsed) if m["relmse"] > 0 else math.inf,
+                                setup))
+            snapshots[name][spp] = img
+        bias[name] = bias_check(film.image(), film.variance(), ref, ref_var)
+    if bar:
+        bar.close()
+
+    # ---- files
+    with open(out_dir / "metrics.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=COLUMNS)
+        w.writeheader()
+        for p in points:
+            w.writerow(asdict(p))
+    summary = {
+        "scene": str(opts.scene), "resolution": [width, height], "max_depth": max_depth, "seed": seed,
+        "envmap": env.name, "reference": ref_note, "reference_mean_relative_variance": ref_noise,
+        "points": [asdict(p) for p in points], "bias": bias,
+    }
+    (out_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
+    plot_convergence(points, out_dir / "convergence.png", f"{Path(opts.scene).stem}, {width}x{height}")
+    plot_crops(snapshots, points, ref, out_dir / "crops.png", crop)
+    return summary
+
+
+def _ref_key(opts: RenderOptions, w: int, h: int, ref_spp: int) -> str:
+    return json.dumps([str(opts.scene), str(opts.envmap), opts.env_scale, opts.env_rotation, w, h,
+                       opts.max_depth, opts.seed, ref_spp])
+
+
+def plot_convergence(points: list[Point], path: Path, title: str) -> None:
+    """relMSE against spp and against seconds, log-log, one curve per sampler."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
+    for name in dict.fromkeys(p.sampler for p in points):
+        ps = [p for p in points if p.sampler == name]
+        ax[0].loglog([p.spp for p in ps], [p.relmse for p in ps], "o-", ms=3, label=name)
+        ax[1].loglog([p.time_s for p in ps], [p.relmse for p in ps], "o-", ms=3, label=name)
+    ax[0].set_xlabel("samples per pixel")
+    ax[1].set_xlabel("render time (s), compile excluded")
+    for a in ax:
+        a.set_ylabel("relMSE")
+        a.grid(True, which="both", alpha=0.3)
+        a.legend()
+    fig.suptitle(f"convergence: {title}")
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def plot_crops(
+    snapshots: dict[str, dict[int, np.ndarray]], points: list[Point], ref: np.ndarray, path: Path,
+    crop: tuple[int, int, int, int] | None,
+) -> None:
+    """One row at equal spp (the middle count), one at equal time, the reference at the end."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    h, w, _ = ref.shape
+    x0, y0, cw, ch = crop or (w // 4, h // 4, max(1, w // 2), max(1, h // 2))
+    names = list(snapshots)
+    spps = sorted(next(iter(snapshots.values())))
+    eq_spp = spps[len(spps) // 2]
+    # equal time: the budget is the smallest final time; each sampler shows its last
+    # snapshot within that budget
+    finals = {n: max(p.time_s for p in points if p.sampler == n) for n in names}
+    budget = min(finals.values())
+
+    def at_time(n: str) -> tuple[int, np.ndarray]:
+        ok = [p for p in points if p.sampler == n and p.time_s <= budget * 1.0001] or \
+             [min((p for p in points if p.sampler == n), key=lambda p: p.time_s)]
+        s = max(ok, key=lambda p: p.spp).spp
+        return s, snapshots[n][s]
+
+    fig, ax = plt.subplots(2, len(names) + 1, figsize=(2.4 * (len(names) + 1), 5.2), constrained_layout=True)
+    exposure = -math.log2(max(np.percentile(ref, 99), 1e-6)) + 0.0
+    for j, n in enumerate(names):
+        ax[0, j].imshow(tonemap_image(snapshots[n][eq_spp][y0:y0 + ch, x0:x0 + cw], exposure))
+        ax[0, j].set_title(f"{n}\n{eq_spp} spp", fontsize=9)
+        s, img = at_time(n)
+        ax[1, j].imshow(tonemap_image(img[y0:y0 + ch, x0:x0 + cw], exposure))
+        ax[1, j].set_title(f"{s} spp in <= {budget:.2f} s", fontsize=9)
+    for r in range(2):
+        ax[r, -1].imshow(tonemap_image(ref[y0:y0 + ch, x0:x0 + cw], exposure))
+        ax[r, -1].set_title("reference", fontsize=9)
+        for a in ax[r]:
+            a.axis("off")
+    fig.suptitle("top: equal samples per pixel; bottom: equal render time")
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def format_table(summary: dict[str, Any]) -> str:
+    """The terminal summary: final point per sampler, plus the bias verdict."""
+    rows = {}
+    for p in summary["points"]:
+        rows[p["sampler"]] = p
+    lines = [f"reference: {summary['reference']} (mean relative variance {summary['reference_mean_relative_variance']:.2e})",
+             f"{'sampler':<16}{'spp':>6}{'time s':>9}{'Mpaths/s':>10}{'relMSE':>11}{'efficiency':>12}{'setup s':>9}  bias"]
+    for name, p in rows.items():
+        b = summary["bias"][name]
+        verdict = "BIASED" if b["biased"] else "ok"
+        lines.append(f"{name:<16}{p['spp']:>6}{p['time_s']:>9.2f}{p['paths_per_s'] / 1e6:>10.3f}"
+                     f"{p['relmse']:>11.3e}{p['efficiency']:>12.3g}{p['setup_s']:>9.1f}  {verdict} (z {b['z_mean']:+.1f})")
+    return "\n".join(lines)
