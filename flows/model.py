@@ -106,8 +106,12 @@ class SplineFlow(nn.Module):
 
     __jit_ignored_attributes__ = ("config",)
 
-    def __init__(self, config: FlowConfig | None = None) -> None:
+    def __init__(self, config: FlowConfig | None = None, chunk_size: int = 16384) -> None:
         super().__init__()
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+        #: Rows per block in :meth:`sample` and :meth:`log_prob` (an inference knob only).
+        self.chunk_size = chunk_size
         config = FlowConfig() if config is None else config
         self.config = config
         self.uniform_weight = float(config.uniform_weight)
@@ -169,19 +173,45 @@ class SplineFlow(nn.Module):
 
     @torch.jit.export
     def log_prob(self, x: Tensor) -> Tensor:
-        """Log density of the model at ``x (N, 2)`` in ``[0, 1]^2``: shape ``(N,)``."""
-        _, log_q = self.transform(x)
-        if self.uniform_weight > 0.0:
-            log_q = self._mix(log_q)
-        return log_q
+        """Log density of the model at ``x (N, 2)`` in ``[0, 1]^2``: shape ``(N,)``.
+
+        Large batches are processed ``chunk_size`` rows at a time (faster: the temporaries
+        stay in cache), with identical results.
+        """
+        n = x.shape[0]
+        if n <= self.chunk_size:
+            return self._log_prob(x)
+        parts: list[Tensor] = []
+        for s in range(0, n, self.chunk_size):
+            parts.append(self._log_prob(x[s : s + self.chunk_size]))
+        return torch.cat(parts)
 
     @torch.jit.export
     def sample(self, u: Tensor) -> tuple[Tensor, Tensor]:
         """Map uniform random numbers ``u (N, 2)`` to samples ``x (N, 2)`` and ``log q(x) (N,)``.
 
         Without the uniform component this is ``x = f^{-1}(u)`` and
-        ``log q(x) = -log|det df^{-1}/du|``; with it, see the module docstring.
+        ``log q(x) = -log|det df^{-1}/du|``; with it, see the module docstring. Large batches
+        are processed ``chunk_size`` rows at a time, with identical results.
         """
+        n = u.shape[0]
+        if n <= self.chunk_size:
+            return self._sample(u)
+        xs: list[Tensor] = []
+        log_qs: list[Tensor] = []
+        for s in range(0, n, self.chunk_size):
+            x, log_q = self._sample(u[s : s + self.chunk_size])
+            xs.append(x)
+            log_qs.append(log_q)
+        return torch.cat(xs), torch.cat(log_qs)
+
+    def _log_prob(self, x: Tensor) -> Tensor:
+        _, log_q = self.transform(x)
+        if self.uniform_weight > 0.0:
+            log_q = self._mix(log_q)
+        return log_q
+
+    def _sample(self, u: Tensor) -> tuple[Tensor, Tensor]:
         if self.uniform_weight <= 0.0:
             x, logdet = self.inverse_transform(u)
             return x, -logdet

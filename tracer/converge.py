@@ -80,7 +80,7 @@ def parse_spp_list(text: str) -> list[int]:
             ratio = head[-1] / head[-2]
             vals = head[:]
             while vals[-1] * ratio <= last:
-                vals.append(int(round(vals[-1] * ratio)))
+                vals.append(round(vals[-1] * ratio))
             if vals[-1] != last:
                 vals.append(last)
         else:
