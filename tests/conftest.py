@@ -16,3 +16,17 @@ def real_envmaps() -> list[Path]:
     maps = sorted(folder.glob("*.exr"))
     assert maps, f"no real environment maps in {folder}"
     return maps
+
+
+def pytest_configure(config: object) -> None:
+    """Under pytest-xdist each worker takes one core: two workers with two Torch and two Numba
+    threads each would oversubscribe the 2-core CI machine (OpenMP spin-waits make Torch
+    20x slower then)."""
+    import os
+
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import numba
+        import torch
+
+        torch.set_num_threads(1)
+        numba.set_num_threads(1)
