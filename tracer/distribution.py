@@ -25,17 +25,16 @@ def find_interval(cdf: np.ndarray, x: float) -> int:
     """Largest i in [0, len(cdf) - 2] with cdf[i] <= x (binary search).
 
     For x in [0, 1) the chosen interval has cdf[i + 1] > x, so cells of zero probability are
-    never returned.
+    never returned. The loop is branch-free (a conditional move per halving; the invariant is
+    that the answer lies in [base, base + n - 1]), which avoids a mispredicted branch per level.
     """
-    lo = 0
-    hi = cdf.shape[0] - 2
-    while lo < hi:
-        mid = (lo + hi + 1) >> 1
-        if cdf[mid] <= x:
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
+    base = 0
+    n = cdf.shape[0] - 1
+    while n > 1:
+        half = n >> 1
+        base = base + half if cdf[base + half] <= x else base
+        n -= half
+    return base
 
 
 @njit(cache=True)
