@@ -37,7 +37,7 @@ def test_samples_follow_the_function() -> None:
     f[2, 3] = 0.0
     d = build_distribution_2d(f)
     n = 400_000
-    s = sample_2d_batch(d.func, d.cond_cdf, d.marg_cdf, d.integral, rng.random((n, 2)))
+    s = sample_2d_batch(d.cond_cdf, d.cond_guide, d.marg_cdf, rng.random((n, 2)))
     i = np.minimum((s[:, 1] * 5).astype(int), 4)
     j = np.minimum((s[:, 0] * 7).astype(int), 6)
     counts = np.bincount(i * 7 + j, minlength=35).reshape(5, 7)
@@ -54,7 +54,7 @@ def test_invert_of_sample_is_identity() -> None:
     f = rng.random((16, 32)) + 0.01
     d = build_distribution_2d(f)
     u = rng.random((10_000, 2))
-    s = sample_2d_batch(d.func, d.cond_cdf, d.marg_cdf, d.integral, u)
+    s = sample_2d_batch(d.cond_cdf, d.cond_guide, d.marg_cdf, u)
     back = invert_2d_batch(d.cond_cdf, d.marg_cdf, np.ascontiguousarray(s[:, :2]))
     np.testing.assert_allclose(back, u, atol=1e-9)
 
@@ -62,7 +62,7 @@ def test_invert_of_sample_is_identity() -> None:
 def test_all_zero_function_becomes_uniform() -> None:
     d = build_distribution_2d(np.zeros((4, 8)))
     assert d.integral == pytest.approx(1.0)
-    s = sample_2d_batch(d.func, d.cond_cdf, d.marg_cdf, d.integral, np.random.default_rng(0).random((1000, 2)))
+    s = sample_2d_batch(d.cond_cdf, d.cond_guide, d.marg_cdf, np.random.default_rng(0).random((1000, 2)))
     np.testing.assert_allclose(s[:, 2], 1.0)
 
 
@@ -70,3 +70,16 @@ def test_all_zero_function_becomes_uniform() -> None:
 def test_bad_functions_are_refused(bad: np.ndarray) -> None:
     with pytest.raises(ValueError):
         build_distribution_2d(bad)
+
+
+def test_guided_search_equals_plain_search() -> None:
+    from tracer.distribution import GUIDE, find_interval_guided
+
+    rng = np.random.default_rng(9)
+    for w in (1, 5, GUIDE, GUIDE + 1, 3 * GUIDE + 7, 1024):
+        f = rng.random(w) * (rng.random(w) > 0.3)  # zero cells make empty intervals
+        f[0] += 0.1
+        d = build_distribution_2d(f[None, :])
+        cdf, guide = d.cond_cdf[0], d.cond_guide[0]
+        for x in np.concatenate([rng.random(500), cdf[:-1]]):
+            assert find_interval_guided(cdf, guide, x) == find_interval(cdf, x)

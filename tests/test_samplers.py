@@ -119,7 +119,7 @@ def test_piecewise_invert_of_sample_is_identity() -> None:
     d = pw.dist
     from tracer.distribution import sample_2d_batch
 
-    s = sample_2d_batch(d.func, d.cond_cdf, d.marg_cdf, d.integral, u)
+    s = sample_2d_batch(d.cond_cdf, d.cond_guide, d.marg_cdf, u)
     back = pw.invert(np.ascontiguousarray(s[:, :2]))
     np.testing.assert_allclose(back, u, atol=1e-7)
 

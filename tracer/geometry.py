@@ -314,7 +314,7 @@ def _inv(d: float) -> float:
     return 1.0 / d
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def trace(
     g: Geometry, ox: float, oy: float, oz: float, dx: float, dy: float, dz: float,
     tmax: float, any_hit: bool, stack: np.ndarray,

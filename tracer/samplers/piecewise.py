@@ -22,13 +22,13 @@ from tracer.sphere_map import uv_to_solid_angle_pdf
 
 
 @njit(cache=True, parallel=True)
-def _sample(func, cond_cdf, marg_cdf, integral, rgb, rot_u, u):
+def _sample(cond_cdf, cond_guide, marg_cdf, rgb, rot_u, u):
     n = u.shape[0]
     wi = np.empty((n, 3))
     pdf = np.empty(n)
     le = np.empty((n, 3))
     for k in prange(n):
-        su, sv, p_uv = sample_2d(func, cond_cdf, marg_cdf, integral, u[k, 0], u[k, 1])
+        su, sv, p_uv = sample_2d(cond_cdf, cond_guide, marg_cdf, u[k, 0], u[k, 1])
         (wi[k, 0], wi[k, 1], wi[k, 2], pdf[k],
          le[k, 0], le[k, 1], le[k, 2]) = square_sample_to_light(rgb, rot_u, su, sv, p_uv)
     return wi, pdf, le
@@ -55,7 +55,7 @@ class PiecewiseSampler:
     def sample(self, u: np.ndarray) -> LightSamples:
         d = self.dist
         wi, pdf, le = _sample(
-            d.func, d.cond_cdf, d.marg_cdf, d.integral, self.env.rgb, self.env.rot_u,
+            d.cond_cdf, d.cond_guide, d.marg_cdf, self.env.rgb, self.env.rot_u,
             np.ascontiguousarray(u, np.float64),
         )
         return LightSamples(wi, pdf, le)
