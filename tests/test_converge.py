@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import tracer.converge as converge
+from tracer import converge
 from tracer.converge import COLUMNS, parse_spp_list, run_converge
 from tracer.errors import TracerError
 from tracer.job import RenderOptions, error_metrics
@@ -48,7 +48,7 @@ def experiment(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
 
 
 def test_metrics_files_have_every_row_and_column(experiment: tuple[Path, dict]) -> None:
-    out, summary = experiment
+    out, _ = experiment
     with open(out / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == COLUMNS
@@ -106,7 +106,7 @@ class HalfPdf:
 
 
 def test_a_biased_sampler_is_detected(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def rigged(name: str, env: object, **kw: object):  # noqa: ANN202
+    def rigged(name: str, env: object, **kw: object):
         st = real_make_strategy(name, env, **kw)
         if name == "piecewise":
             st.light = HalfPdf(st.light)
