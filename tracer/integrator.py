@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tracer import kernels as K
+from tracer.backend import CpuBackend
 from tracer.envmap import EnvMap
 from tracer.film import Film
 from tracer.geometry import Geometry
@@ -67,6 +67,7 @@ class Queues:
     """Path state, one row per path of the batch (struct of arrays)."""
 
     n: int
+    be: CpuBackend
     ro: np.ndarray = field(init=False)  # ray origins
     rd: np.ndarray = field(init=False)  # ray directions
     beta: np.ndarray = field(init=False)  # path throughput weight
@@ -76,105 +77,110 @@ class Queues:
     prev_delta: np.ndarray = field(init=False)  # the last bounce was a delta lobe
 
     def __post_init__(self) -> None:
-        n = self.n
-        self.ro = np.empty((n, 3))
-        self.rd = np.empty((n, 3))
-        self.beta = np.empty((n, 3))
-        self.radiance = np.empty((n, 3))
-        self.alive = np.empty(n, np.bool_)
-        self.prev_pdf = np.empty(n)
-        self.prev_delta = np.empty(n, np.bool_)
+        n, be = self.n, self.be
+        self.ro = be.empty((n, 3))
+        self.rd = be.empty((n, 3))
+        self.beta = be.empty((n, 3))
+        self.radiance = be.empty((n, 3))
+        self.alive = be.empty(n, np.bool_)
+        self.prev_pdf = be.empty(n)
+        self.prev_delta = be.empty(n, np.bool_)
 
 
 def render_batch(
     scene: SceneData, env: EnvMap, strategy: Strategy, width: int, height: int,
     sample0: int, spp_batch: int, max_depth: int, seed: int, film: Film, times: StageTimes,
+    be: CpuBackend | None = None,
 ) -> None:
     """Trace samples ``sample0 .. sample0 + spp_batch - 1`` of every pixel into ``film``."""
+    be = be or CpuBackend()
+    K = be.k
     npix = width * height
-    q = Queues(npix * spp_batch)
-    all_paths = np.arange(q.n)
-    pixel_of = all_paths % npix
-    sample_of = sample0 + all_paths // npix
-    light = strategy.light
+    q = Queues(npix * spp_batch, be)
+    idx, pixel_of, sample_of = be.paths(q.n, npix, sample0)
+    scene = be.scene(scene)
+    env = be.env(env)
+    light = be.light(strategy.light)
     mode = strategy.mode
     g = scene.geom
+    clock = Clock(be, times)
 
-    t0 = time.perf_counter()
     K.generate_camera_rays(scene.camera, width, height, sample0, seed, q.ro, q.rd, q.beta,
                            q.radiance, q.alive, q.prev_pdf, q.prev_delta)
-    idx = all_paths
-    times.shade += time.perf_counter() - t0
+    clock.lap("shade")
 
     for depth in range(max_depth + 1):
-        if idx.size == 0:
+        if idx.shape[0] == 0:
             break
         # ---- intersect_closest
-        t0 = time.perf_counter()
-        hit_t = np.empty(idx.size)
-        hit_prim = np.empty(idx.size, np.int64)
-        hit_b = np.empty((idx.size, 2))
+        m = idx.shape[0]
+        hit_t = be.empty(m)
+        hit_prim = be.empty(m, np.int64)
+        hit_b = be.empty((m, 2))
         K.intersect_closest(g, idx, q.ro, q.rd, hit_t, hit_prim, hit_b)
-        t1 = time.perf_counter()
-        times.trace += t1 - t0
-        escaped = hit_prim < 0
-        esc_idx = idx[escaped]
-        hit_sel = ~escaped
-        idx = idx[hit_sel]
-        hit_t, hit_prim, hit_b = hit_t[hit_sel], hit_prim[hit_sel], hit_b[hit_sel]
-        t2 = time.perf_counter()
-        times.shade += t2 - t1
+        clock.lap("trace")
+        esc_idx, idx, hit_t, hit_prim, hit_b = be.split_escaped(idx, hit_t, hit_prim, hit_b)
+        clock.lap("shade")
         # ---- handle_escaped: environment radiance and (under MIS) the light pdf
-        if esc_idx.size:
-            dirs = q.rd[esc_idx]
+        if esc_idx.shape[0]:
+            dirs = be.gather(q.rd, esc_idx)
             le = env.eval(dirs)
-            if mode == K.MIS and depth > 0:
-                lpdf = light.pdf(dirs)
-            else:
-                lpdf = np.zeros(esc_idx.size)
-            t3 = time.perf_counter()
-            times.light += t3 - t2
+            lpdf = light.pdf(dirs) if mode == K.MIS and depth > 0 else be.zeros(esc_idx.shape[0])
+            clock.lap("light")
             K.handle_escaped(esc_idx, depth, mode, strategy.power, le, lpdf, q.beta, q.radiance,
                              q.alive, q.prev_pdf, q.prev_delta)
-            times.shade += time.perf_counter() - t3
-        if depth == max_depth or idx.size == 0:
+            clock.lap("shade")
+        m = idx.shape[0]
+        if depth == max_depth or m == 0:
             break
         # ---- surface_interaction
-        t0 = time.perf_counter()
-        m = idx.size
-        pos = np.empty((m, 3))
-        ng = np.empty((m, 3))
-        ns = np.empty((m, 3))
-        mat = np.empty(m, np.int64)
+        pos = be.empty((m, 3))
+        ng = be.empty((m, 3))
+        ns = be.empty((m, 3))
+        mat = be.empty(m, np.int64)
         K.surface_interaction(g, scene.tri_normals, scene.sphere_mat, scene.tri_mat, idx, q.ro, q.rd,
                               hit_t, hit_prim, hit_b, pos, ng, ns, mat)
-        t1 = time.perf_counter()
-        times.shade += t1 - t0
+        clock.lap("shade")
         # ---- sample_light + trace_shadow_rays
-        unocc = np.zeros(m, np.bool_)
+        unocc = be.zeros(m, np.bool_)
         if light is not None and mode != K.BSDF_ONLY:
-            u = K.light_uniforms(idx, depth, seed, sample_of, pixel_of)
+            u = be.empty((m, 2))
+            K.light_uniforms(idx, depth, seed, sample_of, pixel_of, u)
             ls = light.sample(u)
             lwi, lpdf, lle = ls.wi, ls.pdf, ls.le
-            t2 = time.perf_counter()
-            times.light += t2 - t1
+            clock.lap("light")
             K.trace_shadow_rays(g, pos, ng, lwi, lpdf, mat, scene.mat_kind, unocc)
-            t1 = time.perf_counter()
-            times.trace += t1 - t2
+            clock.lap("trace")
         else:
-            lwi = np.zeros((m, 3))
-            lpdf = np.zeros(m)
-            lle = np.zeros((m, 3))
+            lwi = be.zeros((m, 3))
+            lpdf = be.zeros(m)
+            lle = be.zeros((m, 3))
         # ---- shade_and_scatter
         K.shade_and_scatter(idx, depth, seed, sample_of, pixel_of, mode, strategy.power, RR_DEPTH,
                             pos, ng, ns, mat, scene.mat_kind, scene.mat_prm, lwi, lpdf, lle, unocc,
                             q.ro, q.rd, q.beta, q.radiance, q.alive, q.prev_pdf, q.prev_delta)
-        idx = idx[q.alive[idx]]
-        times.shade += time.perf_counter() - t1
+        idx = be.compact(idx, q.alive)
+        clock.lap("shade")
 
-    t0 = time.perf_counter()
-    K.accumulate(q.radiance, npix, film.mean, film.m2, film.count, film.bad)
-    times.shade += time.perf_counter() - t0
+    # ---- accumulate
+    K.accumulate(q.radiance, npix, *be.film(film))
+    be.sync_film(film)
+    clock.lap("shade")
+
+
+class Clock:
+    """Charges the wall time since the last lap to a stage group (after a device sync)."""
+
+    def __init__(self, be: CpuBackend, times: StageTimes) -> None:
+        self.be = be
+        self.times = times
+        self.t = time.perf_counter()
+
+    def lap(self, group: str) -> None:
+        self.be.sync()
+        now = time.perf_counter()
+        setattr(self.times, group, getattr(self.times, group) + now - self.t)
+        self.t = now
 
 
 @dataclass
@@ -189,7 +195,7 @@ def render(
     scene: SceneData, env: EnvMap, strategy: Strategy, width: int, height: int, spp: int,
     max_depth: int, seed: int, batch_paths: int = DEFAULT_BATCH_PATHS,
     progress: Callable[[int], None] | None = None, spp_start: int = 0,
-    film: Film | None = None, times: StageTimes | None = None,
+    film: Film | None = None, times: StageTimes | None = None, be: CpuBackend | None = None,
 ) -> RenderResult:
     """Render ``spp`` samples per pixel; ``progress(n)`` is told after every batch of n spp.
 
@@ -204,7 +210,8 @@ def render(
     s = 0
     while s < spp:
         n = min(per_batch, spp - s)
-        render_batch(scene, env, strategy, width, height, spp_start + s, n, max_depth, seed, film, times)
+        render_batch(scene, env, strategy, width, height, spp_start + s, n, max_depth, seed, film,
+                     times, be)
         s += n
         if progress is not None:
             progress(n)

@@ -1,0 +1,319 @@
+"""The wavefront stages, one queue entry at a time: the device code both backends run.
+
+Each ``<stage>_at(k, ...)`` does the work of one entry ``k`` of a stage's queue. The CPU
+kernels (:mod:`tracer.kernels`) call them in ``prange`` loops, the CUDA kernels
+(:mod:`tracer.kernels_cuda`) once per thread, so the two backends share every line of
+rendering maths (as STUMPY's ``stump.py``/``gpu_stump.py`` share their core). The functions
+are inlined into each kernel. Path state is struct-of-arrays, indexed by the path id
+``p = idx[k]``; per-queue arrays (hits, light samples) are indexed by ``k``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from tracer.bsdf import DIELECTRIC, bsdf_eval, bsdf_sample
+from tracer.geometry import Geometry, trace
+from tracer.rng import bounce_dim, uniform
+
+#: Integrator strategies (how escaped rays and light samples are weighted)
+NEE_ONLY = 0
+BSDF_ONLY = 1
+MIS = 2
+
+
+@njit(cache=True, inline="always")
+def offset_origin(
+    px: float, py: float, pz: float, nx: float, ny: float, nz: float, dx: float, dy: float, dz: float
+) -> tuple[float, float, float]:
+    """Move a ray origin off the surface, to the side the ray leaves towards."""
+    eps = 1e-7 * (1.0 + max(abs(px), max(abs(py), abs(pz))))
+    if nx * dx + ny * dy + nz * dz < 0.0:
+        eps = -eps
+    return px + eps * nx, py + eps * ny, pz + eps * nz
+
+
+@njit(cache=True, inline="always")
+def onb(nx: float, ny: float, nz: float) -> tuple[float, float, float, float, float, float]:
+    """Two tangents completing an orthonormal basis with n (Duff et al. 2017, JCGT 6(1))."""
+    sign = 1.0 if nz >= 0.0 else -1.0
+    a = -1.0 / (sign + nz)
+    b = nx * ny * a
+    return 1.0 + sign * nx * nx * a, sign * b, -sign * nx, b, sign + ny * ny * a, -ny
+
+
+@njit(cache=True, inline="always")
+def mis_weight(pa: float, pb: float, power: float) -> float:
+    """Balance (power 1) or power (power 2) heuristic weight of strategy a (Veach 1997, §9.2)."""
+    if power == 2.0:
+        pa *= pa
+        pb *= pb
+    s = pa + pb
+    return pa / s if s > 0.0 else 0.0
+
+
+# ------------------------------------------------------------------ per-entry stages
+
+
+@njit(cache=True, inline="always")
+def generate_camera_rays_at(
+    p: int,
+    cam: np.ndarray, width: int, height: int, sample0: int, seed: int,
+    ro: np.ndarray, rd: np.ndarray, beta: np.ndarray, radiance: np.ndarray,
+    alive: np.ndarray, prev_pdf: np.ndarray, prev_delta: np.ndarray,
+) -> None:
+    """Primary rays for every path of a batch: path p is pixel p % (W H), sample p // (W H)."""
+    npix = width * height
+    pix = p % npix
+    s = sample0 + p // npix
+    x = pix % width
+    y = pix // width
+    sx = 2.0 * (x + uniform(seed, pix, s, 0)) / width - 1.0
+    sy = 1.0 - 2.0 * (y + uniform(seed, pix, s, 1)) / height
+    dx = cam[1, 0] + sx * cam[2, 0] + sy * cam[3, 0]
+    dy = cam[1, 1] + sx * cam[2, 1] + sy * cam[3, 1]
+    dz = cam[1, 2] + sx * cam[2, 2] + sy * cam[3, 2]
+    inv = 1.0 / math.sqrt(dx * dx + dy * dy + dz * dz)
+    ro[p, 0], ro[p, 1], ro[p, 2] = cam[0, 0], cam[0, 1], cam[0, 2]
+    rd[p, 0], rd[p, 1], rd[p, 2] = dx * inv, dy * inv, dz * inv
+    for c in range(3):
+        beta[p, c] = 1.0
+        radiance[p, c] = 0.0
+    alive[p] = True
+    prev_pdf[p] = 0.0
+    prev_delta[p] = False
+
+
+@njit(cache=True, inline="always")
+def intersect_closest_at(
+    k: int,
+    g: Geometry, idx: np.ndarray, ro: np.ndarray, rd: np.ndarray,
+    hit_t: np.ndarray, hit_prim: np.ndarray, hit_b: np.ndarray, stack: np.ndarray,
+) -> None:
+    """Closest hit of each queued ray through the BVH; hit_prim = -1 where it escapes."""
+    p = idx[k]
+    t, prim, b1, b2 = trace(g, ro[p, 0], ro[p, 1], ro[p, 2], rd[p, 0], rd[p, 1], rd[p, 2],
+                            math.inf, False, stack)
+    hit_t[k] = t
+    hit_prim[k] = prim
+    hit_b[k, 0] = b1
+    hit_b[k, 1] = b2
+
+
+@njit(cache=True, inline="always")
+def surface_interaction_at(
+    k: int,
+    g: Geometry, tri_n: np.ndarray, sphere_mat: np.ndarray, tri_mat: np.ndarray,
+    idx: np.ndarray, ro: np.ndarray, rd: np.ndarray,
+    hit_t: np.ndarray, hit_prim: np.ndarray, hit_b: np.ndarray,
+    pos: np.ndarray, ng: np.ndarray, ns: np.ndarray, mat: np.ndarray,
+) -> None:
+    """Hit point, geometric and shading normals (same hemisphere) and material per hit."""
+    n_sph = g.sphere_r.shape[0]
+    p = idx[k]
+    prim = hit_prim[k]
+    t = hit_t[k]
+    px = ro[p, 0] + t * rd[p, 0]
+    py = ro[p, 1] + t * rd[p, 1]
+    pz = ro[p, 2] + t * rd[p, 2]
+    if prim < n_sph:
+        inv_r = 1.0 / g.sphere_r[prim]
+        gx = (px - g.sphere_c[prim, 0]) * inv_r
+        gy = (py - g.sphere_c[prim, 1]) * inv_r
+        gz = (pz - g.sphere_c[prim, 2]) * inv_r
+        sx, sy, sz = gx, gy, gz
+        mat[k] = sphere_mat[prim]
+    else:
+        tri = prim - n_sph
+        v = g.tri_v[tri]
+        e1x, e1y, e1z = v[1, 0] - v[0, 0], v[1, 1] - v[0, 1], v[1, 2] - v[0, 2]
+        e2x, e2y, e2z = v[2, 0] - v[0, 0], v[2, 1] - v[0, 1], v[2, 2] - v[0, 2]
+        gx = e1y * e2z - e1z * e2y
+        gy = e1z * e2x - e1x * e2z
+        gz = e1x * e2y - e1y * e2x
+        gl = math.sqrt(gx * gx + gy * gy + gz * gz)
+        gx, gy, gz = gx / gl, gy / gl, gz / gl
+        b1 = hit_b[k, 0]
+        b2 = hit_b[k, 1]
+        b0 = 1.0 - b1 - b2
+        nrm = tri_n[tri]
+        sx = b0 * nrm[0, 0] + b1 * nrm[1, 0] + b2 * nrm[2, 0]
+        sy = b0 * nrm[0, 1] + b1 * nrm[1, 1] + b2 * nrm[2, 1]
+        sz = b0 * nrm[0, 2] + b1 * nrm[1, 2] + b2 * nrm[2, 2]
+        sl = math.sqrt(sx * sx + sy * sy + sz * sz)
+        if sl > 0.0:
+            sx, sy, sz = sx / sl, sy / sl, sz / sl
+        else:
+            sx, sy, sz = gx, gy, gz
+        if sx * gx + sy * gy + sz * gz < 0.0:  # shading normal on the geometric side
+            sx, sy, sz = -sx, -sy, -sz
+        mat[k] = tri_mat[tri]
+    pos[k, 0], pos[k, 1], pos[k, 2] = px, py, pz
+    ng[k, 0], ng[k, 1], ng[k, 2] = gx, gy, gz
+    ns[k, 0], ns[k, 1], ns[k, 2] = sx, sy, sz
+
+
+@njit(cache=True, inline="always")
+def handle_escaped_at(
+    k: int,
+    idx: np.ndarray, depth: int, mode: int, power: float, le: np.ndarray, light_pdf: np.ndarray,
+    beta: np.ndarray, radiance: np.ndarray, alive: np.ndarray,
+    prev_pdf: np.ndarray, prev_delta: np.ndarray,
+) -> None:
+    """Add the environment's radiance to rays that left the scene, MIS-weighted, and end them.
+
+    Camera rays and rays after a delta bounce always count; after a non-delta bounce a ray
+    counts fully with BSDF sampling alone, not at all with light sampling alone (the light
+    sample already covered that direction), and with the MIS weight of BSDF sampling under MIS.
+    """
+    p = idx[k]
+    if depth == 0 or prev_delta[p] or mode == BSDF_ONLY:
+        w = 1.0
+    elif mode == NEE_ONLY:
+        w = 0.0
+    else:
+        w = mis_weight(prev_pdf[p], light_pdf[k], power)
+    if w > 0.0:
+        for c in range(3):
+            radiance[p, c] += beta[p, c] * le[k, c] * w
+    alive[p] = False
+
+
+@njit(cache=True, inline="always")
+def trace_shadow_rays_at(
+    k: int,
+    g: Geometry, pos: np.ndarray, ng: np.ndarray, wi: np.ndarray, light_pdf: np.ndarray,
+    mat: np.ndarray, mat_kind: np.ndarray, unoccluded: np.ndarray, stack: np.ndarray,
+) -> None:
+    """Visibility of the environment along each light sample (any-hit rays to infinity)."""
+    if light_pdf[k] <= 0.0 or mat_kind[mat[k]] == DIELECTRIC:
+        unoccluded[k] = False
+        return
+    ox, oy, oz = offset_origin(pos[k, 0], pos[k, 1], pos[k, 2], ng[k, 0], ng[k, 1], ng[k, 2],
+                               wi[k, 0], wi[k, 1], wi[k, 2])
+    _, prim, _, _ = trace(g, ox, oy, oz, wi[k, 0], wi[k, 1], wi[k, 2], math.inf, True, stack)
+    unoccluded[k] = prim < 0
+
+
+@njit(cache=True, inline="always")
+def shade_and_scatter_at(
+    k: int,
+    idx: np.ndarray, depth: int, seed: int, sample_of: np.ndarray, pixel_of: np.ndarray,
+    mode: int, power: float, rr_depth: int,
+    pos: np.ndarray, ng: np.ndarray, ns: np.ndarray, mat: np.ndarray,
+    mat_kind: np.ndarray, mat_prm: np.ndarray,
+    light_wi: np.ndarray, light_pdf: np.ndarray, light_le: np.ndarray, unoccluded: np.ndarray,
+    ro: np.ndarray, rd: np.ndarray, beta: np.ndarray, radiance: np.ndarray, alive: np.ndarray,
+    prev_pdf: np.ndarray, prev_delta: np.ndarray,
+) -> None:
+    """Next-event estimation with the light sample, then BSDF sampling and Russian roulette."""
+    p = idx[k]
+    m = mat[k]
+    kind = mat_kind[m]
+    prm = mat_prm[m]
+    wox, woy, woz = -rd[p, 0], -rd[p, 1], -rd[p, 2]
+    gx, gy, gz = ng[k, 0], ng[k, 1], ng[k, 2]
+    nx, ny, nz = ns[k, 0], ns[k, 1], ns[k, 2]
+    side_o = wox * gx + woy * gy + woz * gz
+    # local shading frame (t, b, n)
+    tx, ty, tz, bx, by, bz = onb(nx, ny, nz)
+    lox = wox * tx + woy * ty + woz * tz
+    loy = wox * bx + woy * by + woz * bz
+    loz = wox * nx + woy * ny + woz * nz
+    # ---- next-event estimation: the light sample, if visible and on the lit side
+    if mode != BSDF_ONLY and unoccluded[k]:
+        wx, wy, wz = light_wi[k, 0], light_wi[k, 1], light_wi[k, 2]
+        side_i = wx * gx + wy * gy + wz * gz
+        if side_i * side_o > 0.0:
+            lix = wx * tx + wy * ty + wz * tz
+            liy = wx * bx + wy * by + wz * bz
+            liz = wx * nx + wy * ny + wz * nz
+            fr, fg, fb, bpdf = bsdf_eval(kind, prm, lox, loy, loz, lix, liy, liz)
+            lp = light_pdf[k]
+            w = mis_weight(lp, bpdf, power) if mode == MIS else 1.0
+            s = w / lp
+            radiance[p, 0] += beta[p, 0] * fr * light_le[k, 0] * s
+            radiance[p, 1] += beta[p, 1] * fg * light_le[k, 1] * s
+            radiance[p, 2] += beta[p, 2] * fb * light_le[k, 2] * s
+    # ---- BSDF sampling: the continuation of the path
+    pix = pixel_of[p]
+    smp = sample_of[p]
+    u0 = uniform(seed, pix, smp, bounce_dim(depth, 2))
+    u1 = uniform(seed, pix, smp, bounce_dim(depth, 3))
+    u2 = uniform(seed, pix, smp, bounce_dim(depth, 4))
+    lix, liy, liz, wr, wg, wb, bpdf, delta, ok = bsdf_sample(kind, prm, lox, loy, loz, u0, u1, u2)
+    if not ok:
+        alive[p] = False
+        return
+    wx = lix * tx + liy * bx + liz * nx
+    wy = lix * ty + liy * by + liz * ny
+    wz = lix * tz + liy * bz + liz * nz
+    wl = math.sqrt(wx * wx + wy * wy + wz * wz)
+    wx, wy, wz = wx / wl, wy / wl, wz / wl
+    side_i = wx * gx + wy * gy + wz * gz
+    transmits = liz * loz < 0.0
+    # discard directions on the wrong geometric side (shading-normal light leaks)
+    if side_i == 0.0 or (side_i * side_o > 0.0) == transmits:
+        alive[p] = False
+        return
+    b0 = beta[p, 0] * wr
+    b1 = beta[p, 1] * wg
+    b2 = beta[p, 2] * wb
+    # Russian roulette (pbrt-v4): continue with probability max(beta) when it is below 1
+    bmax = max(b0, max(b1, b2))
+    if depth >= rr_depth and bmax < 1.0:
+        q = max(0.0, 1.0 - bmax)
+        if uniform(seed, pix, smp, bounce_dim(depth, 5)) < q:
+            alive[p] = False
+            return
+        b0 /= 1.0 - q
+        b1 /= 1.0 - q
+        b2 /= 1.0 - q
+    beta[p, 0], beta[p, 1], beta[p, 2] = b0, b1, b2
+    prev_pdf[p] = bpdf
+    prev_delta[p] = delta
+    ox, oy, oz = offset_origin(pos[k, 0], pos[k, 1], pos[k, 2], gx, gy, gz, wx, wy, wz)
+    ro[p, 0], ro[p, 1], ro[p, 2] = ox, oy, oz
+    rd[p, 0], rd[p, 1], rd[p, 2] = wx, wy, wz
+
+
+@njit(cache=True, inline="always")
+def light_uniforms_at(
+    k: int,
+    idx: np.ndarray, depth: int, seed: int, sample_of: np.ndarray, pixel_of: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """The (M, 2) uniforms that drive the light sampler at this bounce."""
+    p = idx[k]
+    out[k, 0] = uniform(seed, pixel_of[p], sample_of[p], bounce_dim(depth, 0))
+    out[k, 1] = uniform(seed, pixel_of[p], sample_of[p], bounce_dim(depth, 1))
+
+
+@njit(cache=True, inline="always")
+def accumulate_at(
+    pix: int,
+    radiance: np.ndarray, n_pix: int, mean: np.ndarray, m2: np.ndarray, count: np.ndarray,
+    bad: np.ndarray,
+) -> None:
+    """Welford's running mean and M2 per pixel over the batch's samples.
+
+    A sample with a NaN or infinite component is dropped and counted in ``bad[pixel]``; it
+    never reaches the film.
+    """
+    spp = radiance.shape[0] // n_pix
+    for s in range(spp):
+        p = s * n_pix + pix
+        r0, r1, r2 = radiance[p, 0], radiance[p, 1], radiance[p, 2]
+        if not (math.isfinite(r0) and math.isfinite(r1) and math.isfinite(r2)):
+            bad[pix] += 1
+            continue
+        count[pix] += 1
+        n = count[pix]
+        for c in range(3):
+            x = radiance[p, c]
+            d = x - mean[pix, c]
+            mean[pix, c] += d / n
+            m2[pix, c] += d * (x - mean[pix, c])
