@@ -67,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--tonemap", choices=("filmic", "srgb"), default="filmic", help="PNG tone curve")
     r.add_argument("--reference", type=Path, help="reference EXR: adds MSE and relMSE to the log")
     r.add_argument("--flow-model", type=Path, help="fitted flow (.pt) for --sampler flow / --light flow")
+    r.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu",
+                   help="where the wavefront runs (auto: the GPU when there is one)")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     f = sub.add_parser("fit-flow", help="fit a normalizing flow to an environment map")
     f.add_argument("envmap", type=Path, help="environment map (.exr/.hdr)")
@@ -156,7 +158,7 @@ def cmd_render(args: argparse.Namespace) -> None:
         env_rotation=args.env_rotation, spp=args.spp, resolution=args.resolution,
         max_depth=args.max_depth, seed=args.seed, out=args.out, exposure=args.exposure,
         tonemap=args.tonemap, progress=not args.no_progress, reference=args.reference,
-        flow_model=args.flow_model,
+        flow_model=args.flow_model, device=args.device,
     )
     log = run_render(opts)
     t = log["time_s"]

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from tracer.backend import make_backend
 from tracer.bsdf import CONDUCTOR, DIELECTRIC, DIFFUSE, N_PARAMS
 from tracer.camera import camera_frame
 from tracer.envmap import EnvMap, load_envmap, require_light
@@ -66,6 +67,7 @@ class RenderOptions:
     progress: bool = True
     reference: Path | None = None
     flow_model: Path | None = None
+    device: str = "cpu"
 
 
 def _check_positive(name: str, value: int) -> None:
@@ -127,8 +129,9 @@ def run_render(opts: RenderOptions) -> dict[str, Any]:
     strategy = make_strategy(sampler, env, opts.light, opts.heuristic, opts.compensate, **flow_opts)
     reference = load_reference(opts.reference, width, height) if opts.reference else None
     data = scene_data(scene, width, height)
+    be = make_backend(opts.device)
     # compile (or load cached) kernels on a tiny image so compile time is not sample time
-    render(scene_data(scene, 2, 2), env, strategy, 2, 2, 1, max_depth, seed)
+    render(scene_data(scene, 2, 2), env, strategy, 2, 2, 1, max_depth, seed, be=be)
     setup_s = time.perf_counter() - t_setup
 
     bar = None
@@ -138,7 +141,7 @@ def run_render(opts: RenderOptions) -> dict[str, Any]:
         bar = tqdm(total=spp, unit="spp", desc=f"render {sampler}", leave=False)
     try:
         res = render(data, env, strategy, width, height, spp, max_depth, seed,
-                     progress=bar.update if bar is not None else None)
+                     progress=bar.update if bar is not None else None, be=be)
     finally:
         if bar is not None:
             bar.close()
@@ -157,6 +160,7 @@ def run_render(opts: RenderOptions) -> dict[str, Any]:
         "resolution": [width, height],
         "max_depth": max_depth,
         "seed": seed,
+        "device": be.name,
         "time_s": {"setup_compile": setup_s, "render": res.seconds, **res.times.as_dict()},
         "paths": res.paths,
         "paths_per_second": res.paths / res.seconds if res.seconds > 0 else None,

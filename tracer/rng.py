@@ -22,7 +22,7 @@ CAMERA_DIMS = 2
 @njit(cache=True, inline="always")
 def lowbias32(x: int) -> int:
     """A 32-bit integer hash with low bias (Wellons, hash-prospector)."""
-    x &= MASK32
+    x = int(x) & MASK32
     x ^= x >> 16
     x = (x * 0x7FEB352D) & MASK32
     x ^= x >> 15

@@ -17,16 +17,20 @@ from tracer.samplers.base import LightSamples
 INV_4PI = 1.0 / (4.0 * math.pi)
 
 
+@njit(cache=True, inline="always")
+def uniform_sphere_dir(u0: float, u1: float) -> tuple[float, float, float]:
+    """A uniform direction on the sphere from two uniforms."""
+    y = 1.0 - 2.0 * u0
+    r = math.sqrt(max(0.0, 1.0 - y * y))
+    phi = 2.0 * math.pi * u1
+    return r * math.cos(phi), y, r * math.sin(phi)
+
+
 @njit(cache=True, parallel=True)
 def _sample_uniform_sphere(u: np.ndarray) -> np.ndarray:
     out = np.empty((u.shape[0], 3))
     for k in prange(u.shape[0]):
-        y = 1.0 - 2.0 * u[k, 0]
-        r = math.sqrt(max(0.0, 1.0 - y * y))
-        phi = 2.0 * math.pi * u[k, 1]
-        out[k, 0] = r * math.cos(phi)
-        out[k, 1] = y
-        out[k, 2] = r * math.sin(phi)
+        out[k, 0], out[k, 1], out[k, 2] = uniform_sphere_dir(u[k, 0], u[k, 1])
     return out
 
 

@@ -1,0 +1,66 @@
+"""The CUDA backend agrees with the CPU backend: the same image from the same random numbers.
+
+Without a GPU the CUDA kernels run under numba's CUDA simulator (in a subprocess, with
+``NUMBA_ENABLE_CUDASIM=1`` and ``NUMBA_DISABLE_JIT=1``: the simulator runs kernels as Python,
+so the shared device functions must be Python too); with a GPU they run on it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.cuda_render import SAMPLERS, render_all
+from tracer.backend import cuda_available, make_backend
+from tracer.errors import TracerError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def cuda_images(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, np.ndarray], str]:
+    out = tmp_path_factory.mktemp("cuda") / "cuda.npz"
+    env = dict(os.environ)
+    where = "gpu"
+    if not cuda_available():
+        env.update(NUMBA_ENABLE_CUDASIM="1", NUMBA_DISABLE_JIT="1")
+        where = "simulator"
+    r = subprocess.run([sys.executable, "-m", "tests.cuda_render", str(out), "cuda"], check=False, cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    with np.load(out) as z:
+        return {k: z[k] for k in z.files}, where
+
+
+@pytest.fixture(scope="module")
+def cpu_images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, np.ndarray]:
+    return render_all("cpu", tmp_path_factory.mktemp("cpu"))
+
+
+@pytest.mark.parametrize("key", [n + "".join(f"-{v}" for v in kw.values()) for n, kw in SAMPLERS])
+def test_cuda_and_cpu_render_the_same_image(cuda_images: tuple, cpu_images: dict, key: str) -> None:
+    cu, where = cuda_images
+    cpu = cpu_images[key]
+    assert cu[key].shape == cpu.shape
+    assert int(cu[key + ":bad"]) == 0
+    assert cpu.max() > 0
+    # the simulator runs the same float64 operations in Python: bit-identical; a GPU may
+    # contract multiply-adds (FMA), so there allow rounding-level differences
+    tol = 0.0 if where == "simulator" else 1e-9
+    np.testing.assert_allclose(cu[key], cpu, rtol=tol, atol=tol)
+    np.testing.assert_allclose(cu[key + ":var"], cpu_images[key + ":var"], rtol=max(tol, 1e-12), atol=1e-15)
+
+
+def test_device_flag() -> None:
+    assert make_backend("cpu").name == "cpu"
+    assert make_backend("auto").name == ("cuda" if cuda_available() else "cpu")
+    if not cuda_available():
+        with pytest.raises(TracerError, match="no CUDA GPU"):
+            make_backend("cuda")
+    with pytest.raises(TracerError, match="unknown device"):
+        make_backend("tpu")

@@ -1,0 +1,260 @@
+"""The wavefront stages as CUDA kernels (numba-cuda), one queue entry per thread.
+
+Twins of :mod:`tracer.kernels`, file for file, with the same call signatures: each launcher
+sizes the grid and runs the same per-entry function of :mod:`tracer.stages` (and the same
+device maths of the samplers) as the CPU kernel does. The BVH stack is a per-thread local
+array. Geometry is passed as its arrays and rebuilt as a :class:`Geometry` inside the kernel.
+Queue compaction uses atomic counters: the order of entries in a queue changes from run to
+run, but every path's random numbers are keyed by (pixel, sample, dimension), so the image
+does not.
+"""
+
+from __future__ import annotations
+
+from numba import cuda, int64
+
+from tracer.distribution import pdf_2d, sample_2d
+from tracer.envmap import env_lookup, square_sample_to_light, world_dir_to_map_uv
+from tracer.geometry import STACK_SIZE, Geometry
+from tracer.samplers.uniform import uniform_sphere_dir
+from tracer.sphere_map import uv_to_solid_angle_pdf
+from tracer.stages import (
+    BSDF_ONLY,
+    MIS,
+    NEE_ONLY,
+    accumulate_at,
+    generate_camera_rays_at,
+    handle_escaped_at,
+    intersect_closest_at,
+    light_uniforms_at,
+    shade_and_scatter_at,
+    surface_interaction_at,
+    trace_shadow_rays_at,
+)
+
+#: threads per block
+TPB = 128
+
+__all__ = ["BSDF_ONLY", "MIS", "NEE_ONLY"]
+
+
+def grid(n: int) -> tuple[int, int]:
+    """Blocks and threads per block for n entries."""
+    return max(1, (n + TPB - 1) // TPB), TPB
+
+
+# ------------------------------------------------------------------------------ stages
+
+
+@cuda.jit(cache=True)
+def _generate_camera_rays(cam, width, height, sample0, seed, ro, rd, beta, radiance, alive,
+                          prev_pdf, prev_delta):
+    p = cuda.grid(1)
+    if p < ro.shape[0]:
+        generate_camera_rays_at(p, cam, width, height, sample0, seed, ro, rd, beta, radiance,
+                                alive, prev_pdf, prev_delta)
+
+
+def generate_camera_rays(cam, width, height, sample0, seed, ro, rd, beta, radiance, alive,
+                         prev_pdf, prev_delta):
+    _generate_camera_rays[grid(ro.shape[0])](cam, width, height, sample0, seed, ro, rd, beta,
+                                             radiance, alive, prev_pdf, prev_delta)
+
+
+@cuda.jit(cache=True)
+def _intersect_closest(sc, sr, tv, nmin, nmax, nl, nr, nc, na, order, idx, ro, rd,
+                       hit_t, hit_prim, hit_b):
+    k = cuda.grid(1)
+    if k < idx.shape[0]:
+        stack = cuda.local.array(STACK_SIZE, int64)
+        g = Geometry(sc, sr, tv, nmin, nmax, nl, nr, nc, na, order)
+        intersect_closest_at(k, g, idx, ro, rd, hit_t, hit_prim, hit_b, stack)
+
+
+def intersect_closest(g, idx, ro, rd, hit_t, hit_prim, hit_b):
+    _intersect_closest[grid(idx.shape[0])](*g, idx, ro, rd, hit_t, hit_prim, hit_b)
+
+
+@cuda.jit(cache=True)
+def _surface_interaction(sc, sr, tv, nmin, nmax, nl, nr, nc, na, order, tri_n, sphere_mat,
+                         tri_mat, idx, ro, rd, hit_t, hit_prim, hit_b, pos, ng, ns, mat):
+    k = cuda.grid(1)
+    if k < idx.shape[0]:
+        g = Geometry(sc, sr, tv, nmin, nmax, nl, nr, nc, na, order)
+        surface_interaction_at(k, g, tri_n, sphere_mat, tri_mat, idx, ro, rd, hit_t, hit_prim,
+                               hit_b, pos, ng, ns, mat)
+
+
+def surface_interaction(g, tri_n, sphere_mat, tri_mat, idx, ro, rd, hit_t, hit_prim, hit_b,
+                        pos, ng, ns, mat):
+    _surface_interaction[grid(idx.shape[0])](*g, tri_n, sphere_mat, tri_mat, idx, ro, rd, hit_t,
+                                             hit_prim, hit_b, pos, ng, ns, mat)
+
+
+@cuda.jit(cache=True)
+def _handle_escaped(idx, depth, mode, power, le, light_pdf, beta, radiance, alive, prev_pdf,
+                    prev_delta):
+    k = cuda.grid(1)
+    if k < idx.shape[0]:
+        handle_escaped_at(k, idx, depth, mode, power, le, light_pdf, beta, radiance, alive,
+                          prev_pdf, prev_delta)
+
+
+def handle_escaped(idx, depth, mode, power, le, light_pdf, beta, radiance, alive, prev_pdf,
+                   prev_delta):
+    _handle_escaped[grid(idx.shape[0])](idx, depth, mode, power, le, light_pdf, beta, radiance,
+                                        alive, prev_pdf, prev_delta)
+
+
+@cuda.jit(cache=True)
+def _trace_shadow_rays(sc, sr, tv, nmin, nmax, nl, nr, nc, na, order, pos, ng, wi, light_pdf,
+                       mat, mat_kind, unoccluded):
+    k = cuda.grid(1)
+    if k < pos.shape[0]:
+        stack = cuda.local.array(STACK_SIZE, int64)
+        g = Geometry(sc, sr, tv, nmin, nmax, nl, nr, nc, na, order)
+        trace_shadow_rays_at(k, g, pos, ng, wi, light_pdf, mat, mat_kind, unoccluded, stack)
+
+
+def trace_shadow_rays(g, pos, ng, wi, light_pdf, mat, mat_kind, unoccluded):
+    _trace_shadow_rays[grid(pos.shape[0])](*g, pos, ng, wi, light_pdf, mat, mat_kind, unoccluded)
+
+
+@cuda.jit(cache=True)
+def _shade_and_scatter(idx, depth, seed, sample_of, pixel_of, mode, power, rr_depth, pos, ng,
+                       ns, mat, mat_kind, mat_prm, light_wi, light_pdf, light_le, unoccluded, ro,
+                       rd, beta, radiance, alive, prev_pdf, prev_delta):
+    k = cuda.grid(1)
+    if k < idx.shape[0]:
+        shade_and_scatter_at(k, idx, depth, seed, sample_of, pixel_of, mode, power, rr_depth,
+                             pos, ng, ns, mat, mat_kind, mat_prm, light_wi, light_pdf, light_le,
+                             unoccluded, ro, rd, beta, radiance, alive, prev_pdf, prev_delta)
+
+
+def shade_and_scatter(idx, *args):
+    _shade_and_scatter[grid(idx.shape[0])](idx, *args)
+
+
+@cuda.jit(cache=True)
+def _light_uniforms(idx, depth, seed, sample_of, pixel_of, out):
+    k = cuda.grid(1)
+    if k < idx.shape[0]:
+        light_uniforms_at(k, idx, depth, seed, sample_of, pixel_of, out)
+
+
+def light_uniforms(idx, depth, seed, sample_of, pixel_of, out):
+    _light_uniforms[grid(idx.shape[0])](idx, depth, seed, sample_of, pixel_of, out)
+
+
+@cuda.jit(cache=True)
+def _accumulate(radiance, n_pix, mean, m2, count, bad):
+    pix = cuda.grid(1)
+    if pix < n_pix:
+        accumulate_at(pix, radiance, n_pix, mean, m2, count, bad)
+
+
+def accumulate(radiance, n_pix, mean, m2, count, bad):
+    _accumulate[grid(n_pix)](radiance, n_pix, mean, m2, count, bad)
+
+
+# ----------------------------------------------------------------- queues on the device
+
+
+@cuda.jit(cache=True)
+def paths(n_pix, sample0, pixel_of, sample_of, idx):
+    """Path ids of a batch and each path's pixel and sample index."""
+    p = cuda.grid(1)
+    if p < idx.shape[0]:
+        idx[p] = p
+        pixel_of[p] = p % n_pix
+        sample_of[p] = sample0 + p // n_pix
+
+
+@cuda.jit(cache=True)
+def split_escaped(idx, hit_t, hit_prim, hit_b, esc, hits, t_out, prim_out, b_out, counts):
+    """Append each entry to the escaped queue or (with its hit record) to the hit queue."""
+    k = cuda.grid(1)
+    if k < idx.shape[0]:
+        if hit_prim[k] < 0:
+            j = cuda.atomic.add(counts, 0, 1)
+            esc[j] = idx[k]
+        else:
+            j = cuda.atomic.add(counts, 1, 1)
+            hits[j] = idx[k]
+            t_out[j] = hit_t[k]
+            prim_out[j] = hit_prim[k]
+            b_out[j, 0] = hit_b[k, 0]
+            b_out[j, 1] = hit_b[k, 1]
+
+
+@cuda.jit(cache=True)
+def compact(idx, alive, out, count):
+    """The entries of idx whose path is alive."""
+    k = cuda.grid(1)
+    if k < idx.shape[0] and alive[idx[k]]:
+        out[cuda.atomic.add(count, 0, 1)] = idx[k]
+
+
+@cuda.jit(cache=True)
+def gather_rows(a, idx, out):
+    k = cuda.grid(1)
+    if k < idx.shape[0]:
+        for c in range(a.shape[1]):
+            out[k, c] = a[idx[k], c]
+
+
+# ------------------------------------------------------------------------ light on device
+
+
+@cuda.jit(cache=True)
+def env_eval(rgb, rot_u, dirs, out):
+    k = cuda.grid(1)
+    if k < dirs.shape[0]:
+        u, v = world_dir_to_map_uv(dirs[k, 0], dirs[k, 1], dirs[k, 2], rot_u)
+        out[k, 0], out[k, 1], out[k, 2] = env_lookup(rgb, u, v)
+
+
+@cuda.jit(cache=True)
+def piecewise_sample(cond_cdf, cond_guide, marg_cdf, rgb, rot_u, u, wi, pdf, le):
+    k = cuda.grid(1)
+    if k < u.shape[0]:
+        su, sv, p_uv = sample_2d(cond_cdf, cond_guide, marg_cdf, u[k, 0], u[k, 1])
+        (wi[k, 0], wi[k, 1], wi[k, 2], pdf[k],
+         le[k, 0], le[k, 1], le[k, 2]) = square_sample_to_light(rgb, rot_u, su, sv, p_uv)
+
+
+@cuda.jit(cache=True)
+def piecewise_pdf(func, integral, rot_u, wi, out):
+    k = cuda.grid(1)
+    if k < wi.shape[0]:
+        u, v = world_dir_to_map_uv(wi[k, 0], wi[k, 1], wi[k, 2], rot_u)
+        out[k] = uv_to_solid_angle_pdf(pdf_2d(func, integral, u, v), v)
+
+
+@cuda.jit(cache=True)
+def square_to_light(rgb, rot_u, uv, p_uv, wi, pdf, le):
+    k = cuda.grid(1)
+    if k < uv.shape[0]:
+        (wi[k, 0], wi[k, 1], wi[k, 2], pdf[k],
+         le[k, 0], le[k, 1], le[k, 2]) = square_sample_to_light(rgb, rot_u, uv[k, 0], uv[k, 1], p_uv[k])
+
+
+@cuda.jit(cache=True)
+def dirs_to_map_uv(rot_u, dirs, out):
+    k = cuda.grid(1)
+    if k < dirs.shape[0]:
+        out[k, 0], out[k, 1] = world_dir_to_map_uv(dirs[k, 0], dirs[k, 1], dirs[k, 2], rot_u)
+
+
+@cuda.jit(cache=True)
+def uv_pdf_to_solid_angle(p_uv, uv, out):
+    k = cuda.grid(1)
+    if k < uv.shape[0]:
+        out[k] = uv_to_solid_angle_pdf(p_uv[k], uv[k, 1])
+
+
+@cuda.jit(cache=True)
+def uniform_sphere(u, wi):
+    k = cuda.grid(1)
+    if k < u.shape[0]:
+        wi[k, 0], wi[k, 1], wi[k, 2] = uniform_sphere_dir(u[k, 0], u[k, 1])
