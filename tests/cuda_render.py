@@ -1,6 +1,6 @@
 """Render a tiny scene with the CPU and the CUDA backend (helper of tests/test_cuda.py).
 
-    python -m tests.cuda_render OUT.npz BACKEND
+    python -m tests.cuda_render OUT.npz BACKEND [FLOW.pt]
 
 Run with ``NUMBA_ENABLE_CUDASIM=1 NUMBA_DISABLE_JIT=1`` for the CUDA simulator (the
 simulator runs kernels as Python, so the device functions must be plain Python too).
@@ -18,7 +18,7 @@ SAMPLERS = [("uniform", {}), ("piecewise", {}), ("bsdf", {}), ("mis", {}), ("mis
 W, H, SPP, DEPTH = 6, 4, 2, 4
 
 
-def render_all(device: str, folder: Path) -> dict[str, np.ndarray]:
+def render_all(device: str, folder: Path, flow: Path | None = None) -> dict[str, np.ndarray]:
     from tests.test_render import SPHERES
     from tracer.backend import make_backend
     from tracer.envmap import load_envmap
@@ -34,9 +34,11 @@ def render_all(device: str, folder: Path) -> dict[str, np.ndarray]:
     data = scene_data(scene, W, H)
     be = make_backend(device)
     out = {}
-    for name, kw in SAMPLERS:
+    cases = SAMPLERS + ([("flow", {}), ("mis", {"light": "flow"})] if flow else [])
+    for name, kw in cases:
         key = name + "".join(f"-{v}" for v in kw.values())
-        res = render(data, env, make_strategy(name, env, **kw), W, H, SPP, DEPTH, 5, be=be)
+        extra = {"model_path": flow} if "flow" in (name, kw.get("light")) else {}
+        res = render(data, env, make_strategy(name, env, **kw, **extra), W, H, SPP, DEPTH, 5, be=be)
         out[key] = res.film.image()
         out[key + ":var"] = res.film.variance()
         out[key + ":bad"] = np.array(res.film.bad.sum())
@@ -45,4 +47,5 @@ def render_all(device: str, folder: Path) -> dict[str, np.ndarray]:
 
 if __name__ == "__main__":
     out = Path(sys.argv[1])
-    np.savez(out, **render_all(sys.argv[2], out.parent))
+    flow = Path(sys.argv[3]) if len(sys.argv) > 3 else None
+    np.savez(out, **render_all(sys.argv[2], out.parent, flow))
