@@ -25,7 +25,9 @@ Encodings :math:`\gamma: [0, 1] \to \mathbb{R}^E` (``n_features`` below):
   :math:`\gamma_i(x) = \exp(-(x - c_i)^2 / 2\sigma^2)`. Periodic version: von Mises kernels
   :math:`\gamma_i(x) = \exp\big((\cos 2\pi(x - c_i) - 1) / (2\pi\sigma)^2\big)`, functions of
   the sin/cos features of :math:`x` that agree with the Gaussian for small
-  :math:`x - c_i` and wrap around.
+  :math:`x - c_i` and wrap around. The conditioner evaluates the encoding and its first linear
+  layer together and sparsely (:class:`OneBlobLinear`: only the 8 kernels within
+  :math:`4\sigma` of :math:`x`), so the cost does not grow with :math:`k`.
 * ``"fourier"`` (Tancik et al., "Fourier Features Let Networks Learn High Frequency
   Functions", NeurIPS 2020), :math:`k` frequencies: :math:`x` together with
   :math:`\sin(\pi f x), \cos(\pi f x)` for :math:`f = 1..k` (half periods, so that
@@ -45,6 +47,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from flows.spline import (
@@ -94,8 +97,8 @@ class Encoding(nn.Module):
             centres = torch.zeros(1)
             self.n_features = 2 if periodic else 1
             self.scale = 1.0
-        # Centres (one-blob) or angular frequencies (Fourier); a buffer, so it is saved.
-        self.register_buffer("centres", centres, persistent=False)
+        # Centres (one-blob) or angular frequencies (Fourier): a buffer, saved with the weights.
+        self.register_buffer("centres", centres)
 
     def forward(self, x: Tensor) -> Tensor:
         """Encode ``x`` of shape ``(N,)`` as ``(N, n_features)``."""
@@ -118,23 +121,128 @@ class Encoding(nn.Module):
         return 2.0 * x.unsqueeze(-1) - 1.0
 
 
-def make_conditioner(n_in: int, n_out: int, hidden: int, depth: int) -> nn.Sequential:
-    """MLP ``n_in -> hidden (ReLU) x depth -> n_out`` whose last layer starts at zero.
+class OneBlobLinear(nn.Module):
+    """One-blob encoding followed by a linear layer, computed sparsely.
 
-    ``depth`` is the number of hidden layers (at least 1).
+    Mathematically ``Linear(k, out)(Encoding("one_blob", k, periodic)(x))``: the kernels at
+    more than 4 sigma from ``x`` are below :math:`e^{-8}` and are dropped, so only the 8 nearest
+    kernels are evaluated, and their weight rows combined with
+    :func:`torch.nn.functional.embedding_bag` (per-sample weights) in eval mode, or scattered
+    into the dense encoding for a matmul in training mode (a faster backward). The cost hardly grows
+    with ``k``, which makes fine encodings (k = 64 ... 256) affordable; this is a 1-D,
+    Gaussian-interpolated learned feature grid in the sense of Mueller et al., "Instant Neural
+    Graphics Primitives", ACM TOG 2022.
+
+    Args:
+        size: k, the number of kernels.
+        out_features: the output width.
+        periodic: kernels on the circle (von Mises, as in :class:`Encoding`).
     """
-    if depth < 1:
-        raise ValueError(f"conditioner depth must be at least 1, got {depth}")
-    if hidden < 1:
-        raise ValueError(f"conditioner hidden width must be at least 1, got {hidden}")
-    layers: list[nn.Module] = [nn.Linear(n_in, hidden), nn.ReLU()]
-    for _ in range(depth - 1):
-        layers += [nn.Linear(hidden, hidden), nn.ReLU()]
-    last = nn.Linear(hidden, n_out)
-    nn.init.zeros_(last.weight)
-    nn.init.zeros_(last.bias)
-    layers.append(last)
-    return nn.Sequential(*layers)
+
+    TAPS = 8
+
+    def __init__(self, size: int, out_features: int, periodic: bool) -> None:
+        super().__init__()
+        if size < 1:
+            raise ValueError(f"encoding size must be at least 1, got {size}")
+        self.size = size
+        self.periodic = periodic
+        self.all_taps = size <= self.TAPS
+        sigma = 1.0 / size
+        if periodic:
+            self.scale = 1.0 / (2.0 * math.pi * sigma) ** 2
+        else:
+            self.scale = 1.0 / (2.0 * sigma * sigma)
+        offsets = torch.arange(size) if self.all_taps else torch.arange(-3, self.TAPS - 3)
+        self.register_buffer("offsets", offsets)
+        # Same initialisation as nn.Linear(size, out_features).
+        bound = 1.0 / math.sqrt(size)
+        self.weight = nn.Parameter(torch.empty(size, out_features).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(out_features).uniform_(-bound, bound))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x (N,) -> (N, out_features)``."""
+        k = self.size
+        t = x * k - 0.5  # kernel i sits at t = i
+        if self.all_taps:
+            idx = self.offsets.unsqueeze(0).expand(x.shape[0], -1)
+        else:
+            idx = torch.floor(t).long().unsqueeze(1) + self.offsets
+        d = (t.unsqueeze(1) - idx.to(t.dtype)) * (1.0 / k)  # x - c_i
+        if self.periodic:
+            arg = (torch.cos(2.0 * math.pi * d) - 1.0) * self.scale
+            idx = torch.remainder(idx, k)
+        else:
+            arg = (d * d) * -self.scale
+            valid = (idx >= 0) & (idx < k)
+            arg = torch.where(valid, arg, -60.0)
+            idx = idx.clamp(0, k - 1)
+        w = torch.exp(arg.clamp_min(-60.0))
+        if self.training:
+            # Training: scatter into the dense (N, k) encoding and multiply; its backward is
+            # a gather and two matmuls (embedding_bag's backward sorts, ~5x slower).
+            enc = torch.zeros(x.shape[0], k, dtype=w.dtype, device=w.device)
+            enc = enc.scatter_add(1, idx, w)
+            return torch.addmm(self.bias, enc, self.weight)
+        # Inference: gather and sum the 8 weight rows.
+        out = F.embedding_bag(idx, self.weight, per_sample_weights=w, mode="sum")
+        return out + self.bias
+
+
+class FeatureLinear(nn.Module):
+    """:class:`Encoding` followed by ``nn.Linear``: ``x (N,) -> (N, out_features)``."""
+
+    def __init__(self, kind: str, size: int, out_features: int, periodic: bool) -> None:
+        super().__init__()
+        self.encoding = Encoding(kind, size, periodic)
+        self.linear = nn.Linear(self.encoding.n_features, out_features)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.linear(self.encoding(x))
+
+
+class Conditioner(nn.Module):
+    """The MLP :math:`\\theta(x_c)`: encoding + linear, ReLU, ``depth - 1`` hidden layers, output.
+
+    The output layer starts at zero, so :math:`\\theta \\equiv 0` at initialisation.
+
+    Args:
+        encoding: ``"one_blob"`` (computed sparsely, :class:`OneBlobLinear`), ``"fourier"`` or
+            ``"raw"``.
+        encoding_size: kernels or frequencies.
+        periodic: the input coordinate is circular.
+        n_out: output size.
+        hidden: width of the hidden layers.
+        depth: number of hidden layers (at least 1).
+    """
+
+    def __init__(
+        self, encoding: str, encoding_size: int, periodic: bool, n_out: int, hidden: int, depth: int
+    ) -> None:
+        super().__init__()
+        if encoding not in ENCODINGS:
+            raise ValueError(f"unknown encoding {encoding!r}; expected one of {ENCODINGS}")
+        if depth < 1:
+            raise ValueError(f"conditioner depth must be at least 1, got {depth}")
+        if hidden < 1:
+            raise ValueError(f"conditioner hidden width must be at least 1, got {hidden}")
+        self.periodic = periodic
+        if encoding == "one_blob":
+            self.input = OneBlobLinear(encoding_size, hidden, periodic)
+        else:
+            self.input = FeatureLinear(encoding, encoding_size, hidden, periodic)
+        layers: list[nn.Module] = [nn.ReLU()]
+        for _ in range(depth - 1):
+            layers += [nn.Linear(hidden, hidden), nn.ReLU()]
+        last = nn.Linear(hidden, n_out)
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+        layers.append(last)
+        self.mlp = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x (N,) -> (N, n_out)``."""
+        return self.mlp(self.input(x))
 
 
 class SplineCoupling(nn.Module):
@@ -183,15 +291,14 @@ class SplineCoupling(nn.Module):
         self.min_bin_width = min_bin_width
         self.min_bin_height = min_bin_height
         self.min_derivative = min_derivative
-        self.encoding = Encoding(encoding, encoding_size, periodic_cond)
         n_derivatives = n_bins if periodic else n_bins + 1
-        self.conditioner = make_conditioner(
-            self.encoding.n_features, 2 * n_bins + n_derivatives, hidden, depth
+        self.conditioner = Conditioner(
+            encoding, encoding_size, periodic_cond, 2 * n_bins + n_derivatives, hidden, depth
         )
 
     def _spline(self, x: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:
         cond = x[:, self.cond_dim]
-        params = self.conditioner(self.encoding(cond))
+        params = self.conditioner(cond)
         k = self.n_bins
         # split (not three slices): its backward is one cat instead of three zero-fills.
         widths, heights, derivatives = torch.split(params, [k, k, params.shape[1] - 2 * k], 1)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -77,10 +78,13 @@ def save_flow(model: SplineFlow, path: str | os.PathLike[str], metadata: dict[st
     was_training = model.training
     model.eval()
     try:
-        scripted = torch.jit.script(model)
+        with warnings.catch_warnings():
+            # TorchScript is deprecated upstream but is this file format (see module docstring).
+            warnings.simplefilter("ignore", DeprecationWarning)
+            scripted = torch.jit.script(model)
+            torch.jit.save(scripted, os.fspath(path), _extra_files={METADATA_FILE: text})
     finally:
         model.train(was_training)
-    torch.jit.save(scripted, os.fspath(path), _extra_files={METADATA_FILE: text})
 
 
 def load_flow(
@@ -93,8 +97,8 @@ def load_flow(
         expected_hash: when given, the file's ``map_hash`` must equal it.
 
     Returns:
-        ``(module, metadata)``: the scripted module (eval mode, on the CPU) with ``sample`` and
-        ``log_prob``, and the metadata dict.
+        ``(module, metadata)``: the scripted module (eval mode, on the CPU, parameters not
+        requiring gradients) with ``sample`` and ``log_prob``, and the metadata dict.
 
     Raises:
         ValueError: naming the file, when it is missing, unreadable or corrupt, not a
@@ -108,7 +112,9 @@ def load_flow(
         raise ValueError(f"flow file {p} is not a regular file")
     extra = {METADATA_FILE: ""}
     try:
-        module = torch.jit.load(os.fspath(p), map_location="cpu", _extra_files=extra)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            module = torch.jit.load(os.fspath(p), map_location="cpu", _extra_files=extra)
     except Exception as e:  # torch raises RuntimeError or others for garbage input
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ValueError(f"flow file {p} is corrupt or not a TorchScript archive: {first}") from e
@@ -143,4 +149,6 @@ def load_flow(
                 f"expected {expected_hash[:12]}...)"
             )
     module.eval()
+    for param in module.parameters():
+        param.requires_grad_(False)  # an inference artefact: no autograd bookkeeping
     return module, meta

@@ -175,7 +175,7 @@ def rational_quadratic_spline(
     s_k = h_k / w_k
 
     # Only the two knot derivatives of the chosen bin are needed: gather, then softplus.
-    offset = math.log(math.expm1(1.0 - min_derivative))
+    offset = derivative_offset(min_derivative)
     d_pair = unnormalized_derivatives.gather(-1, torch.cat([bin_idx, bin_idx + 1], dim=-1))
     d_pair = min_derivative + F.softplus(d_pair + offset)
     d_k = d_pair[..., 0]

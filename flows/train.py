@@ -119,6 +119,30 @@ class PiecewiseConstantSampler:
         return x, self.log_density[idx]
 
 
+def brightest_pixels(
+    p: np.ndarray, m: int, uniform_weight: float = 0.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``m`` pixels of largest density and initial weights for pixel components.
+
+    Each weight starts at the pixel's probability mass :math:`p_{ij} / (H W)` (scaled down
+    if together they would take more than half of :math:`1 - a`), so that the flow starts
+    by fitting the rest of the map. Ties are broken by the lower flat index.
+
+    Returns:
+        ``(flat_index (m,), weights (m,))`` with ``flat_index = row * W + col``.
+    """
+    flat = p.reshape(-1)
+    if m > flat.size:
+        raise ValueError(f"{m} pixel components requested for a map of {flat.size} pixels")
+    index = np.argsort(-flat, kind="stable")[:m]
+    mass = flat[index] / flat.sum()
+    mass = np.maximum(mass, 1e-12)  # a component needs a positive weight
+    cap = 0.5 * (1.0 - uniform_weight)
+    if mass.sum() > cap:
+        mass = mass * (cap / mass.sum())
+    return torch.from_numpy(index.astype(np.int64)), torch.from_numpy(mass)
+
+
 def _lr_factor(progress: float, warmup: float) -> float:
     """Linear warm-up to 1 over ``warmup`` of the budget, then cosine decay to 0.01."""
     if progress < warmup:
@@ -132,9 +156,9 @@ def fit_flow(
     config: FlowConfig | None = None,
     *,
     seed: int = 0,
-    max_steps: int = 3000,
+    max_steps: int = 4000,
     batch_size: int = 4096,
-    lr: float = 5e-3,
+    lr: float = 1e-2,
     patience: int = 6,
     eval_every: int = 100,
     n_val: int = 32768,
@@ -174,6 +198,9 @@ def fit_flow(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = SplineFlow(config)
+    if config.n_pixel_components > 0:
+        index, weights = brightest_pixels(p, config.n_pixel_components, config.uniform_weight)
+        model.set_pixel_components(index, p.shape[0], p.shape[1], weights)
     gen = torch.Generator().manual_seed(seed)
     sampler = PiecewiseConstantSampler(p, gen)
     val_gen = torch.Generator().manual_seed(seed + 0x5EED)
@@ -193,7 +220,41 @@ def fit_flow(
     running = 0.0
     n_running = 0
     step = 0
+    lr_scale = 1.0
+    restarts = 0
     start = time.perf_counter()
+
+    def evaluate() -> bool:
+        """Validation KL; keep the best weights. True when patience has run out."""
+        nonlocal best_kl, best_state, bad_evals, running, n_running
+        model.eval()
+        with torch.no_grad():
+            val_kl = float((log_p_val - model.log_prob(x_val)).mean())
+        model.train()
+        record = {
+            "step": float(step),
+            "seconds": time.perf_counter() - start,
+            "lr": optimizer.param_groups[0]["lr"],
+            "train_kl": running / max(1, n_running),
+            "val_kl": val_kl,
+        }
+        history.append(record)
+        running, n_running = 0.0, 0
+        if log is not None:
+            log(
+                f"step {step:5d}  {record['seconds']:6.1f}s  lr {record['lr']:.2e}  "
+                f"train KL {record['train_kl']:.4f}  val KL {val_kl:.4f}"
+            )
+        if bar is not None:
+            bar.set_postfix(val_kl=f"{val_kl:.4f}")
+        if math.isfinite(val_kl) and val_kl < best_kl - 1e-4:
+            best_kl = val_kl
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            bad_evals = 0
+            return False
+        bad_evals += 1
+        return bad_evals >= patience
+
     model.train()
     try:
         while step < max_steps:
@@ -204,10 +265,19 @@ def fit_flow(
                     break
                 frac = max(frac, elapsed / time_limit_s)
             for group in optimizer.param_groups:
-                group["lr"] = lr * _lr_factor(frac, warmup)
+                group["lr"] = lr * lr_scale * _lr_factor(frac, warmup)
 
             x, log_p = sampler.sample(batch_size)
             loss = (log_p - model.log_prob(x)).mean()  # batch estimate of KL(p || q)
+            if not torch.isfinite(loss):
+                # Diverged: go back to the best weights with fresh moments and half the rate.
+                restarts += 1
+                if restarts > 5:
+                    break
+                model.load_state_dict(best_state)
+                optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+                lr_scale *= 0.5
+                continue
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -216,36 +286,10 @@ def fit_flow(
             n_running += 1
             if bar is not None:
                 bar.update(1)
-
-            if step % eval_every == 0 or step == max_steps:
-                model.eval()
-                with torch.no_grad():
-                    val_kl = float((log_p_val - model.log_prob(x_val)).mean())
-                model.train()
-                record = {
-                    "step": float(step),
-                    "seconds": time.perf_counter() - start,
-                    "lr": optimizer.param_groups[0]["lr"],
-                    "train_kl": running / max(1, n_running),
-                    "val_kl": val_kl,
-                }
-                history.append(record)
-                running, n_running = 0.0, 0
-                if log is not None:
-                    log(
-                        f"step {step:5d}  {record['seconds']:6.1f}s  lr {record['lr']:.2e}  "
-                        f"train KL {record['train_kl']:.4f}  val KL {val_kl:.4f}"
-                    )
-                if bar is not None:
-                    bar.set_postfix(val_kl=f"{val_kl:.4f}")
-                if math.isfinite(val_kl) and val_kl < best_kl - 1e-4:
-                    best_kl = val_kl
-                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                    bad_evals = 0
-                else:
-                    bad_evals += 1
-                    if bad_evals >= patience:
-                        break
+            if step % eval_every == 0 and evaluate():
+                break
+        if not history or history[-1]["step"] != step:
+            evaluate()  # the weights of the last step are candidates too
     finally:
         if bar is not None:
             bar.close()

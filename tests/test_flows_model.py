@@ -9,29 +9,62 @@ from pathlib import Path
 import pytest
 import torch
 
-from flows.coupling import Encoding, SplineCoupling
+from flows.coupling import Encoding, OneBlobLinear, SplineCoupling
 from flows.export import content_hash, load_flow, save_flow
 from flows.model import FlowConfig, SplineFlow
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")
 
-SMALL = FlowConfig(n_layers=4, n_bins=8, hidden=16, depth=2, encoding="one_blob", encoding_size=8)
+#: Small configurations; all but "pixels" without pixel components (the default has 32).
+SMALL = FlowConfig(n_layers=4, n_bins=8, hidden=16, encoding_size=8, n_pixel_components=0)
 CONFIGS = {
     "one_blob": SMALL,
     "fourier": FlowConfig(
-        n_layers=3, n_bins=6, hidden=12, depth=1, encoding="fourier", encoding_size=4
+        n_layers=3,
+        n_bins=6,
+        hidden=12,
+        depth=1,
+        encoding="fourier",
+        encoding_size=4,
+        n_pixel_components=0,
     ),
     "raw_aperiodic": FlowConfig(
-        n_layers=2, n_bins=5, hidden=8, depth=3, encoding="raw", periodic_u=False
+        n_layers=2,
+        n_bins=5,
+        hidden=8,
+        depth=3,
+        encoding="raw",
+        periodic_u=False,
+        n_pixel_components=0,
     ),
-    "mixture": FlowConfig(n_layers=4, n_bins=8, hidden=16, encoding_size=8, uniform_weight=0.1),
+    "mixture": FlowConfig(
+        n_layers=4, n_bins=8, hidden=16, encoding_size=8, uniform_weight=0.1, n_pixel_components=0
+    ),
+    "pixels": FlowConfig(
+        n_layers=4, n_bins=8, hidden=16, encoding_size=8, uniform_weight=0.05, n_pixel_components=3
+    ),
 }
+#: Pixel components of the "pixels" config: a 16 x 16 map (so a 400-point grid tiles each
+#: pixel with exactly 25 x 25 points), flat indices row * 16 + col, and initial weights.
+PIXELS = {"flat_index": torch.tensor([40, 7, 255]), "height": 16, "width": 16}
+PIXEL_WEIGHTS = torch.tensor([0.2, 0.1, 0.05])
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """One intra-op thread: the batches are small, and pytest -n 2 runs two workers."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def _perturbed(config: FlowConfig, seed: int = 0, scale: float = 0.3) -> SplineFlow:
     """A model whose zero-initialised last layers are perturbed (so it is not the identity)."""
     torch.manual_seed(seed)
     model = SplineFlow(config)
+    if config.n_pixel_components:
+        model.set_pixel_components(weights=PIXEL_WEIGHTS, **PIXELS)
     with torch.no_grad():
         for p in model.parameters():
             p.add_(scale * torch.randn_like(p))
@@ -58,12 +91,23 @@ def test_initial_model_is_identity() -> None:
         torch.testing.assert_close(model.log_prob(u), torch.zeros(500), atol=1e-5, rtol=0)
 
 
+def test_default_config_starts_near_uniform() -> None:
+    # 32 placeholder pixel components (weight 1e-4 each) until fit_flow places them.
+    model = SplineFlow(FlowConfig(n_bins=8, hidden=8, encoding_size=8)).eval()
+    assert model.config.n_pixel_components == 32
+    with torch.no_grad():
+        q = torch.exp(model.log_prob(_grid(64)))
+        _, log_pdf = model.sample(_uniform(1000))
+    torch.testing.assert_close(q, torch.ones_like(q), atol=1e-5, rtol=0)
+    torch.testing.assert_close(log_pdf, torch.zeros(1000), atol=1e-5, rtol=0)
+
+
 def test_layers_alternate_and_periodic_u() -> None:
     model = SplineFlow(SMALL)
     dims = [layer.transform_dim for layer in model.layers]
     assert dims == [0, 1, 0, 1]
     assert [layer.periodic for layer in model.layers] == [True, False, True, False]
-    assert [layer.encoding.periodic for layer in model.layers] == [False, True, False, True]
+    assert [layer.conditioner.periodic for layer in model.layers] == [False, True, False, True]
 
 
 @pytest.mark.parametrize("kind", ["one_blob", "fourier", "raw"])
@@ -78,6 +122,22 @@ def test_periodic_encoding_wraps(kind: str) -> None:
     assert (aperiodic[0] - aperiodic[1]).abs().max() > 1e-2
 
 
+@pytest.mark.parametrize("size", [6, 32, 128])
+@pytest.mark.parametrize("periodic", [False, True])
+def test_sparse_one_blob_matches_dense(size: int, periodic: bool) -> None:
+    torch.manual_seed(size)
+    sparse = OneBlobLinear(size, 16, periodic)
+    dense = Encoding("one_blob", size, periodic)
+    x = torch.cat([torch.rand(3000), torch.tensor([0.0, 1.0, 0.5 / size, 1.0 - 0.5 / size])])
+    with torch.no_grad():
+        expected = dense(x) @ sparse.weight + sparse.bias
+        # Eval mode (embedding_bag) and training mode (scatter + matmul) compute the same.
+        torch.testing.assert_close(sparse.eval()(x), expected, atol=3e-4, rtol=0)
+        torch.testing.assert_close(sparse.train()(x), expected, atol=3e-4, rtol=0)
+        if periodic:
+            torch.testing.assert_close(sparse(x[-4:-3]), sparse(x[-3:-2]), atol=1e-6, rtol=0)
+
+
 def test_periodic_density_is_continuous_across_seam() -> None:
     model = _perturbed(SMALL)
     v = torch.linspace(0.05, 0.95, 19)
@@ -87,15 +147,16 @@ def test_periodic_density_is_continuous_across_seam() -> None:
         torch.testing.assert_close(model.log_prob(at0), model.log_prob(at1), atol=1e-4, rtol=0)
 
 
-def test_every_parameter_gets_a_gradient() -> None:
-    model = _perturbed(SMALL, scale=0.1).train()
+@pytest.mark.parametrize("name", ["one_blob", "pixels"])
+def test_every_parameter_gets_a_gradient(name: str) -> None:
+    model = _perturbed(CONFIGS[name], scale=0.1).train()
     x = _uniform(2048, seed=5) ** 2  # a non-uniform "data" set
     loss = -model.log_prob(x).mean()
     loss.backward()
-    for name, p in model.named_parameters():
-        assert p.grad is not None, name
-        assert torch.all(torch.isfinite(p.grad)), name
-        assert p.grad.abs().max() > 0, name
+    for pname, p in model.named_parameters():
+        assert p.grad is not None, pname
+        assert torch.all(torch.isfinite(p.grad)), pname
+        assert p.grad.abs().max() > 0, pname
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
@@ -145,6 +206,47 @@ def test_mixture_samples_cover_both_components() -> None:
     assert torch.all(log_pdf > torch.log(torch.tensor(a)) - 1e-6)  # bounded below by a
 
 
+def test_pixel_components() -> None:
+    config = CONFIGS["pixels"]
+    model = _perturbed(config, scale=0.1)
+    with torch.no_grad():
+        w = model.mixture_weights()
+    # [uniform, pixels in flat-index order 7, 40, 255, flow]; the perturbation moved them a bit.
+    assert w.shape == (5,)
+    assert float(w.sum()) == pytest.approx(1.0, abs=1e-6)
+    assert float(w[0]) == pytest.approx(config.uniform_weight)
+    torch.testing.assert_close(w[1:4], PIXEL_WEIGHTS[[1, 0, 2]], atol=0.05, rtol=0.5)
+    assert model.pixel_index.tolist() == [7, 40, 255]
+    # Each component's share of the samples is its weight; pixel samples lie in their pixel.
+    u = _uniform(20000, seed=9)
+    with torch.no_grad():
+        x, _ = model.sample(u)
+    cum = torch.cumsum(w, 0)
+    comp = torch.searchsorted(cum, u[:, 0].contiguous(), right=True)
+    flat = (x[:, 1] * 16).long().clamp(max=15) * 16 + (x[:, 0] * 16).long().clamp(max=15)
+    for k, pixel in zip((1, 2, 3), (7, 40, 255), strict=True):
+        assert torch.all(flat[comp == k] == pixel)
+        assert float((comp == k).float().mean()) == pytest.approx(float(w[k]), abs=0.01)
+    # A pixel component raises the density inside its pixel by weight * H * W.
+    inside = torch.tensor([[7.5 / 16, 0.5 / 16]])  # column 7, row 0
+    model0 = _perturbed(config, scale=0.1)
+    with torch.no_grad():
+        model0.mix_logits[1] = -30.0  # remove pixel 7 (logits: flow, then pixels 7, 40, 255)
+        assert float(model.log_prob(inside)) > float(model0.log_prob(inside)) + 1.0
+
+
+def test_set_pixel_components_validates() -> None:
+    model = SplineFlow(CONFIGS["pixels"])
+    with pytest.raises(ValueError, match="expected 3"):
+        model.set_pixel_components(torch.tensor([1, 2]), 4, 4, torch.tensor([0.1, 0.1]))
+    with pytest.raises(ValueError, match="distinct"):
+        model.set_pixel_components(torch.tensor([1, 1, 2]), 4, 4, torch.full((3,), 0.1))
+    with pytest.raises(ValueError, match="outside"):
+        model.set_pixel_components(torch.tensor([1, 2, 16]), 4, 4, torch.full((3,), 0.1))
+    with pytest.raises(ValueError, match="sum below"):
+        model.set_pixel_components(torch.tensor([1, 2, 3]), 4, 4, torch.full((3,), 0.4))
+
+
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_scripted_equals_eager(name: str) -> None:
     model = _perturbed(CONFIGS[name])
@@ -186,8 +288,9 @@ def test_coupling_inverse() -> None:
 # --- export -------------------------------------------------------------------------------
 
 
-def test_save_load_round_trip(tmp_path: Path) -> None:
-    model = _perturbed(CONFIGS["mixture"])
+@pytest.mark.parametrize("name", ["one_blob", "pixels"])
+def test_save_load_round_trip(tmp_path: Path, name: str) -> None:
+    model = _perturbed(CONFIGS[name])
     path = tmp_path / "flow.pt"
     h = content_hash(torch.arange(12.0).numpy())
     save_flow(model, path, {"map_hash": h, "kl": 0.0123, "map": "test.exr"})
@@ -203,6 +306,11 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
         torch.testing.assert_close(xl, xe)
         torch.testing.assert_close(ll, le)
         torch.testing.assert_close(loaded.log_prob(u), model.log_prob(u))
+    # The eager class can be rebuilt from the metadata and the scripted module's state.
+    rebuilt = SplineFlow(FlowConfig.from_dict(meta["config"]))
+    rebuilt.load_state_dict(loaded.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt.eval().sample(u)[1], le)
     # Without an expected hash any map's flow loads.
     load_flow(str(path))
 
