@@ -168,7 +168,9 @@ def run_converge(
     bias: dict[str, dict[str, Any]] = {}
     for name, (base, light) in strategies.items():
         t0 = time.perf_counter()
-        flow_opts = {"model_path": opts.flow_model} if opts.flow_model else {}
+        flow_opts: dict = {"progress": progress}
+        if opts.flow_model:
+            flow_opts["model_path"] = opts.flow_model
         st = make_strategy(base, env, light=light, **flow_opts)
         render(tiny, env, st, 2, 2, 1, max_depth, seed)  # the same warm-up for everyone
         setup = time.perf_counter() - t0

@@ -125,7 +125,9 @@ def run_render(opts: RenderOptions) -> dict[str, Any]:
     if max_depth < 0:
         raise TracerError(f"max depth must be >= 0, got {max_depth}")
     env = resolve_env(scene, opts)
-    flow_opts = {"model_path": opts.flow_model} if opts.flow_model is not None else {}
+    flow_opts: dict = {"progress": opts.progress}
+    if opts.flow_model is not None:
+        flow_opts["model_path"] = opts.flow_model
     strategy = make_strategy(sampler, env, opts.light, opts.heuristic, opts.compensate, **flow_opts)
     reference = load_reference(opts.reference, width, height) if opts.reference else None
     data = scene_data(scene, width, height)
