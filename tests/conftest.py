@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 #: the five CC0 maps beside the repository (CI has them); the scenes bundle two of them
@@ -30,3 +33,14 @@ def pytest_configure(config: object) -> None:
 
         torch.set_num_threads(1)
         numba.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def torch_one_thread() -> Iterator[None]:
+    """One Torch intra-op thread for a module of small-batch tests (pytest -n 2 runs two workers)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

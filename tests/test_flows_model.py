@@ -13,7 +13,10 @@ from flows.coupling import Encoding, OneBlobLinear, SplineCoupling
 from flows.export import content_hash, load_flow, save_flow
 from flows.model import FlowConfig, SplineFlow
 
-pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated"),
+    pytest.mark.usefixtures("torch_one_thread"),
+]
 
 #: Small configurations; all but "pixels" without pixel components (the default has 32).
 SMALL = FlowConfig(n_layers=4, n_bins=8, hidden=16, encoding_size=8, n_pixel_components=0)
@@ -48,15 +51,6 @@ CONFIGS = {
 #: pixel with exactly 25 x 25 points), flat indices row * 16 + col, and initial weights.
 PIXELS = {"flat_index": torch.tensor([40, 7, 255]), "height": 16, "width": 16}
 PIXEL_WEIGHTS = torch.tensor([0.2, 0.1, 0.05])
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One intra-op thread: the batches are small, and pytest -n 2 runs two workers."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _perturbed(config: FlowConfig, seed: int = 0, scale: float = 0.3) -> SplineFlow:

@@ -11,7 +11,10 @@ import torch
 from flows.model import FlowConfig, SplineFlow
 from flows.train import PiecewiseConstantSampler, fit_flow, kl_divergence, normalize_density
 
-pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated"),
+    pytest.mark.usefixtures("torch_one_thread"),
+]
 
 CONFIG = FlowConfig(
     n_layers=4, n_bins=8, hidden=16, depth=1, encoding_size=16, n_pixel_components=0
@@ -36,15 +39,6 @@ def blob_density(h: int = 16, w: int = 32) -> np.ndarray:
 class _Uniform(torch.nn.Module):
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         return torch.zeros(x.shape[0])
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One intra-op thread: these batches are small, and pytest -n 2 runs two workers."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

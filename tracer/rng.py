@@ -9,8 +9,7 @@ masked back to 32 bits, so the int64 arithmetic that Numba does is exact.
 
 from __future__ import annotations
 
-import numpy as np
-from numba import njit, prange
+from numba import njit
 
 MASK32 = 0xFFFFFFFF
 #: Random dimensions a path uses per bounce (light 2, BSDF 3, Russian roulette 1, spare 2).
@@ -45,15 +44,3 @@ def uniform(seed: int, path: int, sample: int, dim: int) -> float:
 def bounce_dim(depth: int, k: int) -> int:
     """The dimension of the k-th number of a bounce at ``depth``."""
     return CAMERA_DIMS + depth * DIMS_PER_BOUNCE + k
-
-
-@njit(cache=True, parallel=True)
-def fill_uniform(
-    seed: int, paths: np.ndarray, samples: np.ndarray, dim0: int, n_dims: int
-) -> np.ndarray:
-    """(M, n_dims) numbers for the paths ``paths`` at sample indices ``samples``."""
-    out = np.empty((paths.shape[0], n_dims))
-    for i in prange(paths.shape[0]):
-        for k in range(n_dims):
-            out[i, k] = uniform(seed, paths[i], samples[i], dim0 + k)
-    return out
