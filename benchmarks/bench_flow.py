@@ -1,13 +1,16 @@
 """The flow sampler against piecewise, map by map: fit, size, KL, throughput, render error.
 
-    python benchmarks/bench_flow.py [--maps DIR_OR_FILES...] [--spp 16] [--ref-spp 1024]
+    python benchmarks/bench_flow.py [--maps a,b] [--spp 16] [--ref-spp 1024] [--size 128]
 
 For each map (default: the five maps in ../shared/envmaps, else the bundled ones) prints:
-fit seconds (from the cached fit's metadata; a missing fit is made now), parameter count and
-file bytes, KL(target || flow) in nats on a 500x500 grid, sample and pdf throughput of the
-flow and of piecewise at batches of 4k, 64k and 256k (median of 5), and relMSE at equal spp
-of ``flow`` and ``piecewise`` (next-event estimation only, so the light sampler is all that
-differs) on scenes/spheres.toml at 128x128 against a ``mis`` reference at ``--ref-spp``.
+fit seconds (from the cached fit's metadata; a missing fit is made now, and cached), the
+parameter count and file size of the flow, KL(target || flow) in nats on the 500 x 500 grid,
+light samples and pdf evaluations per second of ``flow`` and ``piecewise`` as the renderer
+calls them (direction, solid-angle pdf and radiance included) at batches of 4k, 64k and 256k
+(median of 5), and relMSE at equal spp of ``flow`` and ``piecewise`` with next-event
+estimation only (the light sampler is all that differs) on scenes/spheres.toml lit by the
+map, against a ``mis`` reference at ``--ref-spp``: the mean over ``--seeds`` independent
+renders, with its standard error (relMSE at low spp is heavy-tailed: one firefly moves it).
 """
 
 from __future__ import annotations
@@ -16,13 +19,16 @@ import argparse
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.bench_flow_fit import map_paths
 from tracer.envmap import load_envmap
 from tracer.integrator import render
 from tracer.job import error_metrics, scene_data
@@ -34,7 +40,8 @@ from tracer.scene import EnvSpec, load_scene
 BATCHES = (4096, 65536, 262144)
 
 
-def rate(fn, arg, repeats: int = 5) -> float:
+def rate(fn: Callable[[np.ndarray], Any], arg: np.ndarray, repeats: int = 5) -> float:
+    """Items per second of ``fn(arg)``: the median of ``repeats`` calls after a warm-up."""
     fn(arg)
     ts = []
     for _ in range(repeats):
@@ -46,50 +53,55 @@ def rate(fn, arg, repeats: int = 5) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--maps", nargs="*", type=Path)
-    ap.add_argument("--spp", type=int, default=16)
-    ap.add_argument("--ref-spp", type=int, default=1024)
-    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--maps", help="comma-separated map names or files (default: all)")
+    ap.add_argument("--spp", type=int, default=16, help="spp of the compared renders")
+    ap.add_argument("--ref-spp", type=int, default=1024, help="spp of the mis reference")
+    ap.add_argument("--size", type=int, default=128, help="image width and height")
+    ap.add_argument("--depth", type=int, default=5, help="max bounces")
+    ap.add_argument("--seeds", type=int, default=32, help="independent renders per sampler")
     args = ap.parse_args()
-    shared = ROOT.parent / "shared" / "envmaps"
-    maps = args.maps or sorted((shared if shared.is_dir() else ROOT / "scenes" / "envmaps").glob("*.exr"))
     scene = load_scene(ROOT / "scenes" / "spheres.toml")
     data = scene_data(scene, args.size, args.size)
     rows = []
-    for path in maps:
+    for path in map_paths(args.maps):
         env = load_envmap(EnvSpec(kind="file", path=path))
-        flow = make_flow_sampler(env)  # loads the cached fit or fits now
-        meta = flow.meta
-        pw = PiecewiseSampler(env)
+        flow = make_flow_sampler(env, progress=False)  # loads the cached fit or fits now
+        samplers = {"flow": flow, "piecewise": PiecewiseSampler(env)}
         thr = {}
-        for name, s in (("flow", flow), ("piecewise", pw)):
+        for name, s in samplers.items():
             for b in BATCHES:
                 u = np.random.default_rng(b).random((b, 2))
                 wi = s.sample(u).wi
                 thr[name, "sample", b] = rate(s.sample, u)
                 thr[name, "pdf", b] = rate(s.pdf, wi)
-        # render error at equal spp against a MIS reference
-        ref = render(data, env, make_strategy("mis", env), args.size, args.size, args.ref_spp, 5, 999).film.image()
+        ref = render(data, env, make_strategy("mis", env), args.size, args.size, args.ref_spp, args.depth, 999)
         rel = {}
-        for name in ("piecewise", "flow"):
-            st = make_strategy(name, env, model_path=cache_path(env)) if name == "flow" else make_strategy(name, env)
-            img = render(data, env, st, args.size, args.size, args.spp, 5, 1).film.image()
-            rel[name] = error_metrics(img, ref)["relmse"]
-        rows.append((path.stem, meta, cache_path(env).stat().st_size, thr, rel))
-        print(f"{path.stem}: done", file=sys.stderr)
+        for name in samplers:
+            extra = {"model_path": cache_path(env)} if name == "flow" else {}
+            strategy = make_strategy(name, env, **extra)
+            errs = [error_metrics(render(data, env, strategy, args.size, args.size, args.spp, args.depth,
+                                         seed).film.image(), ref.film.image())["relmse"]
+                    for seed in range(1, args.seeds + 1)]
+            rel[name] = (float(np.mean(errs)), float(np.std(errs, ddof=1) / np.sqrt(len(errs))))
+        rows.append((path.stem, flow.meta, cache_path(env).stat().st_size, thr, rel))
+        print(f"{path.stem}: done", file=sys.stderr, flush=True)
 
-    print(f"\n{'map':<10}{'fit s':>7}{'params':>8}{'KB':>6}{'KL nats':>9}  "
-          + "".join(f"{'flow/pw smp ' + str(b // 1024) + 'k':>20}" for b in BATCHES)
-          + f"{'relMSE flow':>13}{'relMSE pw':>11}{'ratio':>7}")
+    head = ["map", "fit s", "params", "KB", "KL nats"]
+    head += [f"{k} flow/pw @{b // 1024}k M/s" for k in ("sample", "pdf") for b in BATCHES]
+    head += [f"relMSE flow @{args.spp}spp", "relMSE pw", "flow/pw"]
+    print(f"\nrelMSE: mean (standard error) of {args.seeds} renders at {args.size}x{args.size}, "
+          f"against mis at {args.ref_spp} spp")
+    print("\n| " + " | ".join(head) + " |")
+    print("|" + "|".join("---" for _ in head) + "|")
     for name, meta, size, thr, rel in rows:
-        cols = "".join(f"{thr['flow', 'sample', b] / 1e6:>9.2f}/{thr['piecewise', 'sample', b] / 1e6:<6.2f}M/s"[:20].rjust(20)
-                       for b in BATCHES)
-        print(f"{name:<10}{meta.get('fit_seconds', float('nan')):>7.1f}{meta.get('n_parameters', 0):>8}{size // 1024:>6}"
-              f"{meta.get('kl', float('nan')):>9.4f}  {cols}{rel['flow']:>13.4g}{rel['piecewise']:>11.4g}"
-              f"{rel['flow'] / rel['piecewise']:>7.2f}")
-    print("\npdf evaluations per second (flow / piecewise), M/s:")
-    for name, _, _, thr, _ in rows:
-        print(f"{name:<10}" + "".join(f"{thr['flow', 'pdf', b] / 1e6:>10.2f}/{thr['piecewise', 'pdf', b] / 1e6:<7.2f}" for b in BATCHES))
+        cells = [name, f"{meta.get('fit_seconds', float('nan')):.1f}", str(meta.get("n_parameters", "?")),
+                 str(size // 1024), f"{meta.get('kl', float('nan')):.4f}"]
+        cells += [f"{thr['flow', k, b] / 1e6:.2f} / {thr['piecewise', k, b] / 1e6:.2f}"
+                  for k in ("sample", "pdf") for b in BATCHES]
+        (fm, fs), (pm, ps) = rel["flow"], rel["piecewise"]
+        ratio_se = fm / pm * np.hypot(fs / fm, ps / pm)
+        cells += [f"{fm:.4g} ({fs:.2g})", f"{pm:.4g} ({ps:.2g})", f"{fm / pm:.3f} ({ratio_se:.2f})"]
+        print("| " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

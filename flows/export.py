@@ -6,7 +6,8 @@ package's classes nor pickle. Next to the code the archive carries one extra fil
 ``flowtracer.json`` (``_extra_files``), with
 
 * ``format`` = ``"flowtracer.flow"`` and ``format_version`` (:data:`FORMAT_VERSION`),
-* ``config``: :meth:`flows.model.FlowConfig.to_dict` of the model,
+* ``model``: ``"pixel"`` (:class:`~flows.pixel_flow.PixelFlow`) or ``"spline"``
+  (:class:`~flows.model.SplineFlow`), and ``config``: the ``to_dict()`` of its configuration,
 * ``n_parameters``,
 * everything the caller passed as ``metadata`` (for instance ``map_hash``, the content hash
   of the environment map the flow was fitted to, see :func:`content_hash`, and ``kl``).
@@ -27,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from flows.model import SplineFlow
+from flows.base import UnitSquareFlow
 
 FORMAT_NAME = "flowtracer.flow"
 FORMAT_VERSION = 1
@@ -35,7 +36,7 @@ METADATA_FILE = "flowtracer.json"
 #: Methods a loaded module must have.
 REQUIRED_METHODS = ("sample", "log_prob")
 #: Metadata keys that :func:`save_flow` owns.
-RESERVED_KEYS = ("format", "format_version", "config", "n_parameters")
+RESERVED_KEYS = ("format", "format_version", "model", "config", "n_parameters")
 
 
 def content_hash(array: np.ndarray) -> str:
@@ -47,11 +48,12 @@ def content_hash(array: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def save_flow(model: SplineFlow, path: str | os.PathLike[str], metadata: dict[str, Any]) -> None:
+def save_flow(model: UnitSquareFlow, path: str | os.PathLike[str], metadata: dict[str, Any]) -> None:
     """Script ``model`` and write it with its metadata to ``path`` (see the module docstring).
 
     Args:
-        model: the flow (eager :class:`SplineFlow`).
+        model: the flow (eager :class:`~flows.model.SplineFlow` or
+            :class:`~flows.pixel_flow.PixelFlow`).
         path: the output file; its parent folder must exist.
         metadata: JSON-serialisable extras (``map_hash``, ``kl``, ...); must not use the keys
             in :data:`RESERVED_KEYS`.
@@ -65,6 +67,7 @@ def save_flow(model: SplineFlow, path: str | os.PathLike[str], metadata: dict[st
     meta: dict[str, Any] = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
+        "model": model.config.kind,
         "config": model.config.to_dict(),
         "n_parameters": model.count_parameters(),
     }

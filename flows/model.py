@@ -47,25 +47,26 @@ cases the returned log density is that of the whole mixture at the returned poin
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
+from flows.base import ConfigDict, UnitSquareFlow
 from flows.coupling import ENCODINGS, SplineCoupling
 
 
 @dataclass(frozen=True)
-class FlowConfig:
+class FlowConfig(ConfigDict):
     """Everything needed to rebuild a :class:`SplineFlow` (its weights and buffers aside).
 
-    The defaults are the configuration measured by ``python -m flows.bench_fit`` on the five
-    bundled 512 x 1024 maps (2 CPU threads, at most 115 s per fit): KL(target || model) of
-    0.008 to 0.048 nats on four maps and about 0.12 on ``forest``, 21k parameters,
-    0.5-0.7 M samples/s. Within the same time, ``n_bins=64, hidden=64, encoding_size=128``
+    The defaults were chosen on the five shared 512 x 1024 maps (2 CPU threads, at most
+    115 s per fit): KL(target || model) of 0.008 to 0.048 nats on four maps and about 0.12
+    on ``forest``, 21k parameters, 0.5-0.7 M samples/s; without the time limit
+    (``python benchmarks/bench_flow_fit.py --model spline``, 4000 steps or an early stop,
+    51 to 117 s) 0.008 to 0.070 and 0.117 on ``forest``. Within the same time, ``n_bins=64, hidden=64, encoding_size=128``
     (100k parameters) fits fewer steps and gains little (forest 0.095, studio 0.048 instead of
     0.034) at 0.4 M samples/s; ``n_bins=16, hidden=16, encoding_size=16`` samples 0.9 M/s
     but loses accuracy (courtyard 0.068, forest 0.16). The 32 pixel components are what
@@ -87,6 +88,7 @@ class FlowConfig:
             (see :mod:`flows.spline`).
     """
 
+    kind: ClassVar[str] = "spline"
     n_layers: int = 4
     n_bins: int = 32
     hidden: int = 32
@@ -110,21 +112,8 @@ class FlowConfig:
         if self.n_pixel_components < 0:
             raise ValueError(f"n_pixel_components must be >= 0, got {self.n_pixel_components}")
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly dict; :meth:`from_dict` inverts it."""
-        return dataclasses.asdict(self)
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> FlowConfig:
-        """Rebuild from :meth:`to_dict` output (unknown keys are an error)."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown FlowConfig fields: {sorted(unknown)}")
-        return cls(**d)
-
-
-class SplineFlow(nn.Module):
+class SplineFlow(UnitSquareFlow):
     """Spline-coupling flow on :math:`[0, 1]^2` with a uniform base (see the module docstring).
 
     TorchScript-compatible: ``torch.jit.script(model)`` exports :meth:`sample`,
@@ -138,12 +127,9 @@ class SplineFlow(nn.Module):
     __jit_ignored_attributes__ = ("config",)
 
     def __init__(self, config: FlowConfig | None = None, chunk_size: int = 16384) -> None:
-        super().__init__()
-        if chunk_size < 1:
-            raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+        super().__init__(chunk_size)
         config = FlowConfig() if config is None else config
         self.config = config
-        self.chunk_size = chunk_size
         self.uniform_weight = float(config.uniform_weight)
         self.log_uniform_weight = (
             math.log(config.uniform_weight) if config.uniform_weight > 0 else 0.0
@@ -183,10 +169,6 @@ class SplineFlow(nn.Module):
         # Sorted flat indices (row * W + col) of the pixel components, and the map's (H, W).
         self.register_buffer("pixel_index", torch.arange(m, dtype=torch.long))
         self.register_buffer("grid_hw", torch.tensor([1, max(1, m)], dtype=torch.long))
-
-    def count_parameters(self) -> int:
-        """Number of trainable scalars."""
-        return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
     @torch.jit.ignore
     def set_pixel_components(
@@ -232,10 +214,6 @@ class SplineFlow(nn.Module):
             return torch.cat([a, w[1:], w[:1]])
         return torch.cat([a, w])
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Same as :meth:`log_prob`."""
-        return self.log_prob(x)
-
     @torch.jit.export
     def transform(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """The bijection: ``x (N, 2) -> (u = f(x), log|det df/dx| (N,))``."""
@@ -253,40 +231,6 @@ class SplineFlow(nn.Module):
             u, ld = layer.inverse(u)
             logdet = logdet + ld
         return u, logdet
-
-    @torch.jit.export
-    def log_prob(self, x: Tensor) -> Tensor:
-        """Log density of the model at ``x (N, 2)`` in ``[0, 1]^2``: shape ``(N,)``.
-
-        Large batches are processed ``chunk_size`` rows at a time (faster: the temporaries
-        stay in cache), with identical results.
-        """
-        n = x.shape[0]
-        if n <= self.chunk_size:
-            return self._log_prob(x)
-        parts: list[Tensor] = []
-        for s in range(0, n, self.chunk_size):
-            parts.append(self._log_prob(x[s : s + self.chunk_size]))
-        return torch.cat(parts)
-
-    @torch.jit.export
-    def sample(self, u: Tensor) -> tuple[Tensor, Tensor]:
-        """Map uniform random numbers ``u (N, 2)`` to samples ``x (N, 2)`` and ``log q(x) (N,)``.
-
-        Without mixture components this is ``x = f^{-1}(u)`` and
-        ``log q(x) = -log|det df^{-1}/du|``; with them, see the module docstring. Large batches
-        are processed ``chunk_size`` rows at a time, with identical results.
-        """
-        n = u.shape[0]
-        if n <= self.chunk_size:
-            return self._sample(u)
-        xs: list[Tensor] = []
-        log_qs: list[Tensor] = []
-        for s in range(0, n, self.chunk_size):
-            x, log_q = self._sample(u[s : s + self.chunk_size])
-            xs.append(x)
-            log_qs.append(log_q)
-        return torch.cat(xs), torch.cat(log_qs)
 
     def _mixture_log_prob(self, x: Tensor, log_q_flow: Tensor) -> Tensor:
         """:math:`\\log q(x)` of the mixture given the flow's :math:`\\log q_f(x)`."""

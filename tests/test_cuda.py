@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def flow_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A briefly fitted flow for the test scene's sky."""
-    from tests.test_flow_sampler import FIT
+    from tests.test_flow_sampler import FITS
     from tests.test_render import SPHERES
     from tracer.envmap import load_envmap
     from tracer.samplers.flow import fit_map_flow
@@ -34,7 +34,7 @@ def flow_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("flow")
     (folder / "scene.toml").write_text(SPHERES)
     env = load_envmap(load_scene(folder / "scene.toml").env)
-    fit_map_flow(env, folder / "sky.pt", progress=False, **FIT)
+    fit_map_flow(env, folder / "sky.pt", progress=False, **FITS["pixel"])
     return folder / "sky.pt"
 
 

@@ -13,7 +13,12 @@ from tracer.envmap import sky_map
 from tracer.hdr_io import write_exr
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--max-steps", "60", "--layers", "2", "--bins", "8", "--hidden", "8", "--no-progress"]
+TINY = ["--max-steps", "60", "--hidden", "8", "--no-progress"]
+#: the same, for each model
+MODELS = {
+    "pixel": ["--model", "pixel", *TINY],
+    "spline": ["--model", "spline", "--layers", "2", "--bins", "8", *TINY],
+}
 
 
 @pytest.fixture(scope="module")
@@ -23,9 +28,10 @@ def sky_exr(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return p
 
 
-def test_fit_report_render(sky_exr: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("kind", sorted(MODELS))
+def test_fit_report_render(kind: str, sky_exr: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     model = tmp_path / "sky.pt"
-    assert main(["fit-flow", str(sky_exr), "--out", str(model), *TINY]) == 0
+    assert main(["fit-flow", str(sky_exr), "--out", str(model), *MODELS[kind]]) == 0
     out = capsys.readouterr().out
     assert "KL(target || flow)" in out and model.exists()
     assert main(["flow-report", str(model), "--out", str(tmp_path / "r.png")]) == 0
@@ -65,3 +71,13 @@ def test_fit_flow_refuses_unusable_maps(bad: str, tmp_path: Path, capsys: pytest
     assert main(["fit-flow", str(p), "--out", str(tmp_path / "m.pt"), *TINY]) == 2
     err = capsys.readouterr().err
     assert f"{bad}.exr" in err and err.startswith("tracer: error:")
+
+
+def test_fit_flow_refuses_spline_options_for_the_pixel_flow(sky_exr: Path, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["fit-flow", str(sky_exr), "--out", str(tmp_path / "m.pt"), "--bins", "8", *TINY])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--model spline" in err and not (tmp_path / "m.pt").exists()
+    rc = main(["fit-flow", str(sky_exr), "--out", str(tmp_path / "m.pt"), "--time-limit", "-1", *TINY])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--time-limit must be positive" in err and not (tmp_path / "m.pt").exists()

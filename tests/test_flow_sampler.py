@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from flows.model import FlowConfig
+from flows.pixel_flow import PixelFlowConfig
 from tests.chi2 import chi2_test
 from tracer.envmap import EnvMap, sky_map
 from tracer.errors import TracerError
@@ -26,7 +27,11 @@ from tracer.samplers.flow import (
 from tracer.samplers.piecewise import PiecewiseSampler
 
 SMALL = FlowConfig(n_layers=2, n_bins=16, hidden=16, encoding_size=16)
-FIT = {"config": SMALL, "max_steps": 300, "batch_size": 2048, "eval_every": 100}
+#: brief fits of each model
+FITS = {
+    "pixel": {"config": PixelFlowConfig(hidden=16), "max_steps": 300, "eval_every": 100},
+    "spline": {"config": SMALL, "max_steps": 300, "batch_size": 2048, "eval_every": 100},
+}
 
 
 def sky() -> EnvMap:
@@ -34,11 +39,11 @@ def sky() -> EnvMap:
     return EnvMap(rgb, rot_u=0.125)  # a whole number of pixel columns (4 of 32)
 
 
-@pytest.fixture(scope="module")
-def fitted(tmp_path_factory: pytest.TempPathFactory) -> tuple[EnvMap, Path]:
+@pytest.fixture(scope="module", params=sorted(FITS))
+def fitted(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[EnvMap, Path]:
     env = sky()
     path = tmp_path_factory.mktemp("flows") / "sky.pt"
-    meta = fit_map_flow(env, path, progress=False, **FIT)
+    meta = fit_map_flow(env, path, progress=False, **FITS[request.param])
     assert meta["map_hash"] == env.content_hash()
     return env, path
 
@@ -52,8 +57,9 @@ def test_flow_chi2_against_its_own_pdf(fitted: tuple[EnvMap, Path]) -> None:
         ls = s.sample(rng.random((n, 2)))
         return ls.wi, ls.pdf > 0
 
-    # the flow's mixture has single-pixel components, discontinuous at pixel edges: cells
-    # aligned with the 16 x 32 map's pixels, each integrated on 4 x 4 sub-cells
+    # both flows are discontinuous at the pixel edges (the pixel flow is constant per pixel,
+    # the spline flow's mixture has single-pixel components): cells aligned with the
+    # 16 x 32 map's pixels, each integrated on 4 x 4 sub-cells
     res = chi2_test(sample, s.pdf, n_samples=300_000, theta_edges=np.pi * np.arange(17) / 16, n_phi=32,
                     sub=4, quad_order=3)
     assert res.passed, res.message
@@ -99,6 +105,7 @@ def test_cache_is_used(fitted: tuple[EnvMap, Path], tmp_path: Path, monkeypatch:
     env, path = fitted
     monkeypatch.setenv("FLOWTRACER_FLOW_CACHE", str(tmp_path))
     target = cache_path(env)
+    assert target.name.endswith("-pixel.pt") and cache_path(env, model="spline") != target
     target.write_bytes(path.read_bytes())
     s = make_flow_sampler(env)  # must load, not fit: fitting would print and take time
     assert isinstance(s, FlowSampler) and s.meta["map_hash"] == env.content_hash()
@@ -117,10 +124,12 @@ def test_mismatched_and_corrupt_models_are_refused(fitted: tuple[EnvMap, Path], 
         load_map_flow(env, tmp_path / "missing.pt")
 
 
-@pytest.mark.parametrize("rgb", [np.zeros((4, 8, 3), np.float32)], ids=["black"])
-def test_fitting_an_all_black_map_fails_clearly(rgb: np.ndarray, tmp_path: Path) -> None:
-    with pytest.raises(TracerError, match="cannot fit a flow"):
-        fit_map_flow(EnvMap(rgb, name="black.exr"), tmp_path / "x.pt", progress=False, **FIT)
+@pytest.mark.parametrize("kind", sorted(FITS))
+def test_fitting_an_all_black_map_fails_clearly(kind: str, tmp_path: Path) -> None:
+    rgb = np.zeros((4, 8, 3), np.float32)
+    with pytest.raises(TracerError, match="black.exr: cannot fit a flow"):
+        fit_map_flow(EnvMap(rgb, name="black.exr"), tmp_path / "x.pt", progress=False, **FITS[kind])
+    assert not (tmp_path / "x.pt").exists()
 
 
 def test_flow_converges_to_the_piecewise_image(fitted: tuple[EnvMap, Path], tmp_path: Path) -> None:

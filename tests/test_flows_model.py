@@ -12,6 +12,7 @@ import torch
 from flows.coupling import Encoding, OneBlobLinear, SplineCoupling
 from flows.export import content_hash, load_flow, save_flow
 from flows.model import FlowConfig, SplineFlow
+from tests.flow_helpers import assert_same_flow, perturb, uniform
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated"),
@@ -59,14 +60,7 @@ def _perturbed(config: FlowConfig, seed: int = 0, scale: float = 0.3) -> SplineF
     model = SplineFlow(config)
     if config.n_pixel_components:
         model.set_pixel_components(weights=PIXEL_WEIGHTS, **PIXELS)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(scale * torch.randn_like(p))
-    return model.eval()
-
-
-def _uniform(n: int, seed: int = 1) -> torch.Tensor:
-    return torch.rand(n, 2, generator=torch.Generator().manual_seed(seed))
+    return perturb(model, scale, seed)
 
 
 def _grid(n: int) -> torch.Tensor:
@@ -77,7 +71,7 @@ def _grid(n: int) -> torch.Tensor:
 
 def test_initial_model_is_identity() -> None:
     model = SplineFlow(SMALL).eval()
-    u = _uniform(500)
+    u = uniform(500)
     with torch.no_grad():
         x, log_pdf = model.sample(u)
         torch.testing.assert_close(x, u, atol=1e-6, rtol=0)
@@ -85,13 +79,13 @@ def test_initial_model_is_identity() -> None:
         torch.testing.assert_close(model.log_prob(u), torch.zeros(500), atol=1e-5, rtol=0)
 
 
-def test_default_config_starts_near_uniform() -> None:
+def test_default_config_starts_nearuniform() -> None:
     # 32 placeholder pixel components (weight 1e-4 each) until fit_flow places them.
     model = SplineFlow(FlowConfig(n_bins=8, hidden=8, encoding_size=8)).eval()
     assert model.config.n_pixel_components == 32
     with torch.no_grad():
         q = torch.exp(model.log_prob(_grid(64)))
-        _, log_pdf = model.sample(_uniform(1000))
+        _, log_pdf = model.sample(uniform(1000))
     torch.testing.assert_close(q, torch.ones_like(q), atol=1e-5, rtol=0)
     torch.testing.assert_close(log_pdf, torch.zeros(1000), atol=1e-5, rtol=0)
 
@@ -144,7 +138,7 @@ def test_periodic_density_is_continuous_across_seam() -> None:
 @pytest.mark.parametrize("name", ["one_blob", "pixels"])
 def test_every_parameter_gets_a_gradient(name: str) -> None:
     model = _perturbed(CONFIGS[name], scale=0.1).train()
-    x = _uniform(2048, seed=5) ** 2  # a non-uniform "data" set
+    x = uniform(2048, seed=5) ** 2  # a non-uniform "data" set
     loss = -model.log_prob(x).mean()
     loss.backward()
     for pname, p in model.named_parameters():
@@ -166,7 +160,7 @@ def test_density_integrates_to_one(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_sample_log_pdf_matches_log_prob(name: str) -> None:
     model = _perturbed(CONFIGS[name])
-    u = _uniform(4000, seed=2)
+    u = uniform(4000, seed=2)
     with torch.no_grad():
         x, log_pdf = model.sample(u)
         assert x.shape == (4000, 2) and log_pdf.shape == (4000,)
@@ -176,7 +170,7 @@ def test_sample_log_pdf_matches_log_prob(name: str) -> None:
 
 def test_sample_then_transform_round_trip() -> None:
     model = _perturbed(SMALL)
-    u = _uniform(4000, seed=3)
+    u = uniform(4000, seed=3)
     with torch.no_grad():
         x, log_pdf = model.sample(u)
         u2, logdet = model.transform(x)
@@ -189,7 +183,7 @@ def test_sample_then_transform_round_trip() -> None:
 def test_mixture_samples_cover_both_components() -> None:
     config = CONFIGS["mixture"]
     model = _perturbed(config)
-    u = _uniform(4000, seed=4)
+    u = uniform(4000, seed=4)
     with torch.no_grad():
         x, log_pdf = model.sample(u)
     # The uniform component: u0 < a is stretched onto [0, 1] and returned as is.
@@ -212,7 +206,7 @@ def test_pixel_components() -> None:
     torch.testing.assert_close(w[1:4], PIXEL_WEIGHTS[[1, 0, 2]], atol=0.05, rtol=0.5)
     assert model.pixel_index.tolist() == [7, 40, 255]
     # Each component's share of the samples is its weight; pixel samples lie in their pixel.
-    u = _uniform(20000, seed=9)
+    u = uniform(20000, seed=9)
     with torch.no_grad():
         x, _ = model.sample(u)
     cum = torch.cumsum(w, 0)
@@ -245,13 +239,7 @@ def test_set_pixel_components_validates() -> None:
 def test_scripted_equals_eager(name: str) -> None:
     model = _perturbed(CONFIGS[name])
     scripted = torch.jit.script(model)
-    u = _uniform(1000, seed=6)
-    with torch.no_grad():
-        xe, le = model.sample(u)
-        xs, ls = scripted.sample(u)
-        torch.testing.assert_close(xs, xe)
-        torch.testing.assert_close(ls, le)
-        torch.testing.assert_close(scripted.log_prob(u), model.log_prob(u))
+    assert_same_flow(model, scripted, uniform(1000, seed=6))
 
 
 def test_count_parameters_and_config() -> None:
@@ -271,7 +259,7 @@ def test_coupling_inverse() -> None:
     with torch.no_grad():
         for p in layer.parameters():
             p.add_(0.5 * torch.randn_like(p))
-        x = _uniform(1000, seed=7)
+        x = uniform(1000, seed=7)
         y, ld = layer(x)
         torch.testing.assert_close(y[:, 0], x[:, 0])  # the conditioning coordinate passes
         x2, ld2 = layer.inverse(y)
@@ -293,18 +281,12 @@ def test_save_load_round_trip(tmp_path: Path, name: str) -> None:
     assert meta["config"] == model.config.to_dict()
     assert meta["n_parameters"] == model.count_parameters()
     assert FlowConfig.from_dict(meta["config"]) == model.config
-    u = _uniform(1000, seed=8)
-    with torch.no_grad():
-        xe, le = model.sample(u)
-        xl, ll = loaded.sample(u)
-        torch.testing.assert_close(xl, xe)
-        torch.testing.assert_close(ll, le)
-        torch.testing.assert_close(loaded.log_prob(u), model.log_prob(u))
+    u = uniform(1000, seed=8)
+    assert_same_flow(model, loaded, u)
     # The eager class can be rebuilt from the metadata and the scripted module's state.
     rebuilt = SplineFlow(FlowConfig.from_dict(meta["config"]))
     rebuilt.load_state_dict(loaded.state_dict())
-    with torch.no_grad():
-        torch.testing.assert_close(rebuilt.eval().sample(u)[1], le)
+    assert_same_flow(model, rebuilt.eval(), u)
     # Without an expected hash any map's flow loads.
     load_flow(str(path))
 

@@ -9,7 +9,15 @@ import pytest
 import torch
 
 from flows.model import FlowConfig, SplineFlow
-from flows.train import PiecewiseConstantSampler, fit_flow, kl_divergence, normalize_density
+from flows.pixel_flow import PixelFlow, PixelFlowConfig
+from flows.train import (
+    ExactObjective,
+    PiecewiseConstantSampler,
+    build_flow,
+    fit_flow,
+    kl_divergence,
+    normalize_density,
+)
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated"),
@@ -174,3 +182,92 @@ def test_kl_of_exact_and_uniform_models() -> None:
     d0 = np.ones((4, 4))
     d0[:, :2] = 0.0
     assert kl_divergence(_Uniform(), d0, grid=100) == pytest.approx(math.log(2.0), rel=1e-9)
+
+
+# --- the pixel flow and the exact objective ------------------------------------------------
+
+PIXEL = PixelFlowConfig(hidden=16)
+
+
+@pytest.fixture(scope="module")
+def pixel_fitted():
+    return fit_flow(blob_density(), PIXEL, seed=0, max_steps=600, eval_every=50)
+
+
+def _pixel_kl(model: PixelFlow, d: np.ndarray) -> float:
+    """sum P log(P / Q) over pixels, from the model's pixel masses (a slow, obvious reference)."""
+    mass = d / d.sum()
+    with torch.no_grad():
+        q = torch.exp(model.pixel_log_masses(torch.arange(d.shape[0]))).double().numpy()
+    pos = mass > 0
+    return float((mass[pos] * np.log(mass[pos] / q[pos])).sum())
+
+
+def test_pixel_flow_fits_the_exact_kl(pixel_fitted) -> None:
+    d = blob_density()
+    r = pixel_fitted
+    assert isinstance(r.model, PixelFlow) and not r.model.training
+    # The default objective of a PixelFlow is the exact one: its validation KL is the pixel KL.
+    assert r.history[-1]["val_kl"] == pytest.approx(_pixel_kl(r.model, d), abs=1e-4)
+    # Its pixels are the map's, so it can follow the map closely (measured 0.0005; uniform 1.98).
+    assert min(h["val_kl"] for h in r.history) < 0.005
+    assert r.kl < 0.005
+    assert r.history[-1]["val_kl"] < 0.5 * r.history[0]["val_kl"]
+    # The row marginal starts (and stays) at the map's row masses.
+    rows = d.sum(axis=1) / d.sum()
+    with torch.no_grad():
+        a = torch.softmax(r.model.row_logits, 0).double().numpy()
+    np.testing.assert_allclose(a, rows, rtol=1e-3)
+
+
+def test_pixel_flow_puts_mass_on_the_bright_cell(pixel_fitted) -> None:
+    p = normalize_density(blob_density())
+    with torch.no_grad():
+        q = torch.exp(pixel_fitted.model.pixel_log_masses(torch.arange(16))).numpy()
+    assert q[4, 25] == pytest.approx(p[4, 25] / p.size, rel=0.05)
+
+
+def test_exact_objective_on_a_row_subset_is_unbiased(monkeypatch: pytest.MonkeyPatch) -> None:
+    d = blob_density()
+    torch.manual_seed(0)
+    model = build_flow(PIXEL, normalize_density(d))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.5 * torch.randn_like(p))
+    full = ExactObjective(normalize_density(d), torch.Generator().manual_seed(0))
+    assert full.rows_per_step == 16
+    exact = full.kl(model)
+    assert exact == pytest.approx(_pixel_kl(model, d), rel=1e-4)
+    with torch.no_grad():
+        assert float(full.loss(model)) == pytest.approx(exact, rel=1e-5)
+    monkeypatch.setattr("flows.train.EXACT_PIXELS_PER_STEP", 2 * 32)
+    sub = ExactObjective(normalize_density(d), torch.Generator().manual_seed(1))
+    assert sub.rows_per_step == 2
+    assert sub.kl(model) == pytest.approx(exact, rel=1e-5)  # evaluation still covers all rows
+    with torch.no_grad():
+        draws = torch.stack([sub.loss(model) for _ in range(4000)]).double()
+    se = float(draws.std()) / math.sqrt(draws.numel())
+    assert abs(float(draws.mean()) - exact) < 4 * se
+
+
+def test_pixel_flow_with_samples_objective_and_determinism() -> None:
+    kw = {"max_steps": 30, "eval_every": 10, "n_val": 1024, "batch_size": 512}
+    a = fit_flow(blob_density(), PIXEL, seed=3, objective="samples", **kw)
+    b = fit_flow(blob_density(), PIXEL, seed=3, objective="samples", **kw)
+    assert a.kl == b.kl and a.kl < kl_divergence(_Uniform(), blob_density())
+    c = fit_flow(blob_density(), PIXEL, seed=3, max_steps=30, eval_every=10)
+    d = fit_flow(blob_density(), PIXEL, seed=3, max_steps=30, eval_every=10)
+    for (name, pc), pd in zip(c.model.state_dict().items(), d.model.state_dict().values(), strict=True):
+        assert torch.equal(pc, pd), name
+
+
+def test_objective_is_checked() -> None:
+    with pytest.raises(ValueError, match="unknown objective"):
+        fit_flow(blob_density(), PIXEL, objective="nope", max_steps=1)
+    with pytest.raises(ValueError, match="PixelFlow"):
+        fit_flow(blob_density(), CONFIG, objective="exact", max_steps=1)
+
+
+def test_default_model_is_the_pixel_flow() -> None:
+    r = fit_flow(blob_density(8, 16), max_steps=5, eval_every=5)
+    assert isinstance(r.model, PixelFlow) and r.model.config.hidden == PixelFlowConfig().hidden

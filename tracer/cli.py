@@ -74,11 +74,14 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("envmap", type=Path, help="environment map (.exr/.hdr)")
     f.add_argument("--out", type=Path, help="output .pt (default: the cache, renders/flows/<hash>.pt)")
     f.add_argument("--seed", type=_nonneg_int, default=0)
-    f.add_argument("--max-steps", type=_positive_int, default=3000, help="optimisation steps at most")
+    f.add_argument("--model", choices=("pixel", "spline"), default="pixel",
+                   help="pixel: piecewise-linear flow at the map's resolution (default); "
+                        "spline: rational-quadratic spline couplings")
+    f.add_argument("--max-steps", type=_positive_int, help="optimisation steps at most")
     f.add_argument("--time-limit", type=float, help="stop fitting after this many seconds")
-    f.add_argument("--layers", type=_positive_int, help="coupling layers")
-    f.add_argument("--bins", type=_positive_int, help="spline bins")
     f.add_argument("--hidden", type=_positive_int, help="conditioner width")
+    f.add_argument("--layers", type=_positive_int, help="coupling layers (spline)")
+    f.add_argument("--bins", type=_positive_int, help="spline bins (spline)")
     f.add_argument("--no-progress", action="store_true")
 
     fr = sub.add_parser("flow-report", help="target vs learned density of a fitted flow, as a PNG")
@@ -125,18 +128,26 @@ def cmd_fit_flow(args: argparse.Namespace) -> None:
     import time
 
     from flows.model import FlowConfig
+    from flows.pixel_flow import PixelFlowConfig
     from tracer.envmap import load_envmap, require_light
     from tracer.samplers.flow import cache_path, fit_map_flow
     from tracer.scene import EnvSpec
 
+    if args.model == "pixel" and (args.layers or args.bins):
+        raise TracerError("--layers and --bins are options of --model spline")
+    if args.time_limit is not None and not args.time_limit > 0:
+        raise TracerError(f"--time-limit must be positive, got {args.time_limit}")
     env = load_envmap(EnvSpec(kind="file", path=args.envmap))
     require_light(env)
     over = {k: v for k, v in (("n_layers", args.layers), ("n_bins", args.bins), ("hidden", args.hidden)) if v}
-    config = dataclasses.replace(FlowConfig(), **over)
-    out = args.out or cache_path(env)
+    base = PixelFlowConfig() if args.model == "pixel" else FlowConfig()
+    config = dataclasses.replace(base, **over)
+    fit_kw = {"time_limit_s": args.time_limit}
+    if args.max_steps is not None:
+        fit_kw["max_steps"] = args.max_steps
+    out = args.out or cache_path(env, model=args.model)
     t0 = time.perf_counter()
-    meta = fit_map_flow(env, out, seed=args.seed, progress=not args.no_progress, config=config,
-                        max_steps=args.max_steps, time_limit_s=args.time_limit)
+    meta = fit_map_flow(env, out, seed=args.seed, progress=not args.no_progress, config=config, **fit_kw)
     print(f"{args.envmap}: KL(target || flow) = {meta['kl']:.4f} nats on a 500x500 grid, "
           f"fit {meta['fit_seconds']:.1f} s ({meta['steps']} steps; {time.perf_counter() - t0:.1f} s in all)")
     print(f"wrote {out}")

@@ -54,7 +54,8 @@ def flow_report(model: Path, envmap: Path | None = None, out: Path | None = None
     im2 = ax[2].imshow(ratio, extent=(0, 1, 1, 0), vmin=-1, vmax=1, cmap="coolwarm")
     ax[2].set_title("log10(q / p)")
     fig.colorbar(im2, ax=ax[2], shrink=0.9)
-    fig.suptitle(f"{Path(map_path).name}: KL(p || q) = {meta.get('kl', float('nan')):.4f} nats, "
+    fig.suptitle(f"{Path(map_path).name}, {meta.get('model', 'spline')} flow: "
+                 f"KL(p || q) = {meta.get('kl', float('nan')):.4f} nats, "
                  f"{meta.get('n_parameters', '?')} parameters, fit {meta.get('fit_seconds', float('nan')):.1f} s")
     out = Path(out) if out else Path(model).with_suffix(".png")
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,21 +1,27 @@
 r"""``flow``: light sampling by a normalizing flow fitted to the environment map.
 
 The flow (:mod:`flows`) is a bijection of the unit square with a uniform base density, fitted
-by maximum likelihood to the map's own piecewise-constant density :math:`f_{ij} = Y_{ij}
-\sin\theta_i` (:meth:`tracer.envmap.EnvMap.sampling_density`), as in NEnv (Litalien et al.
-2024, "Neural Environment Map Importance Sampling") and Neural Importance Sampling (Müller
-et al. 2019). The tracer's own uniforms drive it directly: ``module.sample(u)`` gives the
-point :math:`x` of the map's square and :math:`\log p_{uv}(x)`; the density becomes solid
-angle by the same Jacobian as ``piecewise`` (:func:`tracer.sphere_map.uv_to_solid_angle_pdf`)
-and the radiance is still read from the map. Only the sampling density is learned, so the
-estimator stays unbiased whatever the fit's quality (the flow's density is positive on the
-whole square); a poor fit costs variance, not correctness.
+to the map's own piecewise-constant density :math:`f_{ij} = Y_{ij} \sin\theta_i`
+(:meth:`tracer.envmap.EnvMap.sampling_density`) by minimising KL(target || flow), as NEnv
+(Rodriguez-Pardo et al., "NEnv: Neural Environment Maps for Global Illumination", EGSR 2023)
+does by maximum likelihood. The default, :class:`flows.pixel_flow.PixelFlow`, is an
+autoregressive flow of piecewise-linear couplings (Müller et al., "Neural Importance
+Sampling", 2019) at the map's pixel resolution, fitted on the exact pixel KL;
+``fit-flow --model spline`` gives :class:`flows.model.SplineFlow`, rational-quadratic spline
+couplings fitted on samples. The tracer's own uniforms drive the flow directly:
+``module.sample(u)`` gives the point :math:`x` of the map's square and :math:`\log p_{uv}(x)`;
+the density becomes solid angle by the same Jacobian as ``piecewise``
+(:func:`tracer.sphere_map.uv_pdfs_to_solid_angle`) and the radiance is still read from the map.
+Only the sampling density is learned, so the estimator stays unbiased whatever the fit's
+quality (the flow's density is positive on the whole square); a poor fit costs variance, not
+correctness.
 
 The TorchScript module runs on whole wavefront queues: one ``sample`` batch before shading
 and one ``log_prob`` batch on escaped rays per bounce.
 
-Fitted flows are cached by the map's content hash (``renders/flows/<hash>.pt``, or the folder
-in ``$FLOWTRACER_FLOW_CACHE``), so only the first render of a map fits one.
+Fitted flows are cached by the map's content hash and the model
+(``renders/flows/<hash>-pixel.pt``, or the folder in ``$FLOWTRACER_FLOW_CACHE``), so only the
+first render of a map fits one.
 """
 
 from __future__ import annotations
@@ -42,16 +48,20 @@ def cache_dir() -> Path:
     return Path(os.environ.get("FLOWTRACER_FLOW_CACHE", DEFAULT_CACHE))
 
 
-def cache_path(env: EnvMap, folder: Path | None = None) -> Path:
-    """The cache file of the flow for ``env``'s pixels."""
-    return (folder or cache_dir()) / f"{env.content_hash()[:24]}.pt"
+def cache_path(env: EnvMap, folder: Path | None = None, model: str = "pixel") -> Path:
+    """The cache file of the ``model`` flow (``"pixel"`` or ``"spline"``) for ``env``'s pixels."""
+    return (folder or cache_dir()) / f"{env.content_hash()[:24]}-{model}.pt"
 
 
 def fit_map_flow(
     env: EnvMap, out: Path, *, seed: int = 0, progress: bool = True, config: Any = None,
-    **fit_kw: Any,
+    map_hash: str | None = None, **fit_kw: Any,
 ) -> dict[str, Any]:
-    """Fit a flow to ``env``'s sampling density and save it to ``out``; return its metadata."""
+    """Fit a flow to ``env``'s sampling density and save it to ``out``; return its metadata.
+
+    ``config`` is a :class:`flows.pixel_flow.PixelFlowConfig` (the default) or a
+    :class:`flows.model.FlowConfig`; ``map_hash`` spares hashing the map again.
+    """
     from flows.export import save_flow
     from flows.train import fit_flow
 
@@ -61,7 +71,7 @@ def fit_map_flow(
     except ValueError as e:
         raise TracerError(f"{env.name}: cannot fit a flow: {e}") from None
     meta = {
-        "map_hash": env.content_hash(),
+        "map_hash": map_hash or env.content_hash(),
         "map": env.name,
         "map_shape": list(env.shape),
         "kl": float(res.kl),
@@ -74,12 +84,16 @@ def fit_map_flow(
     return meta
 
 
-def load_map_flow(env: EnvMap | None, path: Path) -> tuple[torch.jit.ScriptModule, dict[str, Any]]:
+def load_map_flow(
+    env: EnvMap | None, path: Path, map_hash: str | None = None
+) -> tuple[torch.jit.ScriptModule, dict[str, Any]]:
     """Load a fitted flow, refusing a corrupt file or one fitted to another map."""
     from flows.export import load_flow
 
+    if env is not None and map_hash is None:
+        map_hash = env.content_hash()
     try:
-        module, meta = load_flow(path, expected_hash=None if env is None else env.content_hash())
+        module, meta = load_flow(path, expected_hash=map_hash)
     except ValueError as e:
         raise TracerError(str(e)) from None
     return module, meta
@@ -119,15 +133,21 @@ def make_flow_sampler(
     env: EnvMap, model_path: Path | None = None, progress: bool = True, device: str = "cpu",
     **fit_kw: Any,
 ) -> FlowSampler:
-    """The flow sampler for ``env``: from ``model_path``, else the cache, else a new fit."""
+    """The flow sampler for ``env``: from ``model_path``, else the cache, else a new fit.
+
+    A new fit is a :class:`flows.pixel_flow.PixelFlow` unless ``fit_kw`` holds another
+    ``config``; it is cached under :func:`cache_path` for that model.
+    """
+    map_hash = env.content_hash()  # hashed once, for the cache name and the check
     if model_path is not None:
-        module, meta = load_map_flow(env, Path(model_path))
+        module, meta = load_map_flow(env, Path(model_path), map_hash)
         return FlowSampler(env, module, meta, device)
-    path = cache_path(env)
+    config = fit_kw.get("config")
+    path = cache_path(env, model="pixel" if config is None else config.kind)
     if not path.exists():
         print(f"fitting a flow to {env.name} (cached as {path})", file=sys.stderr)
         t0 = time.perf_counter()
-        meta = fit_map_flow(env, path, progress=progress, **fit_kw)
+        meta = fit_map_flow(env, path, progress=progress, map_hash=map_hash, **fit_kw)
         print(f"fitted in {time.perf_counter() - t0:.1f} s, KL {meta['kl']:.4f} nats", file=sys.stderr)
-    module, meta = load_map_flow(env, path)
+    module, meta = load_map_flow(env, path, map_hash)
     return FlowSampler(env, module, meta, device)
