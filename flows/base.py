@@ -51,7 +51,11 @@ class UnitSquareFlow(nn.Module):
 
     @torch.jit.export
     def sample(self, u: Tensor) -> tuple[Tensor, Tensor]:
-        """Map uniform random numbers ``u (N, 2)`` to samples ``x (N, 2)`` and ``log q(x) (N,)``."""
+        """Map uniform random numbers ``u (N, 2)`` to samples ``x (N, 2)`` and ``log q(x) (N,)``.
+
+        ``log q`` can lie far below float32's ``exp`` range (about -103) where a flow gives a
+        region little mass: exponentiate it in float64.
+        """
         n = u.shape[0]
         if n <= self.chunk_size:
             return self._sample(u)

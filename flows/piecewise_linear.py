@@ -11,9 +11,12 @@ CDF, linear inside each bin:
     y = F(x) = C_k + p_k (K x - k), \qquad C_k = \sum_{j < k} p_j, \qquad
     \log\left|\frac{dy}{dx}\right| = \log (K p_k).
 
-The inverse finds the bin by counting the cumulative sums at or below :math:`y`
-(``torch.searchsorted``), :math:`k = \#\{j \ge 1 : C_j \le y\}`, and
-:math:`x = (k + (y - C_k) / p_k) / K` with :math:`\log|dx/dy| = -\log(K p_k)`.
+The inverse finds the bin by counting the cumulative sums at or below :math:`y`,
+:math:`k = \#\{j \ge 1 : C_j \le y\}` (``torch.searchsorted`` for one set of bins, a
+binary search of each point's own row for many), and
+:math:`x = (k + (y - C_k) / p_k) / K` with :math:`\log|dx/dy| = -\log(K p_k)`. The search
+and :math:`C_k` are read from one cumulative sum, so a :math:`y` on a bin edge lands exactly
+at the start of its bin.
 
 Where a rational-quadratic spline (:mod:`flows.spline`) is smooth, this transform is exactly
 as fine as its bins: with bins aligned to a map's pixels it represents a piecewise-constant
@@ -21,9 +24,12 @@ target exactly, which is what :class:`flows.pixel_flow.PixelFlow` builds on.
 
 Bin probabilities come from unnormalised logits through :func:`bin_log_probs`, a log-softmax
 whose logits are first floored at :data:`LOGIT_FLOOR` below their maximum. The floor keeps every
-bin's probability positive (at least :math:`e^{-60}/K`, a normal float32: the density is
-positive wherever the flow may sample, so an estimator using it stays unbiased) and keeps the
+bin's probability positive (at least :math:`e^{-60}/K`, a normal float32), so a flow built of
+these transforms has a positive density wherever its target is nonzero, and it keeps the
 ``exp`` of hopeless bins out of the subnormal range, where x86 arithmetic is ~50x slower.
+(A bin whose share of the CDF is below float32's resolution, ~6e-8, is still never *drawn*
+by float32 uniforms: the same limit as any tabulated sampler driven by 24-bit random
+numbers.)
 """
 
 from __future__ import annotations
@@ -54,14 +60,28 @@ def _row_base(log_probs: Tensor, group: Tensor | None, n: int) -> Tensor:
     return group
 
 
-def _cell_terms(bins: Tensor, log_probs: Tensor, rows: Tensor) -> tuple[Tensor, Tensor]:
-    """``log p_k`` and :math:`C_k` of each point's bin ``k`` in its row of bins."""
+def _cumulative(log_probs: Tensor) -> Tensor:
+    r""":math:`C_0 = 0, C_1, \dots, C_K` of each row of bins: ``(G, K + 1)``."""
     k = log_probs.shape[-1]
-    lp2 = log_probs.reshape(-1, k)
-    probs = torch.exp(lp2)
-    below = (torch.cumsum(probs, dim=-1) - probs).reshape(-1)  # C_k
-    flat = rows * k + bins
-    return lp2.reshape(-1).index_select(0, flat), below.index_select(0, flat)
+    cdf = torch.cumsum(torch.exp(log_probs.reshape(-1, k)), dim=-1)
+    return F.pad(cdf, (1, 0))
+
+
+def _cell_terms(
+    bins: Tensor, log_probs: Tensor, cumulative: Tensor, rows: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``log p_k``, :math:`C_k` and :math:`C_{k+1} - C_k` of each point's bin ``k``.
+
+    The map is linear from :math:`C_k` to :math:`C_{k+1}` as the cumulative sum holds them,
+    so that the ends of a bin map to each other exactly in both directions; its slope
+    differs from :math:`K p_k` by float rounding only.
+    """
+    k = log_probs.shape[-1]
+    lp = log_probs.reshape(-1).index_select(0, rows * k + bins)
+    flat = cumulative.reshape(-1)
+    start = rows * (k + 1) + bins
+    below = flat.index_select(0, start)
+    return lp, below, flat.index_select(0, start + 1) - below
 
 
 def pl_forward(
@@ -77,8 +97,8 @@ def pl_forward(
     rounded ``x``.
     """
     rows = _row_base(log_probs, group, bins.shape[0])
-    lp, below = _cell_terms(bins, log_probs, rows)
-    y = (below + torch.exp(lp) * frac).clamp(0.0, 1.0)
+    lp, below, width = _cell_terms(bins, log_probs, _cumulative(log_probs), rows)
+    y = (below + width * frac).clamp(0.0, 1.0)
     return y, lp + math.log(log_probs.shape[-1])
 
 
@@ -120,13 +140,14 @@ def pl_inverse(
     k = log_probs.shape[-1]
     y = y.clamp(0.0, 1.0)
     rows = _row_base(log_probs, group, y.shape[0])
-    upper = torch.cumsum(torch.exp(log_probs.reshape(-1, k)), dim=-1)[:, :-1]  # C_1..C_{K-1}
+    cumulative = _cumulative(log_probs)
+    upper = cumulative[:, 1:k]  # C_1 .. C_{K-1}
     if log_probs.dim() == 1:
         bins = torch.searchsorted(upper[0].contiguous(), y.contiguous(), right=True)
     else:
         bins = _search_rows(upper.contiguous(), rows, y)
-    lp, below = _cell_terms(bins, log_probs, rows)
-    frac = ((y - below) / torch.exp(lp)).clamp(0.0, 1.0)
+    lp, below, width = _cell_terms(bins, log_probs, cumulative, rows)
+    frac = ((y - below) / width.clamp_min(1e-30)).clamp(0.0, 1.0)
     return bins, frac, -(lp + math.log(k))
 
 

@@ -110,7 +110,7 @@ class PixelFlowConfig(ConfigDict):
 
     def __post_init__(self) -> None:
         if self.height < 0 or self.width < 0:
-            raise ValueError(f"map size must be positive, got {self.height} x {self.width}")
+            raise ValueError(f"map size must be >= 0 (0: the fitted map's), got {self.height} x {self.width}")
         if self.hidden < 1:
             raise ValueError(f"hidden must be at least 1, got {self.hidden}")
         if self.depth < 1:
@@ -138,7 +138,7 @@ class PixelFlow(UnitSquareFlow):
         chunk_size: points per block in :meth:`sample` and :meth:`log_prob` (speed only).
             Large: the per-point work is a few gathers and compares, and the larger a block,
             the more of its points share a row and a coarse bin (``forest``, batches of 64k:
-            blocks of 256k sample 1.6x and evaluate 2.3x faster than blocks of 16k;
+            blocks of 256k sample 1.7x and evaluate 2.4x faster than blocks of 16k;
             ``benchmarks/bench_flow_gap.py``).
     """
 
@@ -210,6 +210,8 @@ class PixelFlow(UnitSquareFlow):
                 block = g_pairs[start : start + n]
                 parts.append(torch.addmm(self.fine_bias[k], block, self.fine_weight[k]))
             start += n
+        if len(parts) == 0:  # an empty batch
+            return pair_of, g.new_zeros((0, self.n_fine))
         return pair_of, bin_log_probs(torch.cat(parts))
 
     def pixel_log_masses(self, rows: Tensor) -> Tensor:

@@ -29,3 +29,15 @@ def assert_same_flow(a: nn.Module, b: nn.Module, u: torch.Tensor) -> None:
         torch.testing.assert_close(xb, xa)
         torch.testing.assert_close(lb, la)
         torch.testing.assert_close(b.log_prob(u), a.log_prob(u))
+
+
+def sample_and_check(model: nn.Module, u: torch.Tensor, atol: float, rtol: float) -> tuple:
+    """``model.sample(u)``, checked: shapes, points inside the square, and the returned
+    log-density equal to ``log_prob`` at the returned points. Returns ``(x, log_pdf)``."""
+    n = u.shape[0]
+    with torch.no_grad():
+        x, log_pdf = model.sample(u)
+        assert x.shape == (n, 2) and log_pdf.shape == (n,)
+        assert torch.all((x >= 0) & (x <= 1))
+        torch.testing.assert_close(model.log_prob(x), log_pdf, atol=atol, rtol=rtol)
+    return x, log_pdf

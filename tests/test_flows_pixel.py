@@ -10,7 +10,7 @@ import torch
 
 from flows.export import content_hash, load_flow, save_flow
 from flows.pixel_flow import PixelFlow, PixelFlowConfig, coarse_bins_for
-from tests.flow_helpers import assert_same_flow, perturb, uniform
+from tests.flow_helpers import assert_same_flow, perturb, sample_and_check, uniform
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated"),
@@ -90,11 +90,8 @@ def test_sample_log_pdf_matches_log_prob_and_transform(shape: tuple[int, int]) -
     h, w = shape
     model = _model(h, w, seed=2)
     u = uniform(20000, seed=2)
+    x, log_pdf = sample_and_check(model, u, atol=1e-5, rtol=1e-5)
     with torch.no_grad():
-        x, log_pdf = model.sample(u)
-        assert x.shape == (20000, 2) and log_pdf.shape == (20000,)
-        assert torch.all((x >= 0) & (x <= 1))
-        torch.testing.assert_close(model.log_prob(x), log_pdf, atol=1e-5, rtol=1e-5)
         z, logdet = model.transform(x)
         torch.testing.assert_close(logdet, log_pdf, atol=1e-5, rtol=1e-5)
         # float32: the round trip is as accurate as eps / (dy/dx) in the least likely pixels
@@ -165,3 +162,15 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
     assert meta["model"] == "pixel" and meta["n_parameters"] == model.count_parameters()
     assert PixelFlowConfig.from_dict(meta["config"]) == model.config
     assert_same_flow(model, loaded, uniform(2000, seed=8))
+
+
+def test_empty_batch() -> None:
+    model = _model(6, 30, seed=9)
+    empty = torch.zeros(0, 2)
+    scripted = torch.jit.script(model)
+    for m in (model, scripted):
+        with torch.no_grad():
+            x, log_q = m.sample(empty)
+            assert x.shape == (0, 2) and log_q.shape == (0,)
+            assert m.log_prob(empty).shape == (0,)
+            assert m.transform(empty)[0].shape == (0, 2)

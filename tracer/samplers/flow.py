@@ -35,6 +35,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from flows.model import FlowConfig
+from flows.pixel_flow import PixelFlowConfig
 from tracer.envmap import EnvMap, square_samples_to_light, world_dirs_to_map_uv
 from tracer.errors import TracerError
 from tracer.samplers.base import LightSamples
@@ -54,7 +56,8 @@ def cache_path(env: EnvMap, folder: Path | None = None, model: str = "pixel") ->
 
 
 def fit_map_flow(
-    env: EnvMap, out: Path, *, seed: int = 0, progress: bool = True, config: Any = None,
+    env: EnvMap, out: Path, *, seed: int = 0, progress: bool = True,
+    config: FlowConfig | PixelFlowConfig | None = None,
     map_hash: str | None = None, **fit_kw: Any,
 ) -> dict[str, Any]:
     """Fit a flow to ``env``'s sampling density and save it to ``out``; return its metadata.
@@ -136,7 +139,9 @@ def make_flow_sampler(
     """The flow sampler for ``env``: from ``model_path``, else the cache, else a new fit.
 
     A new fit is a :class:`flows.pixel_flow.PixelFlow` unless ``fit_kw`` holds another
-    ``config``; it is cached under :func:`cache_path` for that model.
+    ``config``; it is cached under :func:`cache_path` for that model. The cache holds *the*
+    flow of a map (``tracer fit-flow`` writes there by default): a cached fit is used
+    whatever configuration it was fitted with, and ``fit_kw`` applies only when there is none.
     """
     map_hash = env.content_hash()  # hashed once, for the cache name and the check
     if model_path is not None:
