@@ -54,17 +54,9 @@ class PerPointPixelFlow(PixelFlow):
 
     def _fine_terms(self, g: Tensor, row_of: Tensor, coarse: Tensor) -> tuple[Tensor, Tensor]:
         order = torch.argsort(coarse)
-        counts: list[int] = torch.bincount(coarse, minlength=self.n_coarse).tolist()
-        g_sorted = g.index_select(0, order)
-        parts: list[Tensor] = []
-        start = 0
-        for k, n in enumerate(counts):
-            if n > 0:
-                parts.append(torch.addmm(self.fine_bias[k], g_sorted[start : start + n], self.fine_weight[k]))
-            start += n
+        sorted_logits = self._fine_heads(g.index_select(0, order), coarse.index_select(0, order))
         out = torch.empty(g.shape[0], self.n_fine, dtype=g.dtype, device=g.device)
-        logits = out.index_copy_(0, order, torch.cat(parts))
-        return row_of, bin_log_probs(logits)
+        return row_of, bin_log_probs(out.index_copy_(0, order, sorted_logits))
 
 
 def rebuilt(cls: type, config: Any, state: dict[str, Tensor], **kw: Any) -> torch.jit.ScriptModule:

@@ -66,8 +66,8 @@ class FlowConfig(ConfigDict):
     115 s per fit): KL(target || model) of 0.008 to 0.048 nats on four maps and about 0.12
     on ``forest``, 21k parameters, 0.5-0.7 M samples/s; without the time limit
     (``python benchmarks/bench_flow_fit.py --model spline``, 4000 steps or an early stop,
-    51 to 117 s) 0.008 to 0.070 and 0.117 on ``forest``. Within the same time, ``n_bins=64, hidden=64, encoding_size=128``
-    (100k parameters) fits fewer steps and gains little (forest 0.095, studio 0.048 instead of
+    51 to 117 s) 0.008 to 0.070 and 0.117 on ``forest``. Within the same time,
+    ``n_bins=64, hidden=64, encoding_size=128`` (100k parameters) fits fewer steps and gains little (forest 0.095, studio 0.048 instead of
     0.034) at 0.4 M samples/s; ``n_bins=16, hidden=16, encoding_size=16`` samples 0.9 M/s
     but loses accuracy (courtyard 0.068, forest 0.16). The 32 pixel components are what
     bring the point-like sun of ``interior`` (one pixel at 3e4 x the mean) from ~0.15 down

@@ -4,9 +4,9 @@ The target of a light sampler is piecewise constant on the map's :math:`H \times
 (:mod:`flows.train`). A flow made of smooth bijections (:class:`flows.model.SplineFlow`)
 blurs it, and on textured maps the blur alone costs about as much as the 0.05 nats we aim
 for: replacing the ``forest`` map's pixels by the averages of pairs along u costs 0.040
-nats, by 2 x 2 averages 0.068 (``python benchmarks/bench_flow_fit.py --resolution-floor``). :class:`PixelFlow` is
-a normalizing flow whose bijections are exactly as fine as the pixels, and whose network
-learns how the pixels' probabilities depend on each other.
+nats, by 2 x 2 averages 0.068 (``python benchmarks/bench_flow_fit.py --resolution-floor``).
+:class:`PixelFlow` is a normalizing flow whose bijections are exactly as fine as the pixels,
+and whose network learns how the pixels' probabilities depend on each other.
 
 Structure. An autoregressive flow (Papamakarios et al., "Normalizing Flows for
 Probabilistic Modeling and Inference", JMLR 2021, sec. 3.1) over :math:`x = (u, v)` built
@@ -40,10 +40,9 @@ whose conditional CDF has 525k entries).
 The conditioner reads the row (the centre of the pixel row), not the continuous :math:`v`:
 the target is constant along :math:`v` inside a row, and so is the model (measured on a
 prototype, a flat 64-wide version: forest's KL 0.036 reading :math:`v`, 0.027 reading the
-row). Because every factor is a
-piecewise-constant density on the same pixels as the target, the KL divergence to the target
-is a finite sum that :func:`flows.train.fit_flow` minimises directly (the ``"exact"``
-objective) instead of estimating it from samples.
+row). Because every factor is a piecewise-constant density on the same pixels as the target,
+the KL divergence to the target is a finite sum that :func:`flows.train.fit_flow` minimises
+directly (the ``"exact"`` objective) instead of estimating it from samples.
 
 Sampling spends :math:`\xi_1` on the row and :math:`\xi_0` on the coarse and then the fine
 bin, so the flow stays a bijection of the square driven by the renderer's random numbers.
@@ -65,7 +64,7 @@ from flows.piecewise_linear import bin_log_probs, keep_in_cell, pl_forward, pl_i
 
 
 def _distinct(keys: Tensor, n_keys: int) -> tuple[Tensor, Tensor]:
-    """``torch.unique(keys, return_inverse=True)`` for keys in ``[0, n_keys)``, without sorting.
+    r"""``torch.unique(keys, return_inverse=True)`` for keys in ``[0, n_keys)``, without sorting.
 
     Marks the keys present, numbers them in increasing order by a running count, and reads
     each key's number back: :math:`O(N + n_\text{keys})`.
@@ -110,7 +109,9 @@ class PixelFlowConfig(ConfigDict):
 
     def __post_init__(self) -> None:
         if self.height < 0 or self.width < 0:
-            raise ValueError(f"map size must be >= 0 (0: the fitted map's), got {self.height} x {self.width}")
+            raise ValueError(
+                f"map size must be >= 0 (0: the fitted map's), got {self.height} x {self.width}"
+            )
         if self.hidden < 1:
             raise ValueError(f"hidden must be at least 1, got {self.hidden}")
         if self.depth < 1:
@@ -202,17 +203,25 @@ class PixelFlow(UnitSquareFlow):
         pairs, pair_of = _distinct(coarse * n_rows + row_of, self.n_coarse * n_rows)
         pair_coarse = torch.div(pairs, n_rows, rounding_mode="floor")
         g_pairs = g.index_select(0, pairs - pair_coarse * n_rows)
-        counts: list[int] = torch.bincount(pair_coarse, minlength=self.n_coarse).tolist()
+        return pair_of, bin_log_probs(self._fine_heads(g_pairs, pair_coarse))
+
+    def _fine_heads(self, g: Tensor, coarse: Tensor) -> Tensor:
+        """Fine logits ``(P, K_f)``: head ``coarse[i]`` applied to ``g[i]``; ``coarse`` sorted.
+
+        Each coarse bin's run of rows is one matrix product with that bin's head (a gathered
+        ``(P, hidden, K_f)`` weight tensor would be 32x more memory traffic).
+        """
+        counts: list[int] = torch.bincount(coarse, minlength=self.n_coarse).tolist()
         parts: list[Tensor] = []
         start = 0
         for k, n in enumerate(counts):
             if n > 0:
-                block = g_pairs[start : start + n]
+                block = g[start : start + n]
                 parts.append(torch.addmm(self.fine_bias[k], block, self.fine_weight[k]))
             start += n
         if len(parts) == 0:  # an empty batch
-            return pair_of, g.new_zeros((0, self.n_fine))
-        return pair_of, bin_log_probs(torch.cat(parts))
+            return g.new_zeros((0, self.n_fine))
+        return torch.cat(parts)
 
     def pixel_log_masses(self, rows: Tensor) -> Tensor:
         """Log probability of every pixel of the given rows, ``(R, W)``: the exact objective.

@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     f = sub.add_parser("fit-flow", help="fit a normalizing flow to an environment map")
     f.add_argument("envmap", type=Path, help="environment map (.exr/.hdr)")
-    f.add_argument("--out", type=Path, help="output .pt (default: the cache, renders/flows/<hash>.pt)")
+    f.add_argument("--out", type=Path, help="output .pt (default: the cache, renders/flows/<hash>-<model>.pt)")
     f.add_argument("--seed", type=_nonneg_int, default=0)
     f.add_argument("--model", choices=("pixel", "spline"), default="pixel",
                    help="pixel: piecewise-linear flow at the map's resolution (default); "

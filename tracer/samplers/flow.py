@@ -57,13 +57,12 @@ def cache_path(env: EnvMap, folder: Path | None = None, model: str = "pixel") ->
 
 def fit_map_flow(
     env: EnvMap, out: Path, *, seed: int = 0, progress: bool = True,
-    config: FlowConfig | PixelFlowConfig | None = None,
-    map_hash: str | None = None, **fit_kw: Any,
+    config: FlowConfig | PixelFlowConfig | None = None, **fit_kw: Any,
 ) -> dict[str, Any]:
     """Fit a flow to ``env``'s sampling density and save it to ``out``; return its metadata.
 
     ``config`` is a :class:`flows.pixel_flow.PixelFlowConfig` (the default) or a
-    :class:`flows.model.FlowConfig`; ``map_hash`` spares hashing the map again.
+    :class:`flows.model.FlowConfig`.
     """
     from flows.export import save_flow
     from flows.train import fit_flow
@@ -74,7 +73,7 @@ def fit_map_flow(
     except ValueError as e:
         raise TracerError(f"{env.name}: cannot fit a flow: {e}") from None
     meta = {
-        "map_hash": map_hash or env.content_hash(),
+        "map_hash": env.content_hash(),
         "map": env.name,
         "map_shape": list(env.shape),
         "kl": float(res.kl),
@@ -87,16 +86,12 @@ def fit_map_flow(
     return meta
 
 
-def load_map_flow(
-    env: EnvMap | None, path: Path, map_hash: str | None = None
-) -> tuple[torch.jit.ScriptModule, dict[str, Any]]:
+def load_map_flow(env: EnvMap | None, path: Path) -> tuple[torch.jit.ScriptModule, dict[str, Any]]:
     """Load a fitted flow, refusing a corrupt file or one fitted to another map."""
     from flows.export import load_flow
 
-    if env is not None and map_hash is None:
-        map_hash = env.content_hash()
     try:
-        module, meta = load_flow(path, expected_hash=map_hash)
+        module, meta = load_flow(path, expected_hash=None if env is None else env.content_hash())
     except ValueError as e:
         raise TracerError(str(e)) from None
     return module, meta
@@ -143,16 +138,15 @@ def make_flow_sampler(
     flow of a map (``tracer fit-flow`` writes there by default): a cached fit is used
     whatever configuration it was fitted with, and ``fit_kw`` applies only when there is none.
     """
-    map_hash = env.content_hash()  # hashed once, for the cache name and the check
     if model_path is not None:
-        module, meta = load_map_flow(env, Path(model_path), map_hash)
+        module, meta = load_map_flow(env, Path(model_path))
         return FlowSampler(env, module, meta, device)
     config = fit_kw.get("config")
     path = cache_path(env, model="pixel" if config is None else config.kind)
     if not path.exists():
         print(f"fitting a flow to {env.name} (cached as {path})", file=sys.stderr)
         t0 = time.perf_counter()
-        meta = fit_map_flow(env, path, progress=progress, map_hash=map_hash, **fit_kw)
+        meta = fit_map_flow(env, path, progress=progress, **fit_kw)
         print(f"fitted in {time.perf_counter() - t0:.1f} s, KL {meta['kl']:.4f} nats", file=sys.stderr)
-    module, meta = load_map_flow(env, path, map_hash)
+    module, meta = load_map_flow(env, path)
     return FlowSampler(env, module, meta, device)
