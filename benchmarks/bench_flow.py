@@ -31,7 +31,8 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.bench_flow_fit import map_paths
 from tracer.envmap import load_envmap
 from tracer.integrator import render
-from tracer.job import error_metrics, scene_data
+from tracer.job import error_metrics
+from tracer.scene_data import scene_data
 from tracer.samplers import make_strategy
 from tracer.samplers.flow import cache_path, make_flow_sampler
 from tracer.samplers.piecewise import PiecewiseSampler

@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from tracer.envmap import load_envmap
 from tracer.integrator import render
-from tracer.job import scene_data
+from tracer.scene_data import scene_data
 from tracer.samplers import make_light_sampler, make_strategy
 from tracer.scene import load_scene
 

@@ -21,6 +21,9 @@ from numba import cuda, typeof
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tracer import kernels_cuda as KC
+from tracer.samplers.flow import SquareDensities, SquareSamples
+from tracer.samplers.piecewise import PiecewiseTables
+from tracer.samplers.uniform import UniformTables
 
 
 def t(shape: tuple[int, ...] | int, dtype: type = np.float64):
@@ -48,13 +51,19 @@ SIGS = {
     "compact": (I1, B1, I1, I1),
     "gather_rows": (F3, I1, F3),
     "env_eval": (F32_3, f, F3, F3),
-    "piecewise_sample": (F2, F2, F1, F32_3, f, F2, F3, F1, F3),
-    "piecewise_pdf": (F2, f, f, F3, F1),
-    "square_to_light": (F32_3, f, F2, F1, F3, F1, F3),
-    "dirs_to_map_uv": (f, F3, F2),
-    "uv_pdf_to_solid_angle": (F1, F2, F1),
-    "uniform_sphere": (F2, F3),
+    "_map_uv": (f, F3, F2),
 }
+# the light kernels, once per registered sampler's tables (tracer.samplers.dispatch)
+TABLES = {
+    "uniform": UniformTables(np.zeros(1)),
+    "piecewise": PiecewiseTables(np.zeros((2, 5)), np.zeros((2, 2)), np.zeros(3), np.zeros((2, 4)),
+                                 np.ones(1)),
+}
+for _name, _tab in TABLES.items():
+    SIGS[f"_light_sample[{_name}]"] = (typeof(_tab), F32_3, f, F2, F3, F1, F3)
+    SIGS[f"_light_pdf[{_name}]"] = (typeof(_tab), f, F3, F1)
+SIGS["_light_sample[flow]"] = (typeof(SquareSamples(np.zeros((4, 2)), np.zeros(4))), F32_3, f, F2, F3, F1, F3)
+SIGS["_light_pdf[flow]"] = (typeof(SquareDensities(np.zeros(4))), f, F3, F1)
 
 
 def main() -> None:
@@ -63,7 +72,7 @@ def main() -> None:
     cc = tuple(int(x) for x in ap.parse_args().cc.split("."))
     failed = 0
     for name, sig in SIGS.items():
-        kernel = getattr(KC, name)
+        kernel = getattr(KC, name.split("[")[0])
         t0 = time.perf_counter()
         try:
             ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=cc)

@@ -1,22 +1,89 @@
 """Where the wavefront runs: the array operations the integrator needs, per device.
 
-The integrator (:mod:`tracer.integrator`) is written once against this small interface; the
-CPU backend is NumPy arrays and the ``prange`` kernels of :mod:`tracer.kernels`, the CUDA
-backend (:mod:`tracer.backend_cuda`) device arrays and the kernels of
-:mod:`tracer.kernels_cuda`, both running the per-entry stages of :mod:`tracer.stages`.
+The integrator (:mod:`tracer.integrator`) is written once against the :class:`Backend`
+protocol and is handed the back-end to run on. :class:`CpuBackend` is NumPy arrays and the
+``prange`` kernels of :mod:`tracer.kernels`; the CUDA back-end
+(:class:`tracer.backend_cuda.CudaBackend`) is device arrays and the kernels of
+:mod:`tracer.kernels_cuda`. Both run the per-entry stages of :mod:`tracer.stages` and the
+per-entry light samplers registered with :mod:`tracer.samplers.dispatch`, so neither the
+rendering maths nor a sampler is written twice.
 """
 
 from __future__ import annotations
 
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import numpy as np
 
 from tracer import kernels
 from tracer.errors import TracerError
+from tracer.samplers.base import LightSamples
+
+if TYPE_CHECKING:
+    import torch
+
+    from tracer.envmap import EnvMap
+    from tracer.samplers.base import LightSampler
+    from tracer.scene_data import SceneData
 
 DEVICES = ("cpu", "cuda", "auto")
+
+
+class Backend(Protocol):
+    """The operations the integrator and the samplers run on a device's arrays."""
+
+    name: str
+    #: the stage kernels (:mod:`tracer.kernels` or :mod:`tracer.kernels_cuda`)
+    k: ModuleType
+    #: where Torch models run for this back-end ("cpu" or "cuda")
+    torch_device: str
+
+    # ---- queues
+    def empty(self, shape: Any, dtype: Any = np.float64) -> Any: ...
+    def zeros(self, shape: Any, dtype: Any = np.float64) -> Any: ...
+    def paths(self, n: int, npix: int, sample0: int) -> tuple[Any, Any, Any]: ...
+    def split_escaped(self, idx: Any, hit_t: Any, hit_prim: Any, hit_b: Any) -> tuple[Any, ...]: ...
+    def gather(self, a: Any, idx: Any) -> Any: ...
+    def compact(self, idx: Any, alive: Any) -> Any: ...
+    def sync(self) -> None: ...
+
+    # ---- scene, film, environment (host objects -> what the kernels take)
+    def scene(self, scene: SceneData) -> SceneData: ...
+    def film(self, film: Any) -> tuple[Any, Any, Any, Any]: ...
+    def sync_film(self, film: Any) -> None: ...
+    def env_eval(self, env: EnvMap, dirs: Any) -> Any: ...
+
+    # ---- light sampling (the dispatcher's kernels) and the Torch hand-over
+    def light_sample(self, tables: NamedTuple, env: EnvMap, u: Any) -> LightSamples: ...
+    def light_pdf(self, tables: NamedTuple, env: EnvMap, wi: Any) -> Any: ...
+    def map_uv(self, env: EnvMap, dirs: Any) -> Any: ...
+    def to_torch(self, a: Any) -> torch.Tensor: ...
+    def from_torch(self, t: torch.Tensor) -> Any: ...
+
+
+class BoundLight:
+    """A light sampler bound to a back-end: what the integrator calls on its queues."""
+
+    def __init__(self, light: LightSampler, be: Backend) -> None:
+        self.light = light
+        self.be = be
+        self.name = light.name
+
+    def sample(self, u: Any) -> LightSamples:
+        return self.light.sample(u, self.be)
+
+    def pdf(self, wi: Any) -> Any:
+        return self.light.pdf(wi, self.be)
+
+
+def bind_light(light: LightSampler | None, be: Backend) -> BoundLight | None:
+    """``light`` running on ``be`` (None stays None: BSDF sampling alone)."""
+    return None if light is None else BoundLight(light, be)
+
+
+def _f64(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(a, np.float64)
 
 
 class CpuBackend:
@@ -24,15 +91,13 @@ class CpuBackend:
 
     name = "cpu"
     k: ModuleType = kernels
+    torch_device = "cpu"
 
     def empty(self, shape: Any, dtype: Any = np.float64) -> np.ndarray:
         return np.empty(shape, dtype)
 
     def zeros(self, shape: Any, dtype: Any = np.float64) -> np.ndarray:
         return np.zeros(shape, dtype)
-
-    def arange(self, n: int) -> np.ndarray:
-        return np.arange(n)
 
     def paths(self, n: int, npix: int, sample0: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """All path ids of a batch, and each path's pixel and sample index."""
@@ -54,7 +119,10 @@ class CpuBackend:
         """The queue entries whose path is still alive."""
         return idx[alive[idx]]
 
-    def scene(self, scene: Any) -> Any:
+    def sync(self) -> None:
+        pass
+
+    def scene(self, scene: SceneData) -> SceneData:
         return scene
 
     def film(self, film: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -63,14 +131,36 @@ class CpuBackend:
     def sync_film(self, film: Any) -> None:
         pass
 
-    def env(self, env: Any) -> Any:
-        return env
+    def env_eval(self, env: EnvMap, dirs: np.ndarray) -> np.ndarray:
+        return env.eval(dirs)
 
-    def light(self, light: Any) -> Any:
-        return light
+    def light_sample(self, tables: NamedTuple, env: EnvMap, u: np.ndarray) -> LightSamples:
+        n = u.shape[0]
+        wi, pdf, le = np.empty((n, 3)), np.empty(n), np.empty((n, 3))
+        kernels.light_sample(tables, env.rgb, env.rot_u, _f64(u), wi, pdf, le)
+        return LightSamples(wi, pdf, le)
 
-    def sync(self) -> None:
-        pass
+    def light_pdf(self, tables: NamedTuple, env: EnvMap, wi: np.ndarray) -> np.ndarray:
+        out = np.empty(wi.shape[0])
+        kernels.light_pdf(tables, env.rot_u, _f64(wi), out)
+        return out
+
+    def map_uv(self, env: EnvMap, dirs: np.ndarray) -> np.ndarray:
+        out = np.empty((dirs.shape[0], 2))
+        kernels.map_uv(env.rot_u, _f64(dirs), out)
+        return out
+
+    def to_torch(self, a: np.ndarray) -> torch.Tensor:
+        import torch
+
+        return torch.from_numpy(np.ascontiguousarray(a))
+
+    def from_torch(self, t: torch.Tensor) -> np.ndarray:
+        return np.ascontiguousarray(t.detach().cpu().numpy())
+
+
+#: the CPU back-end (it holds no state)
+CPU = CpuBackend()
 
 
 def cuda_available() -> bool:
@@ -83,19 +173,19 @@ def cuda_available() -> bool:
         return False
 
 
-def make_backend(device: str = "cpu") -> CpuBackend:
-    """The backend for ``--device`` (cpu, cuda, or auto: the GPU when there is one)."""
+def make_backend(device: str = "cpu") -> Backend:
+    """The back-end for ``--device`` (cpu, cuda, or auto: the GPU when there is one)."""
     if device not in DEVICES:
         raise TracerError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
     if device == "auto":
         device = "cuda" if cuda_available() else "cpu"
     if device == "cpu":
-        return CpuBackend()
+        return CPU
     if not cuda_available():
         raise TracerError(
             "--device cuda: no CUDA GPU is available here (numba.cuda found no device); "
             "use --device cpu or --device auto"
         )
-    from tracer.backend_cuda import CudaBackend
+    from tracer.backend_cuda import CudaBackend  # numba.cuda is loaded only when asked for
 
     return CudaBackend()

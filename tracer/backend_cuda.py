@@ -1,118 +1,41 @@
-"""The CUDA backend: queues, film and light tables as device arrays for the whole render.
+"""The CUDA back-end: queues, film and light tables as device arrays for the whole render.
 
 Every stage is a kernel of :mod:`tracer.kernels_cuda`. Only queue lengths (one small copy
 per split or compaction) and, once per batch (each progress update), the film statistics
-travel to the host. The ``flow`` sampler runs its TorchScript module on the same GPU and
-reads and writes the queues without copies (``torch.as_tensor(device_array,
-device="cuda")`` and ``numba.cuda.as_cuda_array(tensor)``), synchronising the two libraries'
-streams explicitly; without Torch CUDA (the CUDA simulator) it goes through host copies.
+travel to the host. A sampler's tables go to the device once; the light kernels run the
+sampler's registered per-entry functions (:mod:`tracer.samplers.dispatch`). A Torch model
+(the ``flow`` sampler) runs on the same GPU and reads and writes the queues without copies
+(``torch.as_tensor(device_array, device="cuda")`` and ``numba.cuda.as_cuda_array(tensor)``),
+the two libraries' streams synchronised explicitly; without Torch CUDA (the CUDA simulator)
+the hand-over goes through host copies.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 from numba import cuda
 
 from tracer import kernels_cuda as KC
-from tracer.integrator import SceneData
 from tracer.samplers.base import LightSamples
+from tracer.scene_data import SceneData
+
+if TYPE_CHECKING:
+    import torch
+
+    from tracer.envmap import EnvMap
 
 
 def _dev(a: np.ndarray) -> Any:
     return cuda.to_device(np.ascontiguousarray(a))
 
 
-class DeviceEnv:
-    """Radiance lookup of an environment map held on the device."""
+class DeviceEnv(NamedTuple):
+    """An environment map held on the device."""
 
-    def __init__(self, env: Any) -> None:
-        self.host = env
-        self.rgb = _dev(env.rgb)
-        self.rot_u = float(env.rot_u)
-
-    def eval(self, dirs: Any) -> Any:
-        out = cuda.device_array((dirs.shape[0], 3))
-        KC.env_eval[KC.grid(dirs.shape[0])](self.rgb, self.rot_u, dirs, out)
-        return out
-
-
-class DeviceSampler:
-    """A light sampler whose tables live on the device (uniform, piecewise, flow)."""
-
-    def __init__(self, light: Any, env: DeviceEnv) -> None:
-        self.host = light
-        self.name = light.name
-        self.env = env
-        if self.name.startswith("piecewise"):
-            d = light.dist
-            self.tables = (_dev(d.cond_cdf), _dev(d.cond_guide), _dev(d.marg_cdf))
-            self.func = _dev(d.func)
-            self.integral = float(d.integral)
-
-    def _outputs(self, n: int) -> tuple[Any, Any, Any]:
-        return cuda.device_array((n, 3)), cuda.device_array(n), cuda.device_array((n, 3))
-
-    def sample(self, u: Any) -> LightSamples:
-        n = u.shape[0]
-        wi, pdf, le = self._outputs(n)
-        if self.name.startswith("piecewise"):
-            KC.piecewise_sample[KC.grid(n)](*self.tables, self.env.rgb, self.env.rot_u, u, wi, pdf, le)
-        elif self.name == "uniform":
-            KC.uniform_sphere[KC.grid(n)](u, wi)
-            pdf = _dev(np.full(n, 1.0 / (4.0 * np.pi)))
-            le = self.env.eval(wi)
-        else:  # the flow: Torch on the same device
-            uv, p_uv = self._flow(u)
-            KC.square_to_light[KC.grid(n)](self.env.rgb, self.env.rot_u, uv, p_uv, wi, pdf, le)
-        return LightSamples(wi, pdf, le)
-
-    def pdf(self, wi: Any) -> Any:
-        n = wi.shape[0]
-        out = cuda.device_array(n)
-        if self.name.startswith("piecewise"):
-            KC.piecewise_pdf[KC.grid(n)](self.func, self.integral, self.env.rot_u, wi, out)
-        elif self.name == "uniform":
-            out = _dev(np.full(n, 1.0 / (4.0 * np.pi)))
-        else:
-            uv = cuda.device_array((n, 2))
-            KC.dirs_to_map_uv[KC.grid(n)](self.env.rot_u, wi, uv)
-            p_uv = self._flow_pdf(uv)
-            KC.uv_pdf_to_solid_angle[KC.grid(n)](p_uv, uv, out)
-        return out
-
-    # ---- the flow, zero-copy when Torch sees the GPU
-    def _flow(self, u: Any) -> tuple[Any, Any]:
-        import torch
-
-        module = self.host.module
-        if torch.cuda.is_available():
-            cuda.synchronize()  # numba's kernels are done with u
-            t = torch.as_tensor(u, device="cuda").float()
-            with torch.inference_mode():
-                x, log_p = module.to("cuda").sample(t)
-            uv, p = x.double().contiguous(), torch.exp(log_p.double()).contiguous()
-            torch.cuda.synchronize()  # Torch is done before numba reads
-            return cuda.as_cuda_array(uv), cuda.as_cuda_array(p)
-        with torch.inference_mode():
-            x, log_p = module.sample(torch.as_tensor(u.copy_to_host(), dtype=torch.float32))
-        return _dev(x.double().numpy()), _dev(torch.exp(log_p.double()).numpy())
-
-    def _flow_pdf(self, uv: Any) -> Any:
-        import torch
-
-        module = self.host.module
-        if torch.cuda.is_available():
-            cuda.synchronize()
-            with torch.inference_mode():
-                p = torch.exp(module.to("cuda").log_prob(torch.as_tensor(uv, device="cuda").float()).double())
-            p = p.contiguous()
-            torch.cuda.synchronize()
-            return cuda.as_cuda_array(p)
-        with torch.inference_mode():
-            p = torch.exp(module.log_prob(torch.as_tensor(uv.copy_to_host(), dtype=torch.float32)).double())
-        return _dev(p.numpy())
+    rgb: Any
+    rot_u: float
 
 
 class CudaBackend:
@@ -122,11 +45,19 @@ class CudaBackend:
     k = KC
 
     def __init__(self) -> None:
-        self._scenes: dict[int, tuple[Any, SceneData]] = {}
-        self._films: dict[int, tuple[Any, tuple[Any, ...]]] = {}
-        self._envs: dict[int, tuple[Any, DeviceEnv]] = {}
-        self._lights: dict[int, tuple[Any, DeviceSampler]] = {}
+        import torch
 
+        self.torch_device = "cuda" if torch.cuda.is_available() else "cpu"
+        # host object id -> (host object, device copy): the host object is kept alive with its key
+        self._copies: dict[int, tuple[Any, Any]] = {}
+
+    def _cached(self, host: Any, make: Any) -> Any:
+        key = id(host)
+        if key not in self._copies:
+            self._copies[key] = (host, make(host))
+        return self._copies[key][1]
+
+    # ---- queues
     def empty(self, shape: Any, dtype: Any = np.float64) -> Any:
         return cuda.device_array(shape, dtype)
 
@@ -163,42 +94,73 @@ class CudaBackend:
         KC.compact[KC.grid(idx.shape[0])](idx, alive, out, count)
         return out[: int(count.copy_to_host()[0])]
 
+    def sync(self) -> None:
+        cuda.synchronize()
+
+    # ---- scene, film, environment
     def scene(self, scene: SceneData) -> SceneData:
-        key = id(scene)
-        if key not in self._scenes:
-            dev = SceneData(
-                geom=type(scene.geom)(*(_dev(a) for a in scene.geom)),
-                tri_normals=_dev(scene.tri_normals), sphere_mat=_dev(scene.sphere_mat),
-                tri_mat=_dev(scene.tri_mat), mat_kind=_dev(scene.mat_kind),
-                mat_prm=_dev(scene.mat_prm), camera=_dev(scene.camera),
-            )
-            self._scenes[key] = (scene, dev)  # keep the host object alive with its key
-        return self._scenes[key][1]
+        return self._cached(scene, lambda s: SceneData(
+            geom=type(s.geom)(*(_dev(a) for a in s.geom)),
+            tri_normals=_dev(s.tri_normals), sphere_mat=_dev(s.sphere_mat),
+            tri_mat=_dev(s.tri_mat), mat_kind=_dev(s.mat_kind),
+            mat_prm=_dev(s.mat_prm), camera=_dev(s.camera),
+        ))
 
     def film(self, film: Any) -> tuple[Any, ...]:
-        key = id(film)
-        if key not in self._films:
-            self._films[key] = (film, tuple(_dev(a) for a in (film.mean, film.m2, film.count, film.bad)))
-        return self._films[key][1]
+        return self._cached(film, lambda f: tuple(_dev(a) for a in (f.mean, f.m2, f.count, f.bad)))
 
     def sync_film(self, film: Any) -> None:
         """Copy the film's statistics back to the host (once per batch)."""
         for host, dev in zip((film.mean, film.m2, film.count, film.bad), self.film(film), strict=True):
             dev.copy_to_host(host)
 
-    def env(self, env: Any) -> DeviceEnv:
-        key = id(env)
-        if key not in self._envs:
-            self._envs[key] = (env, DeviceEnv(env))
-        return self._envs[key][1]
+    def _env(self, env: EnvMap) -> DeviceEnv:
+        return self._cached(env, lambda e: DeviceEnv(_dev(e.rgb), float(e.rot_u)))
 
-    def light(self, light: Any) -> DeviceSampler | None:
-        if light is None:
-            return None
-        key = id(light)
-        if key not in self._lights:
-            self._lights[key] = (light, DeviceSampler(light, self.env(light.env)))
-        return self._lights[key][1]
+    def env_eval(self, env: EnvMap, dirs: Any) -> Any:
+        d = self._env(env)
+        out = cuda.device_array((dirs.shape[0], 3))
+        KC.env_eval[KC.grid(dirs.shape[0])](d.rgb, d.rot_u, dirs, out)
+        return out
 
-    def sync(self) -> None:
-        cuda.synchronize()
+    # ---- light sampling
+    def _tables(self, tables: NamedTuple) -> NamedTuple:
+        """A sampler's tables on the device: copied once; arrays already there pass through."""
+        if not any(isinstance(a, np.ndarray) for a in tables):
+            return tables
+        return self._cached(tables, lambda t: type(t)(*(_dev(a) for a in t)))
+
+    def light_sample(self, tables: NamedTuple, env: EnvMap, u: Any) -> LightSamples:
+        n = u.shape[0]
+        d = self._env(env)
+        wi, pdf, le = cuda.device_array((n, 3)), cuda.device_array(n), cuda.device_array((n, 3))
+        KC.light_sample(self._tables(tables), d.rgb, d.rot_u, u, wi, pdf, le)
+        return LightSamples(wi, pdf, le)
+
+    def light_pdf(self, tables: NamedTuple, env: EnvMap, wi: Any) -> Any:
+        out = cuda.device_array(wi.shape[0])
+        KC.light_pdf(self._tables(tables), float(env.rot_u), wi, out)
+        return out
+
+    def map_uv(self, env: EnvMap, dirs: Any) -> Any:
+        out = cuda.device_array((dirs.shape[0], 2))
+        KC.map_uv(float(env.rot_u), dirs, out)
+        return out
+
+    # ---- Torch hand-over: zero-copy on a GPU, host copies under the simulator
+    def to_torch(self, a: Any) -> torch.Tensor:
+        import torch
+
+        if self.torch_device == "cuda":
+            cuda.synchronize()  # numba's kernels are done with a
+            return torch.as_tensor(a, device="cuda")
+        return torch.as_tensor(a.copy_to_host())
+
+    def from_torch(self, t: torch.Tensor) -> Any:
+        if self.torch_device == "cuda":
+            import torch
+
+            t = t.contiguous()
+            torch.cuda.synchronize()  # Torch is done before numba reads
+            return cuda.as_cuda_array(t)
+        return _dev(t.numpy())

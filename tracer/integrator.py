@@ -25,29 +25,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tracer.backend import CpuBackend
+from tracer.backend import CPU, Backend, bind_light
 from tracer.envmap import EnvMap
 from tracer.film import Film
-from tracer.geometry import Geometry
 from tracer.samplers.strategy import Strategy
+from tracer.scene_data import SceneData
 
 #: paths per wavefront batch (all pixels times as many samples as fit)
 DEFAULT_BATCH_PATHS = 1 << 18
 #: Russian roulette starts at this depth (pbrt-v4: depth > 1)
 RR_DEPTH = 2
-
-
-@dataclass
-class SceneData:
-    """What the kernels need of a scene: geometry + BVH, shading normals, materials, camera."""
-
-    geom: Geometry
-    tri_normals: np.ndarray  # (T, 3, 3)
-    sphere_mat: np.ndarray  # (S,) int64
-    tri_mat: np.ndarray  # (T,) int64
-    mat_kind: np.ndarray  # (K,) int64
-    mat_prm: np.ndarray  # (K, 8) float64
-    camera: np.ndarray  # (5, 3) from tracer.camera.camera_frame
 
 
 @dataclass
@@ -67,7 +54,7 @@ class Queues:
     """Path state, one row per path of the batch (struct of arrays)."""
 
     n: int
-    be: CpuBackend
+    be: Backend
     ro: np.ndarray = field(init=False)  # ray origins
     rd: np.ndarray = field(init=False)  # ray directions
     beta: np.ndarray = field(init=False)  # path throughput weight
@@ -90,17 +77,15 @@ class Queues:
 def render_batch(
     scene: SceneData, env: EnvMap, strategy: Strategy, width: int, height: int,
     sample0: int, spp_batch: int, max_depth: int, seed: int, film: Film, times: StageTimes,
-    be: CpuBackend | None = None,
+    be: Backend = CPU,
 ) -> None:
     """Trace samples ``sample0 .. sample0 + spp_batch - 1`` of every pixel into ``film``."""
-    be = be or CpuBackend()
     K = be.k
     npix = width * height
     q = Queues(npix * spp_batch, be)
     idx, pixel_of, sample_of = be.paths(q.n, npix, sample0)
     scene = be.scene(scene)
-    env = be.env(env)
-    light = be.light(strategy.light)
+    light = bind_light(strategy.light, be)
     mode = strategy.mode
     g = scene.geom
     clock = Clock(be, times)
@@ -124,7 +109,7 @@ def render_batch(
         # ---- handle_escaped: environment radiance and (under MIS) the light pdf
         if esc_idx.shape[0]:
             dirs = be.gather(q.rd, esc_idx)
-            le = env.eval(dirs)
+            le = be.env_eval(env, dirs)
             lpdf = light.pdf(dirs) if mode == K.MIS and depth > 0 else be.zeros(esc_idx.shape[0])
             clock.lap("light")
             K.handle_escaped(esc_idx, depth, mode, strategy.power, le, lpdf, q.beta, q.radiance,
@@ -171,7 +156,7 @@ def render_batch(
 class Clock:
     """Charges the wall time since the last lap to a stage group (after a device sync)."""
 
-    def __init__(self, be: CpuBackend, times: StageTimes) -> None:
+    def __init__(self, be: Backend, times: StageTimes) -> None:
         self.be = be
         self.times = times
         self.t = time.perf_counter()
@@ -195,12 +180,13 @@ def render(
     scene: SceneData, env: EnvMap, strategy: Strategy, width: int, height: int, spp: int,
     max_depth: int, seed: int, batch_paths: int = DEFAULT_BATCH_PATHS,
     progress: Callable[[int], None] | None = None, spp_start: int = 0,
-    film: Film | None = None, times: StageTimes | None = None, be: CpuBackend | None = None,
+    film: Film | None = None, times: StageTimes | None = None, be: Backend = CPU,
 ) -> RenderResult:
     """Render ``spp`` samples per pixel; ``progress(n)`` is told after every batch of n spp.
 
     To continue a render, pass its ``film`` and ``times`` and ``spp_start`` = the samples
     already taken: the sample indices (and so the random numbers) carry on where it stopped.
+    ``be`` is the back-end to run on (:func:`tracer.backend.make_backend`); the CPU by default.
     """
     film = Film(width, height) if film is None else film
     times = StageTimes() if times is None else times

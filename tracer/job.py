@@ -12,37 +12,12 @@ from typing import Any
 import numpy as np
 
 from tracer.backend import make_backend
-from tracer.bsdf import CONDUCTOR, DIELECTRIC, DIFFUSE, N_PARAMS
-from tracer.camera import camera_frame
 from tracer.envmap import EnvMap, load_envmap, require_light
 from tracer.errors import TracerError
-from tracer.geometry import build_geometry
-from tracer.integrator import SceneData, render
+from tracer.integrator import render
 from tracer.samplers import make_strategy
 from tracer.scene import EnvSpec, Scene
-
-KINDS = {"diffuse": DIFFUSE, "conductor": CONDUCTOR, "dielectric": DIELECTRIC}
-
-
-def scene_data(scene: Scene, width: int, height: int) -> SceneData:
-    """Pack a parsed scene into the arrays the kernels take, building the BVH."""
-    geom = build_geometry(scene.sphere_centers, scene.sphere_radii, scene.tri_vertices)
-    kinds = np.array([KINDS[m.kind] for m in scene.materials] or [0], np.int64)
-    prm = np.zeros((max(1, len(scene.materials)), N_PARAMS))
-    for i, m in enumerate(scene.materials):
-        prm[i, :3] = m.specular if m.kind == "conductor" else m.albedo
-        prm[i, 3] = m.roughness
-        prm[i, 4] = m.ior
-    cam = scene.camera
-    return SceneData(
-        geom=geom,
-        tri_normals=np.ascontiguousarray(scene.tri_normals, np.float64).reshape(-1, 3, 3),
-        sphere_mat=np.asarray(scene.sphere_materials, np.int64),
-        tri_mat=np.asarray(scene.tri_materials, np.int64),
-        mat_kind=kinds,
-        mat_prm=prm,
-        camera=camera_frame(cam.eye, cam.look_at, cam.up, cam.fov_deg, width, height),
-    )
+from tracer.scene_data import scene_data
 
 
 @dataclass

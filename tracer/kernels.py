@@ -2,7 +2,8 @@
 
 Each kernel runs its stage's per-entry function from :mod:`tracer.stages` over a queue of
 path indices (``idx``) in a ``prange`` loop; :mod:`tracer.kernels_cuda` runs the same
-functions one entry per GPU thread. The traversal stages work in chunks so that each
+functions one entry per GPU thread. The light-sampling kernels run whichever sampler's
+per-entry functions its tables select (:mod:`tracer.samplers.dispatch`). The traversal stages work in chunks so that each
 thread allocates its BVH stack once. See :mod:`tracer.integrator` for the order of stages.
 """
 
@@ -11,7 +12,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from tracer.envmap import world_dir_to_map_uv
 from tracer.geometry import STACK_SIZE, Geometry
+from tracer.samplers.dispatch import light_pdf_at, light_sample_at
 from tracer.stages import (
     BSDF_ONLY,
     MIS,
@@ -130,3 +133,30 @@ def accumulate(
     """Welford's running mean and M2 per pixel; NaN/Inf samples are dropped and counted."""
     for pix in prange(n_pix):
         accumulate_at(pix, radiance, n_pix, mean, m2, count, bad)
+
+
+# ------------------------------------------------------------------------- light sampling
+
+
+@njit(cache=True, parallel=True)
+def light_sample(
+    tables: tuple, rgb: np.ndarray, rot_u: float, u: np.ndarray,
+    wi: np.ndarray, pdf: np.ndarray, le: np.ndarray,
+) -> None:
+    """Light samples by the sampler that owns ``tables`` (:mod:`tracer.samplers.dispatch`)."""
+    for k in prange(u.shape[0]):
+        light_sample_at(k, tables, rgb, rot_u, u, wi, pdf, le)
+
+
+@njit(cache=True, parallel=True)
+def light_pdf(tables: tuple, rot_u: float, wi: np.ndarray, out: np.ndarray) -> None:
+    """Solid-angle densities by the sampler that owns ``tables``."""
+    for k in prange(wi.shape[0]):
+        light_pdf_at(k, tables, rot_u, wi, out)
+
+
+@njit(cache=True, parallel=True)
+def map_uv(rot_u: float, dirs: np.ndarray, out: np.ndarray) -> None:
+    """The point of the map's square each world direction sees (for models on the square)."""
+    for k in prange(dirs.shape[0]):
+        out[k, 0], out[k, 1] = world_dir_to_map_uv(dirs[k, 0], dirs[k, 1], dirs[k, 2], rot_u)

@@ -2,7 +2,8 @@
 
 Twins of :mod:`tracer.kernels`, file for file, with the same call signatures: each launcher
 sizes the grid and runs the same per-entry function of :mod:`tracer.stages` (and the same
-device maths of the samplers) as the CPU kernel does. The BVH stack is a per-thread local
+per-entry functions of the light samplers, :mod:`tracer.samplers.dispatch`) as the CPU kernel
+does. The BVH stack is a per-thread local
 array. Geometry is passed as its arrays and rebuilt as a :class:`Geometry` inside the kernel.
 Queue compaction uses atomic counters: the order of entries in a queue changes from run to
 run, but every path's random numbers are keyed by (pixel, sample, dimension), so the image
@@ -13,11 +14,9 @@ from __future__ import annotations
 
 from numba import cuda, int64
 
-from tracer.distribution import pdf_2d, sample_2d
-from tracer.envmap import env_lookup, square_sample_to_light, world_dir_to_map_uv
+from tracer.envmap import env_lookup, world_dir_to_map_uv
 from tracer.geometry import STACK_SIZE, Geometry
-from tracer.samplers.uniform import uniform_sphere_dir
-from tracer.sphere_map import uv_to_solid_angle_pdf
+from tracer.samplers.dispatch import light_pdf_at, light_sample_at
 from tracer.stages import (
     BSDF_ONLY,
     MIS,
@@ -215,46 +214,36 @@ def env_eval(rgb, rot_u, dirs, out):
 
 
 @cuda.jit(cache=True)
-def piecewise_sample(cond_cdf, cond_guide, marg_cdf, rgb, rot_u, u, wi, pdf, le):
+def _light_sample(tables, rgb, rot_u, u, wi, pdf, le):
     k = cuda.grid(1)
     if k < u.shape[0]:
-        su, sv, p_uv = sample_2d(cond_cdf, cond_guide, marg_cdf, u[k, 0], u[k, 1])
-        (wi[k, 0], wi[k, 1], wi[k, 2], pdf[k],
-         le[k, 0], le[k, 1], le[k, 2]) = square_sample_to_light(rgb, rot_u, su, sv, p_uv)
+        light_sample_at(k, tables, rgb, rot_u, u, wi, pdf, le)
+
+
+def light_sample(tables, rgb, rot_u, u, wi, pdf, le):
+    """Light samples by the sampler that owns ``tables`` (:mod:`tracer.samplers.dispatch`)."""
+    _light_sample[grid(u.shape[0])](tables, rgb, rot_u, u, wi, pdf, le)
 
 
 @cuda.jit(cache=True)
-def piecewise_pdf(func, integral, rot_u, wi, out):
+def _light_pdf(tables, rot_u, wi, out):
     k = cuda.grid(1)
     if k < wi.shape[0]:
-        u, v = world_dir_to_map_uv(wi[k, 0], wi[k, 1], wi[k, 2], rot_u)
-        out[k] = uv_to_solid_angle_pdf(pdf_2d(func, integral, u, v), v)
+        light_pdf_at(k, tables, rot_u, wi, out)
+
+
+def light_pdf(tables, rot_u, wi, out):
+    """Solid-angle densities by the sampler that owns ``tables``."""
+    _light_pdf[grid(wi.shape[0])](tables, rot_u, wi, out)
 
 
 @cuda.jit(cache=True)
-def square_to_light(rgb, rot_u, uv, p_uv, wi, pdf, le):
-    k = cuda.grid(1)
-    if k < uv.shape[0]:
-        (wi[k, 0], wi[k, 1], wi[k, 2], pdf[k],
-         le[k, 0], le[k, 1], le[k, 2]) = square_sample_to_light(rgb, rot_u, uv[k, 0], uv[k, 1], p_uv[k])
-
-
-@cuda.jit(cache=True)
-def dirs_to_map_uv(rot_u, dirs, out):
+def _map_uv(rot_u, dirs, out):
     k = cuda.grid(1)
     if k < dirs.shape[0]:
         out[k, 0], out[k, 1] = world_dir_to_map_uv(dirs[k, 0], dirs[k, 1], dirs[k, 2], rot_u)
 
 
-@cuda.jit(cache=True)
-def uv_pdf_to_solid_angle(p_uv, uv, out):
-    k = cuda.grid(1)
-    if k < uv.shape[0]:
-        out[k] = uv_to_solid_angle_pdf(p_uv[k], uv[k, 1])
-
-
-@cuda.jit(cache=True)
-def uniform_sphere(u, wi):
-    k = cuda.grid(1)
-    if k < u.shape[0]:
-        wi[k, 0], wi[k, 1], wi[k, 2] = uniform_sphere_dir(u[k, 0], u[k, 1])
+def map_uv(rot_u, dirs, out):
+    """The point of the map's square each world direction sees (for models on the square)."""
+    _map_uv[grid(dirs.shape[0])](rot_u, dirs, out)

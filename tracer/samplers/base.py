@@ -4,32 +4,69 @@
 ``SampleLi``/``PDF_Li`` and Mitsuba 3's ``sample_direction``/``pdf_direction``), and both
 speak of the same density per unit **solid angle**. A sample whose pdf is 0 (a pole of the
 lat-long parameterisation) carries no light and is skipped by the integrator.
+
+Both take the back-end (:class:`tracer.backend.Backend`) whose arrays they receive and
+return: NumPy arrays on the CPU (the default), device arrays on CUDA. A sampler's device
+code is written once, as the per-entry functions it registers with
+:mod:`tracer.samplers.dispatch`; :class:`TabulatedSampler` runs them on either back-end.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-import numpy as np
+if TYPE_CHECKING:
+    from tracer.backend import Backend
+    from tracer.envmap import EnvMap
 
 
 class LightSamples(NamedTuple):
-    """A batch of light samples."""
+    """A batch of light samples (arrays of the back-end that drew them)."""
 
-    wi: np.ndarray  # (N, 3) float64 unit world directions towards the light
-    pdf: np.ndarray  # (N,) float64 solid-angle density of wi
-    le: np.ndarray  # (N, 3) float64 radiance arriving from wi
+    wi: Any  # (N, 3) float64 unit world directions towards the light
+    pdf: Any  # (N,) float64 solid-angle density of wi
+    le: Any  # (N, 3) float64 radiance arriving from wi
 
 
 class LightSampler(Protocol):
     """Batched importance sampling of the environment light."""
 
     name: str
+    env: EnvMap
 
-    def sample(self, u: np.ndarray) -> LightSamples:
+    def sample(self, u: Any, be: Backend | None = None) -> LightSamples:
         """Directions for (N, 2) uniforms in [0, 1)^2."""
         ...
 
-    def pdf(self, wi: np.ndarray) -> np.ndarray:
+    def pdf(self, wi: Any, be: Backend | None = None) -> Any:
         """Solid-angle density of (N, 3) world directions."""
         ...
+
+
+def cpu_if_none(be: Backend | None) -> Backend:
+    """The back-end to run on: ``be``, or the CPU."""
+    if be is not None:
+        return be
+    from tracer.backend import CPU
+
+    return CPU
+
+
+class TabulatedSampler:
+    """A sampler whose whole state is a tables ``NamedTuple`` registered with the dispatcher.
+
+    Subclasses set ``name``, ``env`` and ``tables``; sampling and density run the registered
+    per-entry functions through the back-end's ``light_sample`` / ``light_pdf`` kernels.
+    """
+
+    name: str
+    env: EnvMap
+    tables: NamedTuple
+
+    def sample(self, u: Any, be: Backend | None = None) -> LightSamples:
+        be = cpu_if_none(be)
+        return be.light_sample(self.tables, self.env, u)
+
+    def pdf(self, wi: Any, be: Backend | None = None) -> Any:
+        be = cpu_if_none(be)
+        return be.light_pdf(self.tables, self.env, wi)

@@ -11,7 +11,7 @@ Sampling", 2019) at the map's pixel resolution, fitted on the exact pixel KL;
 couplings fitted on samples. The tracer's own uniforms drive the flow directly:
 ``module.sample(u)`` gives the point :math:`x` of the map's square and :math:`\log p_{uv}(x)`;
 the density becomes solid angle by the same Jacobian as ``piecewise``
-(:func:`tracer.sphere_map.uv_pdfs_to_solid_angle`) and the radiance is still read from the map.
+(:func:`tracer.sphere_map.uv_to_solid_angle_pdf`) and the radiance is still read from the map.
 Only the sampling density is learned, so the estimator stays unbiased whatever the fit's
 quality (the flow's density is positive on the whole square); a poor fit costs variance, not
 correctness.
@@ -30,17 +30,22 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import torch
+from numba import njit
 
 from flows.model import FlowConfig
 from flows.pixel_flow import PixelFlowConfig
-from tracer.envmap import EnvMap, square_samples_to_light, world_dirs_to_map_uv
+from tracer.envmap import EnvMap, square_sample_to_light, world_dir_to_map_uv
 from tracer.errors import TracerError
-from tracer.samplers.base import LightSamples
-from tracer.sphere_map import uv_pdfs_to_solid_angle
+from tracer.samplers.base import LightSamples, cpu_if_none
+from tracer.samplers.dispatch import register_light
+from tracer.sphere_map import uv_to_solid_angle_pdf
+
+if TYPE_CHECKING:
+    from tracer.backend import Backend
 
 DEFAULT_CACHE = Path("renders") / "flows"
 
@@ -97,39 +102,83 @@ def load_map_flow(env: EnvMap | None, path: Path) -> tuple[torch.jit.ScriptModul
     return module, meta
 
 
+class SquareSamples(NamedTuple):
+    """Points of the map's square and their densities, as a model on the square drew them."""
+
+    uv: np.ndarray  # (N, 2)
+    p_uv: np.ndarray  # (N,) density on the square
+
+
+class SquareDensities(NamedTuple):
+    """Densities on the map's square at the points that a batch of directions sees."""
+
+    p_uv: np.ndarray  # (N,)
+
+
+@njit(cache=True, inline="always")
+def square_sample_at(
+    k: int, t: Any, rgb: np.ndarray, rot_u: float, u: np.ndarray,
+    wi: np.ndarray, pdf: np.ndarray, le: np.ndarray,
+) -> None:
+    """Entry k: the model's point of the square -> direction, solid-angle pdf, radiance."""
+    (wi[k, 0], wi[k, 1], wi[k, 2], pdf[k],
+     le[k, 0], le[k, 1], le[k, 2]) = square_sample_to_light(rgb, rot_u, t.uv[k, 0], t.uv[k, 1], t.p_uv[k])
+
+
+@njit(cache=True, inline="always")
+def square_pdf_at(k: int, t: Any, rot_u: float, wi: np.ndarray, out: np.ndarray) -> None:
+    """Entry k: the model's density on the square -> solid angle (the Jacobian at wi's v)."""
+    _, v = world_dir_to_map_uv(wi[k, 0], wi[k, 1], wi[k, 2], rot_u)
+    out[k] = uv_to_solid_angle_pdf(t.p_uv[k], v)
+
+
+register_light(SquareSamples, square_sample_at, None)
+register_light(SquareDensities, None, square_pdf_at)
+
+
 class FlowSampler:
-    """Batched sampling of the map with a scripted flow (CPU or CUDA)."""
+    """Batched sampling of the map with a scripted flow, on either back-end.
+
+    The Torch calls are made here alone: the back-end hands the queue to Torch
+    (``be.to_torch``, zero-copy on a GPU) and takes the model's output back
+    (``be.from_torch``); the rest is the registered per-entry functions above.
+    """
 
     name = "flow"
 
-    def __init__(self, env: EnvMap, module: torch.jit.ScriptModule, meta: dict[str, Any],
-                 device: str = "cpu") -> None:
+    def __init__(self, env: EnvMap, module: torch.jit.ScriptModule, meta: dict[str, Any]) -> None:
         self.env = env
-        self.module = module.to(device).eval()
+        self.module = module.eval()
         self.meta = meta
-        self.device = torch.device(device)
+        self._device = "cpu"
 
-    def sample(self, u: np.ndarray) -> LightSamples:
-        t = torch.as_tensor(np.asarray(u, np.float32), device=self.device)
-        with torch.inference_mode():
-            x, log_p = self.module.sample(t)
-        uv = x.double().cpu().numpy()
-        p_uv = torch.exp(log_p.double()).cpu().numpy()
-        wi, pdf, le = square_samples_to_light(self.env.rgb, self.env.rot_u, uv, p_uv)
-        return LightSamples(wi, pdf, le)
+    def _module(self, device: str) -> torch.jit.ScriptModule:
+        """The model, on ``device`` (moved there in place when the back-end changes)."""
+        if device != self._device:
+            self.module.to(device)
+            self._device = device
+        return self.module
 
-    def pdf(self, wi: np.ndarray) -> np.ndarray:
-        uv = world_dirs_to_map_uv(self.env.rot_u, np.ascontiguousarray(wi, np.float64))
-        t = torch.as_tensor(uv.astype(np.float32), device=self.device)
+    def sample(self, u: Any, be: Backend | None = None) -> LightSamples:
+        be = cpu_if_none(be)
+        module = self._module(be.torch_device)
         with torch.inference_mode():
-            log_p = self.module.log_prob(t)
-        p_uv = torch.exp(log_p.double()).cpu().numpy()
-        return uv_pdfs_to_solid_angle(p_uv, np.ascontiguousarray(uv[:, 1]))
+            x, log_p = module.sample(be.to_torch(u).float())
+            tables = SquareSamples(be.from_torch(x.double()), be.from_torch(torch.exp(log_p.double())))
+        return be.light_sample(tables, self.env, u)
+
+    def pdf(self, wi: Any, be: Backend | None = None) -> Any:
+        be = cpu_if_none(be)
+        module = self._module(be.torch_device)
+        uv = be.map_uv(self.env, wi)
+        with torch.inference_mode():
+            log_p = module.log_prob(be.to_torch(uv).float())
+            tables = SquareDensities(be.from_torch(torch.exp(log_p.double())))
+        return be.light_pdf(tables, self.env, wi)
 
 
 def make_flow_sampler(
-    env: EnvMap, model_path: Path | None = None, progress: bool = True, device: str = "cpu",
-    **fit_kw: Any,
+    env: EnvMap, model_path: Path | None = None, progress: bool = True, **fit_kw: Any,
 ) -> FlowSampler:
     """The flow sampler for ``env``: from ``model_path``, else the cache, else a new fit.
 
@@ -140,7 +189,7 @@ def make_flow_sampler(
     """
     if model_path is not None:
         module, meta = load_map_flow(env, Path(model_path))
-        return FlowSampler(env, module, meta, device)
+        return FlowSampler(env, module, meta)
     config = fit_kw.get("config")
     path = cache_path(env, model="pixel" if config is None else config.kind)
     if not path.exists():
@@ -149,4 +198,4 @@ def make_flow_sampler(
         meta = fit_map_flow(env, path, progress=progress, **fit_kw)
         print(f"fitted in {time.perf_counter() - t0:.1f} s, KL {meta['kl']:.4f} nats", file=sys.stderr)
     module, meta = load_map_flow(env, path)
-    return FlowSampler(env, module, meta, device)
+    return FlowSampler(env, module, meta)

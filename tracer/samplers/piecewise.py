@@ -12,56 +12,59 @@ dimmer than the average.
 
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from tracer.distribution import build_distribution_2d, invert_2d_batch, pdf_2d, sample_2d
 from tracer.envmap import EnvMap, square_sample_to_light, world_dir_to_map_uv
-from tracer.samplers.base import LightSamples
+from tracer.samplers.base import TabulatedSampler
+from tracer.samplers.dispatch import register_light
 from tracer.sphere_map import uv_to_solid_angle_pdf
 
 
-@njit(cache=True, parallel=True)
-def _sample(cond_cdf, cond_guide, marg_cdf, rgb, rot_u, u):
-    n = u.shape[0]
-    wi = np.empty((n, 3))
-    pdf = np.empty(n)
-    le = np.empty((n, 3))
-    for k in prange(n):
-        su, sv, p_uv = sample_2d(cond_cdf, cond_guide, marg_cdf, u[k, 0], u[k, 1])
-        (wi[k, 0], wi[k, 1], wi[k, 2], pdf[k],
-         le[k, 0], le[k, 1], le[k, 2]) = square_sample_to_light(rgb, rot_u, su, sv, p_uv)
-    return wi, pdf, le
+class PiecewiseTables(NamedTuple):
+    """The 2D distribution's tables (:class:`tracer.distribution.Distribution2D`)."""
+
+    cond_cdf: np.ndarray  # (H, W + 1) conditional CDFs of the rows
+    cond_guide: np.ndarray  # (H, ceil(W / GUIDE) + 1) every GUIDE-th entry of each row CDF, then 1
+    marg_cdf: np.ndarray  # (H + 1,) marginal CDF of the rows
+    func: np.ndarray  # (H, W) the tabulated function
+    integral: np.ndarray  # (1,) its integral over the square
 
 
-@njit(cache=True, parallel=True)
-def _pdf(func, integral, rot_u, wi):
-    out = np.empty(wi.shape[0])
-    for k in prange(wi.shape[0]):
-        u, v = world_dir_to_map_uv(wi[k, 0], wi[k, 1], wi[k, 2], rot_u)
-        out[k] = uv_to_solid_angle_pdf(pdf_2d(func, integral, u, v), v)
-    return out
+@njit(cache=True, inline="always")
+def sample_at(
+    k: int, t: Any, rgb: np.ndarray, rot_u: float, u: np.ndarray,
+    wi: np.ndarray, pdf: np.ndarray, le: np.ndarray,
+) -> None:
+    """Entry k: two binary searches give (u, v) and p_uv; then direction, pdf, radiance."""
+    su, sv, p_uv = sample_2d(t.cond_cdf, t.cond_guide, t.marg_cdf, u[k, 0], u[k, 1])
+    (wi[k, 0], wi[k, 1], wi[k, 2], pdf[k],
+     le[k, 0], le[k, 1], le[k, 2]) = square_sample_to_light(rgb, rot_u, su, sv, p_uv)
 
 
-class PiecewiseSampler:
+@njit(cache=True, inline="always")
+def pdf_at(k: int, t: Any, rot_u: float, wi: np.ndarray, out: np.ndarray) -> None:
+    """Entry k: the tabulated density of the pixel wi sees, in solid angle."""
+    u, v = world_dir_to_map_uv(wi[k, 0], wi[k, 1], wi[k, 2], rot_u)
+    out[k] = uv_to_solid_angle_pdf(pdf_2d(t.func, t.integral[0], u, v), v)
+
+
+register_light(PiecewiseTables, sample_at, pdf_at)
+
+
+class PiecewiseSampler(TabulatedSampler):
     """2D piecewise-constant sampling of the map's luminance (optionally MIS-compensated)."""
 
     def __init__(self, env: EnvMap, compensate: bool = False) -> None:
         self.env = env
         self.compensate = compensate
         self.name = "piecewise-compensated" if compensate else "piecewise"
-        self.dist = build_distribution_2d(env.sampling_density(compensate))
-
-    def sample(self, u: np.ndarray) -> LightSamples:
-        d = self.dist
-        wi, pdf, le = _sample(
-            d.cond_cdf, d.cond_guide, d.marg_cdf, self.env.rgb, self.env.rot_u,
-            np.ascontiguousarray(u, np.float64),
-        )
-        return LightSamples(wi, pdf, le)
-
-    def pdf(self, wi: np.ndarray) -> np.ndarray:
-        return _pdf(self.dist.func, self.dist.integral, self.env.rot_u, np.ascontiguousarray(wi, np.float64))
+        self.dist = d = build_distribution_2d(env.sampling_density(compensate))
+        self.tables = PiecewiseTables(d.cond_cdf, d.cond_guide, d.marg_cdf, d.func,
+                                      np.array([d.integral]))
 
     def invert(self, uv: np.ndarray) -> np.ndarray:
         """Uniforms that sample the given points of the map's square (pbrt's ``Invert``)."""

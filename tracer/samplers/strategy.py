@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tracer.kernels import BSDF_ONLY, MIS, NEE_ONLY
 from tracer.samplers.base import LightSampler
+from tracer.stages import BSDF_ONLY, MIS, NEE_ONLY
 
 
 @dataclass

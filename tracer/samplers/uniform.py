@@ -7,14 +7,22 @@ renderer's +y-up frame.
 from __future__ import annotations
 
 import math
+from typing import Any, NamedTuple
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from tracer.envmap import EnvMap
-from tracer.samplers.base import LightSamples
+from tracer.envmap import EnvMap, env_lookup, world_dir_to_map_uv
+from tracer.samplers.base import TabulatedSampler
+from tracer.samplers.dispatch import register_light
 
 INV_4PI = 1.0 / (4.0 * math.pi)
+
+
+class UniformTables(NamedTuple):
+    """The uniform sampler needs no table; a placeholder array keeps the tuple non-empty."""
+
+    unused: np.ndarray
 
 
 @njit(cache=True, inline="always")
@@ -26,25 +34,33 @@ def uniform_sphere_dir(u0: float, u1: float) -> tuple[float, float, float]:
     return r * math.cos(phi), y, r * math.sin(phi)
 
 
-@njit(cache=True, parallel=True)
-def _sample_uniform_sphere(u: np.ndarray) -> np.ndarray:
-    out = np.empty((u.shape[0], 3))
-    for k in prange(u.shape[0]):
-        out[k, 0], out[k, 1], out[k, 2] = uniform_sphere_dir(u[k, 0], u[k, 1])
-    return out
+@njit(cache=True, inline="always")
+def sample_at(
+    k: int, tables: Any, rgb: np.ndarray, rot_u: float, u: np.ndarray,
+    wi: np.ndarray, pdf: np.ndarray, le: np.ndarray,
+) -> None:
+    """Entry k: a uniform direction, its density 1/4pi and the radiance it sees."""
+    x, y, z = uniform_sphere_dir(u[k, 0], u[k, 1])
+    wi[k, 0], wi[k, 1], wi[k, 2] = x, y, z
+    pdf[k] = INV_4PI
+    mu, mv = world_dir_to_map_uv(x, y, z, rot_u)
+    le[k, 0], le[k, 1], le[k, 2] = env_lookup(rgb, mu, mv)
 
 
-class UniformSampler:
+@njit(cache=True, inline="always")
+def pdf_at(k: int, tables: Any, rot_u: float, wi: np.ndarray, out: np.ndarray) -> None:
+    """Entry k: 1/4pi for every direction."""
+    out[k] = INV_4PI
+
+
+register_light(UniformTables, sample_at, pdf_at)
+
+
+class UniformSampler(TabulatedSampler):
     """Uniform sphere sampling of an environment map."""
 
     name = "uniform"
 
     def __init__(self, env: EnvMap) -> None:
         self.env = env
-
-    def sample(self, u: np.ndarray) -> LightSamples:
-        wi = _sample_uniform_sphere(np.ascontiguousarray(u, np.float64))
-        return LightSamples(wi, np.full(wi.shape[0], INV_4PI), self.env.eval(wi))
-
-    def pdf(self, wi: np.ndarray) -> np.ndarray:
-        return np.full(wi.shape[0], INV_4PI)
+        self.tables = UniformTables(np.zeros(1))

@@ -1,0 +1,81 @@
+r"""One light-sampler entry point for both back-ends, dispatched on the sampler's table type.
+
+Every sampler is written once, as two per-entry device functions over the sampler's own
+tables (a ``NamedTuple`` of arrays)::
+
+    sample_at(k, tables, rgb, rot_u, u, wi, pdf, le)   # entry k: u[k] -> wi[k], pdf[k], le[k]
+    pdf_at(k, tables, rot_u, wi, out)                  # entry k: wi[k] -> out[k]
+
+both in solid angle, ``rgb``/``rot_u`` being the environment map and its rotation. The
+sampler's module calls :func:`register_light` with its tables class and the two functions.
+The back-ends' kernels (:func:`tracer.kernels.light_sample` and its CUDA twin in
+:mod:`tracer.kernels_cuda`) call :func:`light_sample_at` / :func:`light_pdf_at`, which Numba
+resolves at typing time, by the tables' type, to the registered functions (an ``@overload``,
+as pbrt-v4's ``TaggedPointer::Dispatch`` picks a light's ``SampleLi`` by its tag, but at
+compile time). So a new sampler needs no edit of either back-end; both compile a
+specialisation of the same kernel for its tables, and Numba's cache keeps each one.
+
+Without the JIT (``NUMBA_DISABLE_JIT=1``, which the CUDA simulator needs) the same two stubs
+dispatch in Python through the registry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from numba import types
+from numba.extending import overload
+
+#: tables class -> (sample_at, pdf_at)
+_REGISTRY: dict[type, tuple[Callable[..., None], Callable[..., None]]] = {}
+
+
+def register_light(tables: type, sample_at: Callable[..., None], pdf_at: Callable[..., None]) -> None:
+    """Make ``sample_at`` / ``pdf_at`` the per-entry functions of samplers whose tables are ``tables``."""
+    _REGISTRY[tables] = (sample_at, pdf_at)
+
+
+def registered(tables: Any) -> bool:
+    """Is ``tables`` an instance of a registered tables class?"""
+    return type(tables) in _REGISTRY
+
+
+def light_sample_at(k: int, tables: Any, rgb: Any, rot_u: float, u: Any, wi: Any, pdf: Any, le: Any) -> None:
+    """Entry k of a light sample batch by the sampler that owns ``tables``."""
+    _REGISTRY[type(tables)][0](k, tables, rgb, rot_u, u, wi, pdf, le)
+
+
+def light_pdf_at(k: int, tables: Any, rot_u: float, wi: Any, out: Any) -> None:
+    """Entry k of a light pdf batch by the sampler that owns ``tables``."""
+    _REGISTRY[type(tables)][1](k, tables, rot_u, wi, out)
+
+
+def _lookup(tables: types.Type, which: int) -> Callable[..., None] | None:
+    if isinstance(tables, types.BaseNamedTuple) and tables.instance_class in _REGISTRY:
+        return _REGISTRY[tables.instance_class][which]
+    return None
+
+
+@overload(light_sample_at, target="generic")
+def _light_sample_at_impl(k, tables, rgb, rot_u, u, wi, pdf, le):
+    fn = _lookup(tables, 0)
+    if fn is None:
+        return None
+
+    def impl(k, tables, rgb, rot_u, u, wi, pdf, le):
+        fn(k, tables, rgb, rot_u, u, wi, pdf, le)
+
+    return impl
+
+
+@overload(light_pdf_at, target="generic")
+def _light_pdf_at_impl(k, tables, rot_u, wi, out):
+    fn = _lookup(tables, 1)
+    if fn is None:
+        return None
+
+    def impl(k, tables, rot_u, wi, out):
+        fn(k, tables, rot_u, wi, out)
+
+    return impl
