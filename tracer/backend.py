@@ -5,7 +5,7 @@ protocol and is handed the back-end to run on. :class:`CpuBackend` is NumPy arra
 ``prange`` kernels of :mod:`tracer.kernels`; the CUDA back-end
 (:class:`tracer.backend_cuda.CudaBackend`) is device arrays and the kernels of
 :mod:`tracer.kernels_cuda`. Both run the per-entry stages of :mod:`tracer.stages` and the
-per-entry light samplers registered with :mod:`tracer.samplers.dispatch`, so neither the
+per-entry light samplers registered with :mod:`tracer.light_dispatch`, so neither the
 rendering maths nor a sampler is written twice.
 """
 
@@ -18,7 +18,6 @@ import numpy as np
 
 from tracer import kernels
 from tracer.errors import TracerError
-from tracer.samplers.base import LightSamples
 
 if TYPE_CHECKING:
     import torch
@@ -55,7 +54,7 @@ class Backend(Protocol):
     def env_eval(self, env: EnvMap, dirs: Any) -> Any: ...
 
     # ---- light sampling (the dispatcher's kernels) and the Torch hand-over
-    def light_sample(self, tables: NamedTuple, env: EnvMap, u: Any) -> LightSamples: ...
+    def light_sample(self, tables: NamedTuple, env: EnvMap, u: Any) -> tuple[Any, Any, Any]: ...
     def light_pdf(self, tables: NamedTuple, env: EnvMap, wi: Any) -> Any: ...
     def map_uv(self, env: EnvMap, dirs: Any) -> Any: ...
     def to_torch(self, a: Any) -> torch.Tensor: ...
@@ -70,7 +69,7 @@ class BoundLight:
         self.be = be
         self.name = light.name
 
-    def sample(self, u: Any) -> LightSamples:
+    def sample(self, u: Any) -> tuple[Any, Any, Any]:
         return self.light.sample(u, self.be)
 
     def pdf(self, wi: Any) -> Any:
@@ -134,15 +133,17 @@ class CpuBackend:
     def env_eval(self, env: EnvMap, dirs: np.ndarray) -> np.ndarray:
         return env.eval(dirs)
 
-    def light_sample(self, tables: NamedTuple, env: EnvMap, u: np.ndarray) -> LightSamples:
+    def light_sample(self, tables: NamedTuple, env: EnvMap, u: np.ndarray) -> tuple[Any, Any, Any]:
         n = u.shape[0]
         wi, pdf, le = np.empty((n, 3)), np.empty(n), np.empty((n, 3))
-        kernels.light_sample(tables, env.rgb, env.rot_u, _f64(u), wi, pdf, le)
-        return LightSamples(wi, pdf, le)
+        sample, _ = kernels.light_kernels(tables)
+        sample(tables, env.rgb, env.rot_u, _f64(u), wi, pdf, le)
+        return wi, pdf, le
 
     def light_pdf(self, tables: NamedTuple, env: EnvMap, wi: np.ndarray) -> np.ndarray:
         out = np.empty(wi.shape[0])
-        kernels.light_pdf(tables, env.rot_u, _f64(wi), out)
+        _, pdf = kernels.light_kernels(tables)
+        pdf(tables, env.rot_u, _f64(wi), out)
         return out
 
     def map_uv(self, env: EnvMap, dirs: np.ndarray) -> np.ndarray:

@@ -3,7 +3,7 @@
 Every stage is a kernel of :mod:`tracer.kernels_cuda`. Only queue lengths (one small copy
 per split or compaction) and, once per batch (each progress update), the film statistics
 travel to the host. A sampler's tables go to the device once; the light kernels run the
-sampler's registered per-entry functions (:mod:`tracer.samplers.dispatch`). A Torch model
+sampler's registered per-entry functions (:mod:`tracer.light_dispatch`). A Torch model
 (the ``flow`` sampler) runs on the same GPU and reads and writes the queues without copies
 (``torch.as_tensor(device_array, device="cuda")`` and ``numba.cuda.as_cuda_array(tensor)``),
 the two libraries' streams synchronised explicitly; without Torch CUDA (the CUDA simulator)
@@ -18,7 +18,6 @@ import numpy as np
 from numba import cuda
 
 from tracer import kernels_cuda as KC
-from tracer.samplers.base import LightSamples
 from tracer.scene_data import SceneData
 
 if TYPE_CHECKING:
@@ -130,12 +129,12 @@ class CudaBackend:
             return tables
         return self._cached(tables, lambda t: type(t)(*(_dev(a) for a in t)))
 
-    def light_sample(self, tables: NamedTuple, env: EnvMap, u: Any) -> LightSamples:
+    def light_sample(self, tables: NamedTuple, env: EnvMap, u: Any) -> tuple[Any, Any, Any]:
         n = u.shape[0]
         d = self._env(env)
         wi, pdf, le = cuda.device_array((n, 3)), cuda.device_array(n), cuda.device_array((n, 3))
         KC.light_sample(self._tables(tables), d.rgb, d.rot_u, u, wi, pdf, le)
-        return LightSamples(wi, pdf, le)
+        return wi, pdf, le
 
     def light_pdf(self, tables: NamedTuple, env: EnvMap, wi: Any) -> Any:
         out = cuda.device_array(wi.shape[0])

@@ -15,7 +15,10 @@ error is dominated by variance.
 
 The reference is a ``mis`` render at ``--ref-spp`` (or a given EXR); its own noise is
 reported as the mean relative variance of its pixels, which bounds the smallest relMSE the
-experiment can resolve. A bias check runs at the highest spp: per pixel
+experiment can resolve. A rendered reference is kept in the output folder and reused only
+while its key (``reference.json``, see :func:`reference_key`) matches: a hash of what is
+rendered (the scene's arrays, the map's pixels) and of the settings, so an edited scene,
+mesh or map gets a fresh reference. A bias check runs at the highest spp: per pixel
 :math:`z = (x - r) / \sqrt{\sigma_x^2 + \sigma_r^2}`, and the image-mean difference against
 its standard error; a sampler is flagged biased when the mean differs by more than
 ``Z_BIAS`` standard errors or more than 1% of pixels exceed the Bonferroni threshold.
@@ -24,21 +27,28 @@ its standard error; a sampler is flagged biased when the mean differs by more th
 from __future__ import annotations
 
 import csv
+import dataclasses
+import hashlib
 import json
 import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from statistics import NormalDist
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from tracer.envmap import EnvMap
 from tracer.errors import TracerError
 from tracer.film import Film, tonemap_image
 from tracer.hdr_io import read_image, write_exr
 from tracer.integrator import StageTimes, render
 from tracer.job import RenderOptions, error_metrics, load_reference, resolve_env, scene_data
 from tracer.samplers import make_strategy
+
+if TYPE_CHECKING:
+    from tracer.integrator import SceneData
 
 #: image-mean z beyond which a sampler is flagged biased
 Z_BIAS = 5.0
@@ -92,14 +102,21 @@ def parse_spp_list(text: str) -> list[int]:
     return vals
 
 
+def normal_isf(p: float) -> float:
+    """The standard normal's upper quantile: ``x`` with ``P(Z > x) = p``, for ``0 < p < 1``.
+
+    ``-inv_cdf(p)`` rather than ``inv_cdf(1 - p)``, which would lose the digits of a tiny ``p``
+    (the standard library, so that ``tracer converge`` does not need SciPy).
+    """
+    return -NormalDist().inv_cdf(p)
+
+
 def bias_check(img: np.ndarray, var: np.ndarray, ref: np.ndarray, ref_var: np.ndarray | None) -> dict[str, Any]:
     """z-tests of an image against the reference (per pixel, and of the image mean)."""
-    from scipy.stats import norm
-
     rv = np.zeros_like(ref) if ref_var is None else ref_var
     tot = var + rv
     z = (img - ref) / np.sqrt(tot + 1e-30)
-    thresh = float(norm.isf(0.01 / (2 * z.size)))
+    thresh = normal_isf(0.01 / (2 * z.size))
     frac = float(np.mean(np.abs(z) > thresh))
     z_mean = float((img.mean() - ref.mean()) / (math.sqrt(tot.sum()) / img.size + 1e-30))
     return {"z_mean": z_mean, "pixel_outlier_fraction": frac, "pixel_threshold": thresh,
@@ -142,24 +159,31 @@ def run_converge(
     # ---- the reference
     ref_var = None
     ref_path = out_dir / "reference.exr"
+    ref_var_path = out_dir / "reference_variance.exr"
+    ref_json = out_dir / "reference.json"
     if reference is not None:
         ref = load_reference(reference, width, height)
         ref_note = f"given: {reference}"
-    elif ref_path.exists() and (out_dir / "reference.json").exists() and \
-            json.loads((out_dir / "reference.json").read_text()).get("key") == _ref_key(opts, width, height, ref_spp):
-        ref = load_reference(ref_path, width, height)
-        ref_var = read_image(out_dir / "reference_variance.exr").astype(np.float64)
-        ref_note = f"reused {ref_path} (mis, {ref_spp} spp, seed {seed + 1_000_003})"
     else:
-        st = make_strategy("mis", env, light="piecewise", model_path=opts.flow_model) if opts.flow_model else make_strategy("mis", env)
-        res = render(data, env, st, width, height, ref_spp, max_depth, seed + 1_000_003,
-                     progress=bar.update if bar else None)
-        ref = res.film.image().astype(np.float32).astype(np.float64)
-        ref_var = res.film.variance()
-        write_exr(ref_path, ref.astype(np.float32))
-        write_exr(out_dir / "reference_variance.exr", ref_var.astype(np.float32))
-        (out_dir / "reference.json").write_text(json.dumps({"key": _ref_key(opts, width, height, ref_spp)}))
-        ref_note = f"rendered: mis, {ref_spp} spp, seed {seed + 1_000_003}, {res.seconds:.1f} s"
+        key = reference_key(data, env, width, height, max_depth, seed + 1_000_003, ref_spp)
+        if _stored_key(ref_json) == key and ref_path.exists() and ref_var_path.exists():
+            ref = load_reference(ref_path, width, height)
+            ref_var = read_image(ref_var_path).astype(np.float64)
+            ref_note = f"reused {ref_path} (mis, {ref_spp} spp, seed {seed + 1_000_003})"
+        else:
+            st = make_strategy("mis", env, light="piecewise", model_path=opts.flow_model) if opts.flow_model else make_strategy("mis", env)
+            res = render(data, env, st, width, height, ref_spp, max_depth, seed + 1_000_003,
+                         progress=bar.update if bar else None)
+            ref = res.film.image().astype(np.float32).astype(np.float64)
+            ref_var = res.film.variance()
+            ref_json.unlink(missing_ok=True)  # no stale key beside half-written images
+            write_exr(ref_path, ref.astype(np.float32))
+            write_exr(ref_var_path, ref_var.astype(np.float32))
+            ref_json.write_text(json.dumps({
+                "key": key, "scene": str(opts.scene), "envmap": env.name, "resolution": [width, height],
+                "max_depth": max_depth, "seed": seed + 1_000_003, "spp": ref_spp, "sampler": "mis",
+            }, indent=2))
+            ref_note = f"rendered: mis, {ref_spp} spp, seed {seed + 1_000_003}, {res.seconds:.1f} s"
     ref_noise = float(np.mean(ref_var / (ref**2 + 1e-2))) if ref_var is not None else float("nan")
 
     # ---- each sampler, progressively
@@ -212,9 +236,72 @@ def run_converge(
     return summary
 
 
-def _ref_key(opts: RenderOptions, w: int, h: int, ref_spp: int) -> str:
-    return json.dumps([str(opts.scene), str(opts.envmap), opts.env_scale, opts.env_rotation, w, h,
-                       opts.max_depth, opts.seed, ref_spp])
+#: bump when the reference render changes in a way its inputs do not show
+REFERENCE_KEY_VERSION = 2
+
+
+def reference_key(
+    data: SceneData, env: EnvMap, width: int, height: int, max_depth: int, seed: int, spp: int,
+) -> str:
+    """What the reference render depends on, hashed: its contents, not file names or options.
+
+    The scene enters as the arrays the kernels render (geometry and BVH, shading normals,
+    materials, camera frame), so an edited scene file or mesh changes the key wherever it
+    changes the image, and a moved or re-commented one does not. The map enters as the hash
+    of its scaled pixels plus its rotation; then the resolution (the camera frame holds only
+    the aspect ratio), path depth, seed and sample count.
+    """
+    h = hashlib.sha256()
+    h.update(f"flowtracer-reference-v{REFERENCE_KEY_VERSION}|mis|piecewise|".encode())
+    _digest(h, data)
+    h.update(b"|envmap|")
+    _digest(h, env.rgb)  # what EnvMap.content_hash() hashes, without importing Torch for it
+    h.update(f"|{float(env.rot_u)!r}|".encode())
+    h.update(f"{int(width)}x{int(height)}|{int(max_depth)}|{int(seed)}|{int(spp)}".encode())
+    return h.hexdigest()
+
+
+def _digest(h: Any, obj: Any) -> None:
+    """Feed ``obj`` (arrays, dataclasses, named tuples, sequences, scalars) into hash ``h``."""
+    if isinstance(obj, np.ndarray):
+        a = np.ascontiguousarray(obj)
+        h.update(f"nd{a.shape}{a.dtype.str}|".encode())
+        h.update(a.tobytes())
+    elif dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        h.update(f"{type(obj).__name__}(".encode())
+        for f in dataclasses.fields(obj):
+            h.update(f"{f.name}=".encode())
+            _digest(h, getattr(obj, f.name))
+        h.update(b")")
+    elif isinstance(obj, tuple) and hasattr(obj, "_fields"):
+        h.update(f"{type(obj).__name__}(".encode())
+        for name, v in zip(obj._fields, obj, strict=True):
+            h.update(f"{name}=".encode())
+            _digest(h, v)
+        h.update(b")")
+    elif isinstance(obj, (list, tuple)):
+        h.update(f"seq{len(obj)}[".encode())
+        for v in obj:
+            _digest(h, v)
+        h.update(b"]")
+    elif isinstance(obj, dict):
+        h.update(f"map{len(obj)}{{".encode())
+        for k in sorted(obj, key=repr):
+            _digest(h, k)
+            _digest(h, obj[k])
+        h.update(b"}")
+    else:
+        # scalars and anything else: a repr that holds an address only costs a re-render
+        h.update(f"{type(obj).__name__}:{obj!r}|".encode())
+
+
+def _stored_key(path: Path) -> str | None:
+    """The key in a reference.json, or None when it is missing or unreadable."""
+    try:
+        key = json.loads(path.read_text()).get("key")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return key if isinstance(key, str) else None
 
 
 def plot_convergence(points: list[Point], path: Path, title: str) -> None:

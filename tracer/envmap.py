@@ -82,30 +82,6 @@ def square_sample_to_light(
     return wx, wy, wz, uv_to_solid_angle_pdf(p_uv, v), r, g, b
 
 
-@njit(cache=True, parallel=True)
-def square_samples_to_light(
-    rgb: np.ndarray, rot_u: float, uv: np.ndarray, p_uv: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Batched :func:`square_sample_to_light` for samplers that work on the square (the flow)."""
-    n = uv.shape[0]
-    wi = np.empty((n, 3))
-    pdf = np.empty(n)
-    le = np.empty((n, 3))
-    for k in prange(n):
-        (wi[k, 0], wi[k, 1], wi[k, 2], pdf[k],
-         le[k, 0], le[k, 1], le[k, 2]) = square_sample_to_light(rgb, rot_u, uv[k, 0], uv[k, 1], p_uv[k])
-    return wi, pdf, le
-
-
-@njit(cache=True, parallel=True)
-def world_dirs_to_map_uv(rot_u: float, dirs: np.ndarray) -> np.ndarray:
-    """(N, 3) world directions -> (N, 2) points of the map's square."""
-    out = np.empty((dirs.shape[0], 2))
-    for k in prange(dirs.shape[0]):
-        out[k, 0], out[k, 1] = world_dir_to_map_uv(dirs[k, 0], dirs[k, 1], dirs[k, 2], rot_u)
-    return out
-
-
 def row_sin_theta(h: int) -> np.ndarray:
     """sin(theta) at the centre of each of h rows."""
     return np.sin(np.pi * (np.arange(h) + 0.5) / h)

@@ -3,7 +3,7 @@
 Each kernel runs its stage's per-entry function from :mod:`tracer.stages` over a queue of
 path indices (``idx``) in a ``prange`` loop; :mod:`tracer.kernels_cuda` runs the same
 functions one entry per GPU thread. The light-sampling kernels run whichever sampler's
-per-entry functions its tables select (:mod:`tracer.samplers.dispatch`). The traversal stages work in chunks so that each
+per-entry functions its tables select (:mod:`tracer.light_dispatch`). The traversal stages work in chunks so that each
 thread allocates its BVH stack once. See :mod:`tracer.integrator` for the order of stages.
 """
 
@@ -14,7 +14,7 @@ from numba import njit, prange
 
 from tracer.envmap import world_dir_to_map_uv
 from tracer.geometry import STACK_SIZE, Geometry
-from tracer.samplers.dispatch import light_pdf_at, light_sample_at
+from tracer.light_dispatch import cacheable, light_pdf_at, light_sample_at
 from tracer.stages import (
     BSDF_ONLY,
     MIS,
@@ -143,7 +143,7 @@ def light_sample(
     tables: tuple, rgb: np.ndarray, rot_u: float, u: np.ndarray,
     wi: np.ndarray, pdf: np.ndarray, le: np.ndarray,
 ) -> None:
-    """Light samples by the sampler that owns ``tables`` (:mod:`tracer.samplers.dispatch`)."""
+    """Light samples by the sampler that owns ``tables`` (:mod:`tracer.light_dispatch`)."""
     for k in prange(u.shape[0]):
         light_sample_at(k, tables, rgb, rot_u, u, wi, pdf, le)
 
@@ -153,6 +153,18 @@ def light_pdf(tables: tuple, rot_u: float, wi: np.ndarray, out: np.ndarray) -> N
     """Solid-angle densities by the sampler that owns ``tables``."""
     for k in prange(wi.shape[0]):
         light_pdf_at(k, tables, rot_u, wi, out)
+
+
+#: the same kernels without the on-disk cache, for samplers from outside the project
+_light_sample_nocache = njit(parallel=True)(getattr(light_sample, "py_func", light_sample))
+_light_pdf_nocache = njit(parallel=True)(getattr(light_pdf, "py_func", light_pdf))
+
+
+def light_kernels(tables: tuple) -> tuple:
+    """(light_sample, light_pdf) for a sampler's tables: cached for the project's samplers."""
+    if cacheable(tables):
+        return light_sample, light_pdf
+    return _light_sample_nocache, _light_pdf_nocache
 
 
 @njit(cache=True, parallel=True)

@@ -2,7 +2,7 @@
 
 Twins of :mod:`tracer.kernels`, file for file, with the same call signatures: each launcher
 sizes the grid and runs the same per-entry function of :mod:`tracer.stages` (and the same
-per-entry functions of the light samplers, :mod:`tracer.samplers.dispatch`) as the CPU kernel
+per-entry functions of the light samplers, :mod:`tracer.light_dispatch`) as the CPU kernel
 does. The BVH stack is a per-thread local
 array. Geometry is passed as its arrays and rebuilt as a :class:`Geometry` inside the kernel.
 Queue compaction uses atomic counters: the order of entries in a queue changes from run to
@@ -16,7 +16,7 @@ from numba import cuda, int64
 
 from tracer.envmap import env_lookup, world_dir_to_map_uv
 from tracer.geometry import STACK_SIZE, Geometry
-from tracer.samplers.dispatch import light_pdf_at, light_sample_at
+from tracer.light_dispatch import cacheable, light_pdf_at, light_sample_at
 from tracer.stages import (
     BSDF_ONLY,
     MIS,
@@ -221,8 +221,9 @@ def _light_sample(tables, rgb, rot_u, u, wi, pdf, le):
 
 
 def light_sample(tables, rgb, rot_u, u, wi, pdf, le):
-    """Light samples by the sampler that owns ``tables`` (:mod:`tracer.samplers.dispatch`)."""
-    _light_sample[grid(u.shape[0])](tables, rgb, rot_u, u, wi, pdf, le)
+    """Light samples by the sampler that owns ``tables`` (:mod:`tracer.light_dispatch`)."""
+    kernel = _light_sample if cacheable(tables) else _light_sample_nocache
+    kernel[grid(u.shape[0])](tables, rgb, rot_u, u, wi, pdf, le)
 
 
 @cuda.jit(cache=True)
@@ -234,7 +235,13 @@ def _light_pdf(tables, rot_u, wi, out):
 
 def light_pdf(tables, rot_u, wi, out):
     """Solid-angle densities by the sampler that owns ``tables``."""
-    _light_pdf[grid(wi.shape[0])](tables, rot_u, wi, out)
+    kernel = _light_pdf if cacheable(tables) else _light_pdf_nocache
+    kernel[grid(wi.shape[0])](tables, rot_u, wi, out)
+
+
+#: the same kernels without the on-disk cache, for samplers from outside the project
+_light_sample_nocache = cuda.jit(getattr(_light_sample, "py_func", getattr(_light_sample, "fn", None)))
+_light_pdf_nocache = cuda.jit(getattr(_light_pdf, "py_func", getattr(_light_pdf, "fn", None)))
 
 
 @cuda.jit(cache=True)

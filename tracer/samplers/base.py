@@ -8,15 +8,16 @@ lat-long parameterisation) carries no light and is skipped by the integrator.
 Both take the back-end (:class:`tracer.backend.Backend`) whose arrays they receive and
 return: NumPy arrays on the CPU (the default), device arrays on CUDA. A sampler's device
 code is written once, as the per-entry functions it registers with
-:mod:`tracer.samplers.dispatch`; :class:`TabulatedSampler` runs them on either back-end.
+:mod:`tracer.light_dispatch`; :class:`TabulatedSampler` runs them on either back-end.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
+from tracer.backend import CPU, Backend
+
 if TYPE_CHECKING:
-    from tracer.backend import Backend
     from tracer.envmap import EnvMap
 
 
@@ -45,11 +46,7 @@ class LightSampler(Protocol):
 
 def cpu_if_none(be: Backend | None) -> Backend:
     """The back-end to run on: ``be``, or the CPU."""
-    if be is not None:
-        return be
-    from tracer.backend import CPU
-
-    return CPU
+    return CPU if be is None else be
 
 
 class TabulatedSampler:
@@ -64,9 +61,7 @@ class TabulatedSampler:
     tables: NamedTuple
 
     def sample(self, u: Any, be: Backend | None = None) -> LightSamples:
-        be = cpu_if_none(be)
-        return be.light_sample(self.tables, self.env, u)
+        return LightSamples(*cpu_if_none(be).light_sample(self.tables, self.env, u))
 
     def pdf(self, wi: Any, be: Backend | None = None) -> Any:
-        be = cpu_if_none(be)
-        return be.light_pdf(self.tables, self.env, wi)
+        return cpu_if_none(be).light_pdf(self.tables, self.env, wi)

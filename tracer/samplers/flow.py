@@ -30,19 +30,16 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
-from numba import njit
 
 from flows.model import FlowConfig
 from flows.pixel_flow import PixelFlowConfig
-from tracer.envmap import EnvMap, square_sample_to_light, world_dir_to_map_uv
+from tracer.envmap import EnvMap
 from tracer.errors import TracerError
 from tracer.samplers.base import LightSamples, cpu_if_none
-from tracer.samplers.dispatch import register_light
-from tracer.sphere_map import uv_to_solid_angle_pdf
+from tracer.samplers.square import SquareDensities, SquareSamples
 
 if TYPE_CHECKING:
     from tracer.backend import Backend
@@ -102,46 +99,13 @@ def load_map_flow(env: EnvMap | None, path: Path) -> tuple[torch.jit.ScriptModul
     return module, meta
 
 
-class SquareSamples(NamedTuple):
-    """Points of the map's square and their densities, as a model on the square drew them."""
-
-    uv: np.ndarray  # (N, 2)
-    p_uv: np.ndarray  # (N,) density on the square
-
-
-class SquareDensities(NamedTuple):
-    """Densities on the map's square at the points that a batch of directions sees."""
-
-    p_uv: np.ndarray  # (N,)
-
-
-@njit(cache=True, inline="always")
-def square_sample_at(
-    k: int, t: Any, rgb: np.ndarray, rot_u: float, u: np.ndarray,
-    wi: np.ndarray, pdf: np.ndarray, le: np.ndarray,
-) -> None:
-    """Entry k: the model's point of the square -> direction, solid-angle pdf, radiance."""
-    (wi[k, 0], wi[k, 1], wi[k, 2], pdf[k],
-     le[k, 0], le[k, 1], le[k, 2]) = square_sample_to_light(rgb, rot_u, t.uv[k, 0], t.uv[k, 1], t.p_uv[k])
-
-
-@njit(cache=True, inline="always")
-def square_pdf_at(k: int, t: Any, rot_u: float, wi: np.ndarray, out: np.ndarray) -> None:
-    """Entry k: the model's density on the square -> solid angle (the Jacobian at wi's v)."""
-    _, v = world_dir_to_map_uv(wi[k, 0], wi[k, 1], wi[k, 2], rot_u)
-    out[k] = uv_to_solid_angle_pdf(t.p_uv[k], v)
-
-
-register_light(SquareSamples, square_sample_at, None)
-register_light(SquareDensities, None, square_pdf_at)
-
-
 class FlowSampler:
     """Batched sampling of the map with a scripted flow, on either back-end.
 
     The Torch calls are made here alone: the back-end hands the queue to Torch
     (``be.to_torch``, zero-copy on a GPU) and takes the model's output back
-    (``be.from_torch``); the rest is the registered per-entry functions above.
+    (``be.from_torch``); the rest is the per-entry functions of
+    :mod:`tracer.samplers.square`.
     """
 
     name = "flow"
@@ -165,7 +129,7 @@ class FlowSampler:
         with torch.inference_mode():
             x, log_p = module.sample(be.to_torch(u).float())
             tables = SquareSamples(be.from_torch(x.double()), be.from_torch(torch.exp(log_p.double())))
-        return be.light_sample(tables, self.env, u)
+        return LightSamples(*be.light_sample(tables, self.env, u))
 
     def pdf(self, wi: Any, be: Backend | None = None) -> Any:
         be = cpu_if_none(be)

@@ -19,8 +19,8 @@ from numba import njit
 
 from tracer.distribution import build_distribution_2d, invert_2d_batch, pdf_2d, sample_2d
 from tracer.envmap import EnvMap, square_sample_to_light, world_dir_to_map_uv
+from tracer.light_dispatch import register_light
 from tracer.samplers.base import TabulatedSampler
-from tracer.samplers.dispatch import register_light
 from tracer.sphere_map import uv_to_solid_angle_pdf
 
 

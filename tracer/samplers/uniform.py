@@ -13,8 +13,8 @@ import numpy as np
 from numba import njit
 
 from tracer.envmap import EnvMap, env_lookup, world_dir_to_map_uv
+from tracer.light_dispatch import register_light
 from tracer.samplers.base import TabulatedSampler
-from tracer.samplers.dispatch import register_light
 
 INV_4PI = 1.0 / (4.0 * math.pi)
 

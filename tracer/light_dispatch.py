@@ -41,6 +41,17 @@ def registered(tables: Any) -> bool:
     return type(tables) in _REGISTRY
 
 
+def cacheable(tables: Any) -> bool:
+    """May kernels specialised on ``tables``' type go to Numba's on-disk cache?
+
+    Only the project's own samplers: the cache index of a kernel pickles the types of all
+    its specialisations, so one cached for a class defined in a script or a test would make
+    every later process that loads the index import that module (and fail where it cannot).
+    Other samplers run the same kernels compiled without the cache, once per process.
+    """
+    return type(tables).__module__.startswith("tracer.")
+
+
 def light_sample_at(k: int, tables: Any, rgb: Any, rot_u: float, u: Any, wi: Any, pdf: Any, le: Any) -> None:
     """Entry k of a light sample batch by the sampler that owns ``tables``."""
     _REGISTRY[type(tables)][0](k, tables, rgb, rot_u, u, wi, pdf, le)

@@ -1,0 +1,81 @@
+"""The light-sampler dispatcher: a sampler written once (tests/toy_sampler.py) runs on both back-ends."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.chi2 import chi2_test
+from tests.toy_sampler import CosineSampler
+from tracer.backend import cuda_available
+from tracer.envmap import EnvMap, one_hot_map
+from tracer.light_dispatch import registered
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def env() -> EnvMap:
+    return EnvMap(one_hot_map(4, 8, 1, 3, 5.0), rot_u=0.2)
+
+
+def test_a_new_sampler_runs_on_the_cpu_and_follows_its_pdf() -> None:
+    s = CosineSampler(env())
+    assert registered(s.tables)
+    rng = np.random.default_rng(0)
+
+    def sample(n: int) -> tuple[np.ndarray, np.ndarray]:
+        ls = s.sample(rng.random((n, 2)))
+        return ls.wi, ls.pdf > 0
+
+    res = chi2_test(sample, s.pdf, n_samples=200_000, n_theta=16, n_phi=32, n_tests=2)
+    assert res.passed, res.message
+
+
+def test_the_dispatcher_feeds_the_planted_density_through() -> None:
+    """A sampler claiming 5% too much density is rejected: the dispatcher runs its code, not another's."""
+    s = CosineSampler(env(), scale=1.05)
+    rng = np.random.default_rng(0)
+
+    def sample(n: int) -> tuple[np.ndarray, np.ndarray]:
+        ls = s.sample(rng.random((n, 2)))
+        return ls.wi, ls.pdf > 0
+
+    res = chi2_test(sample, s.pdf, n_samples=200_000, n_theta=16, n_phi=32, n_tests=2)
+    assert not res.passed
+
+
+def test_a_new_sampler_runs_on_the_cuda_backend_unchanged(tmp_path: Path) -> None:
+    """The same per-entry functions on the CUDA back-end (the simulator without a GPU) equal the CPU's."""
+    out = tmp_path / "toy.npz"
+    envvars = dict(os.environ)
+    if not cuda_available():
+        envvars.update(NUMBA_ENABLE_CUDASIM="1", NUMBA_DISABLE_JIT="1")
+    r = subprocess.run([sys.executable, "-m", "tests.toy_sampler", str(out)], cwd=ROOT, env=envvars,
+                       capture_output=True, text=True, timeout=600, check=False)
+    assert r.returncode == 0, r.stderr[-3000:]
+    s = CosineSampler(env())
+    u = np.random.default_rng(1).random((256, 2))
+    ls = s.sample(u)
+    with np.load(out) as cu:
+        np.testing.assert_allclose(cu["wi"], ls.wi, rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(cu["pdf"], ls.pdf, rtol=1e-12)
+        np.testing.assert_array_equal(cu["le"], ls.le)
+        np.testing.assert_allclose(cu["p"], s.pdf(ls.wi), rtol=1e-12)
+
+
+def test_unregistered_tables_are_not_dispatched() -> None:
+    from typing import NamedTuple
+
+    class Stray(NamedTuple):
+        a: np.ndarray
+
+    assert not registered(Stray(np.zeros(1)))
+    with pytest.raises(KeyError):
+        from tracer.light_dispatch import light_pdf_at
+
+        light_pdf_at(0, Stray(np.zeros(1)), 0.0, np.zeros((1, 3)), np.zeros(1))
