@@ -32,11 +32,11 @@ from benchmarks.bench_flow_fit import map_paths
 from tracer.envmap import load_envmap
 from tracer.integrator import render
 from tracer.job import error_metrics
-from tracer.scene_data import scene_data
 from tracer.samplers import make_strategy
 from tracer.samplers.flow import cache_path, make_flow_sampler
 from tracer.samplers.piecewise import PiecewiseSampler
 from tracer.scene import EnvSpec, load_scene
+from tracer.scene_data import scene_data
 
 BATCHES = (4096, 65536, 262144)
 

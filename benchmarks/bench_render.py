@@ -27,9 +27,9 @@ sys.path.insert(0, str(ROOT))
 
 from tracer.envmap import load_envmap
 from tracer.integrator import render
-from tracer.scene_data import scene_data
 from tracer.samplers import make_light_sampler, make_strategy
 from tracer.scene import load_scene
+from tracer.scene_data import scene_data
 
 SCENE = ROOT / "scenes" / "spheres.toml"
 

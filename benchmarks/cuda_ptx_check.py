@@ -53,7 +53,7 @@ SIGS = {
     "env_eval": (F32_3, f, F3, F3),
     "_map_uv": (f, F3, F2),
 }
-# the light kernels, once per registered sampler's tables (tracer.samplers.dispatch)
+# the light kernels, once per registered sampler's tables (tracer.light_dispatch)
 TABLES = {
     "uniform": UniformTables(np.zeros(1)),
     "piecewise": PiecewiseTables(np.zeros((2, 5)), np.zeros((2, 2)), np.zeros(3), np.zeros((2, 4)),

@@ -33,19 +33,35 @@ and applying a tensor Gauss-Legendre rule of order ``quad_order`` on each. The t
 
 Invalid samples. A sampler may flag samples invalid (a failed BSDF sample); those are not
 histogrammed. The expected counts are *not* renormalised: a sampler that returns a valid
-sample with probability :math:`I` has density :math:`p` with :math:`\int p = I`, and the
-invalid samples get their own bin with :math:`O = N_\text{invalid}`,
-:math:`E = N (1 - I)`. Together the bins are a multinomial with :math:`N` trials, so the test
-stays exact, and a density that integrates to less (or more) than the valid fraction is
-caught.
+sample with probability :math:`I` has density :math:`p` with :math:`\int p = I`. When at
+least one sample was invalid (:math:`N_\text{invalid} > 0`), the invalid samples get a bin
+of their own with :math:`O = N_\text{invalid}`, :math:`E = N (1 - I)`; together the bins are
+a multinomial with :math:`N` trials, so the test stays exact, and a density that integrates
+to less (or more) than the valid fraction is caught. When every sample was valid there is
+no invalid bin: a deficit :math:`1 - I` that is only quadrature error would otherwise
+become a bin with :math:`O = 0` and a spurious expected count (and a density that really
+integrates to less than 1 shows as a deficit of expected counts in the cells).
 
-Statistic. Bins are sorted by expected count; those with :math:`E < 5` are pooled into one
-bin (which, if its :math:`E` is still below 5, absorbs the next smallest bin), bins with
-:math:`E = O = 0` are dropped, and
+Statistic. Pooling follows Mitsuba 3 (``mitsuba::chi2`` in ``include/mitsuba/core/math.h``,
+called by ``ChiSquareTest.run``). Bins with :math:`E = 0` take no part (see below). The
+others are sorted by increasing :math:`E` (stably, so equal expectations keep the order of
+the bins); each bin with :math:`E \ge 5` (``MIN_EXPECTED``) stands alone; the bins with
+:math:`E < 5` are added one after the other to a running pool, and each time the pool's
+:math:`E` reaches 5 the pool becomes one bin of the statistic and a new, empty pool starts.
+So many dim bins form many pools of :math:`E \approx 5`..10, each worth a degree of
+freedom, and a sampler that puts the right total but the wrong shape into the dim regions
+is still caught. Two details differ from Mitsuba, which closes a pool at :math:`E > 5` and
+drops a final remainder pool: here a pool closes at :math:`E \ge 5`, and a remainder pool
+with :math:`E < 5` is merged into the last pool formed (or, if none formed, with the
+smallest bin that stands alone), so that every sample is counted and the bins stay a
+partition of the multinomial. Then
 
 .. math::
     X^2 = \sum_k \frac{(O_k - E_k)^2}{E_k}, \qquad \nu = (\text{number of bins}) - 1,
-    \qquad p\text{-value} = P(\chi^2_\nu \ge X^2) .
+    \qquad p\text{-value} = P(\chi^2_\nu \ge X^2) ,
+
+the sum running over the bins that stand alone and the pools. Pools are formed from the
+expected counts only, never from the observations, so the null distribution is unaffected.
 
 Bins with :math:`E = 0` take no part; if one of them holds samples (a cell outside the
 density's support, or invalid samples while :math:`I \ge 1`) the data are impossible under
@@ -206,11 +222,12 @@ def histogram(dirs: np.ndarray, theta_edges: np.ndarray, n_phi: int) -> np.ndarr
 class _Pooled:
     statistic: float
     dof: int
-    n_bins: int  # bins entering the statistic (pool counted as one)
-    n_pooled: int  # original bins merged into the pool
-    pool_observed: float
-    pool_expected: float
-    contrib: np.ndarray  # per input bin (O - E)^2 / E, 0 for pooled / dropped bins
+    n_bins: int  # bins entering the statistic (each pool counted as one)
+    n_pooled: int  # original bins merged into pools
+    pool_observed: np.ndarray  # observed count of each pool
+    pool_expected: np.ndarray  # expected count of each pool
+    pool_of: np.ndarray  # per input bin: index of its pool, -1 if it stands alone or is dropped
+    contrib: np.ndarray  # per input bin (O - E)^2 / E if it stands alone, else 0
 
 
 def pooled_chi2(observed: np.ndarray, expected: np.ndarray) -> _Pooled:
@@ -218,34 +235,59 @@ def pooled_chi2(observed: np.ndarray, expected: np.ndarray) -> _Pooled:
 
     Only bins with E > 0 take part (a bin with E = 0 and O > 0 is a support failure, which
     :func:`chi2_test` reports and scores as an infinite statistic). The bins are sorted by
-    E; those with E < ``MIN_EXPECTED`` go into one pool; while the pool's E is below
-    ``MIN_EXPECTED`` the next smallest bin is merged into it. dof = bins (pool included) - 1.
+    E (stably); a bin with E >= ``MIN_EXPECTED`` stands alone; the bins with smaller E are
+    accumulated in order into a pool, which becomes a bin of its own as soon as its E reaches
+    ``MIN_EXPECTED``, and a new pool starts. A remainder pool still below ``MIN_EXPECTED``
+    at the end is merged into the last pool formed, or, if no pool formed, with the smallest
+    bin that stands alone (if there is none, it stays a bin by itself).
+    dof = (bins standing alone + pools) - 1.
     """
     o = np.asarray(observed, dtype=np.float64).ravel()
     e = np.asarray(expected, dtype=np.float64).ravel()
     idx = np.flatnonzero(e > 0.0)
     idx = idx[np.argsort(e[idx], kind="stable")]
-    es, os_ = e[idx], o[idx]
+    n_small = int(np.searchsorted(e[idx], MIN_EXPECTED, side="left"))  # E < MIN_EXPECTED
 
-    n_small = int(np.searchsorted(es, MIN_EXPECTED, side="left"))
-    pool_e = float(es[:n_small].sum())
-    pool_o = float(os_[:n_small].sum())
-    n_pooled = n_small
-    while 0.0 < pool_e < MIN_EXPECTED and n_pooled < es.size:
-        pool_e += es[n_pooled]
-        pool_o += os_[n_pooled]
-        n_pooled += 1
+    pool_of = np.full(e.shape, -1, dtype=np.int64)
+    pool_e: list[float] = []
+    pool_o: list[float] = []
+    acc_e = acc_o = 0.0
+    members: list[int] = []
+    for b in idx[:n_small].tolist():
+        acc_e += e[b]
+        acc_o += o[b]
+        members.append(b)
+        if acc_e >= MIN_EXPECTED:
+            pool_of[members] = len(pool_e)
+            pool_e.append(acc_e)
+            pool_o.append(acc_o)
+            acc_e = acc_o = 0.0
+            members = []
+    alone = idx[n_small:]
+    if members:  # the remainder pool, E < MIN_EXPECTED
+        if pool_e:
+            k = len(pool_e) - 1
+        else:
+            k = 0
+            pool_e.append(0.0)
+            pool_o.append(0.0)
+            if alone.size:
+                first, alone = int(alone[0]), alone[1:]
+                members.append(first)
+                pool_e[0] += e[first]
+                pool_o[0] += o[first]
+        pool_of[members] = k
+        pool_e[k] += acc_e
+        pool_o[k] += acc_o
 
     contrib = np.zeros_like(e)
-    rest = idx[n_pooled:]
-    c = (o[rest] - e[rest]) ** 2 / e[rest]
-    contrib[rest] = c
-    stat = float(c.sum())
-    n_bins = rest.size
-    if n_pooled > 0:
-        stat += (pool_o - pool_e) ** 2 / pool_e
-        n_bins += 1
-    return _Pooled(stat, n_bins - 1, n_bins, n_pooled, pool_o, pool_e, contrib)
+    c = (o[alone] - e[alone]) ** 2 / e[alone]
+    contrib[alone] = c
+    pe, po = np.asarray(pool_e), np.asarray(pool_o)
+    stat = float(c.sum() + ((po - pe) ** 2 / pe).sum()) if pe.size else float(c.sum())
+    n_bins = alone.size + pe.size
+    n_pooled = int((pool_of >= 0).sum())
+    return _Pooled(stat, n_bins - 1, n_bins, n_pooled, po, pe, pool_of, contrib)
 
 
 def sidak_threshold(alpha: float, n_tests: int) -> float:
@@ -401,7 +443,7 @@ def chi2_test(
     e_inv = n_samples * (1.0 - integral)
     obs_all = observed.ravel().astype(np.float64)
     exp_all = expected.ravel()
-    if e_inv >= MIN_EXPECTED or n_invalid > 0:
+    if n_invalid > 0:  # only then: a deficit 1 - I may be nothing but quadrature error
         if e_inv <= 0.0:
             failures.append(
                 f"{n_invalid} samples were invalid but the pdf integrates to {integral:.6f} "
@@ -418,9 +460,12 @@ def chi2_test(
     # --- statistic ------------------------------------------------------------------------
     pooled = pooled_chi2(obs_all, exp_all)
     if pooled.n_pooled:
+        pe, po = pooled.pool_expected, pooled.pool_observed
+        worst_pool = int(np.argmax((po - pe) ** 2 / pe))
         lines.append(
-            f"pooled {pooled.n_pooled} bins with expected < {MIN_EXPECTED:g} into one "
-            f"(observed {pooled.pool_observed:.0f}, expected {pooled.pool_expected:.2f})"
+            f"pooled {pooled.n_pooled} bins with expected < {MIN_EXPECTED:g} into "
+            f"{pe.size} bins (expected {pe.min():.2f} to {pe.max():.2f}; the worst pool: "
+            f"observed {po[worst_pool]:.0f}, expected {pe[worst_pool]:.2f})"
         )
     lines.append(f"{pooled.n_bins} bins in the statistic")
     worst = np.argsort(-pooled.contrib, kind="stable")[:N_WORST]

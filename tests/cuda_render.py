@@ -23,9 +23,9 @@ def render_all(device: str, folder: Path, flow: Path | None = None) -> dict[str,
     from tracer.backend import make_backend
     from tracer.envmap import load_envmap
     from tracer.integrator import render
-    from tracer.scene_data import scene_data
     from tracer.samplers import make_strategy
     from tracer.scene import load_scene
+    from tracer.scene_data import scene_data
 
     tmp = Path(folder) / "scene.toml"
     tmp.write_text(SPHERES)

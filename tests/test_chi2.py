@@ -133,12 +133,50 @@ def _aligned_edges(rows_per_pixel: int = 2) -> np.ndarray:
 
 
 def test_pooling_matches_hand_computation():
-    # Sorted by E: 1.5 (O 1), 2 (O 3) are pooled (E 3.5 < 5, so E 12 / O 10 joins: E 15.5,
-    # O 14); E 18 / O 20 stands alone; the E = O = 0 bin is dropped.
+    # Sorted by E: 1.5 (O 1), 2 (O 3) accumulate to E 3.5 < 5 and no pool forms, so this
+    # remainder merges with the smallest bin that stands alone (E 12 / O 10): E 15.5, O 14;
+    # E 18 / O 20 stands alone; the E = O = 0 bin is dropped.
     r = pooled_chi2(np.array([10, 3, 1, 20, 0]), np.array([12.0, 2.0, 1.5, 18.0, 0.0]))
     assert r.n_pooled == 3 and r.n_bins == 2 and r.dof == 1
-    assert r.pool_expected == pytest.approx(15.5) and r.pool_observed == 14
+    np.testing.assert_allclose(r.pool_expected, [15.5])
+    np.testing.assert_array_equal(r.pool_observed, [14])
+    np.testing.assert_array_equal(r.pool_of, [0, 0, 0, -1, -1])
     assert r.statistic == pytest.approx(1.5**2 / 15.5 + 2.0**2 / 18.0)
+
+
+def test_pooling_forms_several_pools():
+    # Sorted by E: 0.5, 0.7, 1.2, 2.0 (running E 4.4) and 3.0 (7.4 >= 5) close pool A;
+    # 4.0 and 4.5 (8.5) close pool B; 6 and 8 stand alone: 4 bins, 3 dof (one pool of all
+    # seven dim bins would give 2).
+    e = np.array([4.0, 0.7, 6.0, 2.0, 0.5, 8.0, 3.0, 4.5, 1.2])
+    o = np.array([6, 0, 9, 1, 2, 5, 4, 3, 1])
+    r = pooled_chi2(o, e)
+    assert r.n_pooled == 7 and r.n_bins == 4 and r.dof == 3
+    np.testing.assert_allclose(r.pool_expected, [7.4, 8.5])
+    np.testing.assert_array_equal(r.pool_observed, [0 + 1 + 2 + 4 + 1, 6 + 3])
+    np.testing.assert_array_equal(r.pool_of, [1, 0, -1, 0, 0, -1, 0, 1, 0])
+    expected_stat = (
+        (8 - 7.4) ** 2 / 7.4 + (9 - 8.5) ** 2 / 8.5 + (9 - 6.0) ** 2 / 6.0 + (5 - 8.0) ** 2 / 8.0
+    )
+    assert r.statistic == pytest.approx(expected_stat, rel=1e-12)
+    np.testing.assert_allclose(r.contrib[[2, 5]], [9.0 / 6.0, 9.0 / 8.0])
+    assert np.all(r.contrib[r.pool_of >= 0] == 0.0)
+
+
+def test_pooling_remainder_joins_the_last_pool():
+    # Twelve bins of E 1 form two pools of five (E reaches exactly 5) and a remainder of two
+    # (E 2 < 5), which joins the second pool (E 7); E 9 stands alone.
+    e = np.array([1.0] * 12 + [9.0])
+    o = np.array([1, 0, 2, 1, 1, 0, 0, 3, 1, 2, 4, 0, 9])
+    r = pooled_chi2(o, e)
+    assert r.n_bins == 3 and r.dof == 2 and r.n_pooled == 12
+    np.testing.assert_allclose(r.pool_expected, [5.0, 7.0])
+    np.testing.assert_array_equal(r.pool_observed, [5, 10])
+    np.testing.assert_array_equal(r.pool_of, [0] * 5 + [1] * 7 + [-1])
+    assert r.statistic == pytest.approx(0.0 + 9.0 / 7.0 + 0.0, rel=1e-12)
+    # Every input bin is accounted for: the pools and the bins standing alone hold all of it.
+    assert r.pool_expected.sum() + e[r.pool_of < 0].sum() == pytest.approx(e.sum())
+    assert r.pool_observed.sum() + o[r.pool_of < 0].sum() == o.sum()
 
 
 def test_sidak_threshold():
@@ -223,6 +261,66 @@ def test_invalid_samples_with_unscaled_pdf_fail():
     assert not r.passed
     assert r.p_value < 1e-12
     assert "invalid but the pdf integrates to" in r.message
+
+
+def test_no_invalid_bin_without_invalid_samples():
+    # A density 2e-5 short of 1 (what quadrature error can leave) and no invalid sample: the
+    # deficit, N (1 - I) = 20 expected, must not become an "invalid" bin with O = 0.
+    def pdf(d: np.ndarray) -> np.ndarray:
+        return (1.0 - 2e-5) * uniform_sphere_pdf(d)
+
+    r = chi2_test(uniform_sphere_sampler(12), pdf, n_samples=N)
+    assert r.passed, r.message
+    assert "invalid bin" not in r.message
+    assert r.dof == 32 * 64 - 1  # the cells only
+    # A single invalid sample brings the bin back (O = 1, E = 20, standing alone).
+    inner = uniform_sphere_sampler(12)
+
+    def one_invalid(n: int) -> tuple[np.ndarray, np.ndarray]:
+        d, valid = inner(n)
+        valid[0] = False
+        return d, valid
+
+    r = chi2_test(one_invalid, pdf, n_samples=N)
+    assert "invalid bin: observed 1, expected 20.0" in r.message, r.message
+    assert r.dof == 32 * 64  # the cells plus the invalid bin, minus one
+
+
+def test_dim_region_shape_is_tested():
+    """Dim cells form many pools of E >= 5, each a degree of freedom of its own.
+
+    1% of the mass is spread uniformly over the lower hemisphere: its 1024 cells expect 1.95
+    samples each and are pooled by threes. A sampler that puts that 1% into half of the lower
+    hemisphere has the right total in the dim region, which one big pool could not see.
+    """
+    n, dim = 200_000, 0.01
+
+    def pdf(d: np.ndarray) -> np.ndarray:
+        return (1.0 - dim) * cosine_pdf(d) + dim * np.where(d[:, 1] < 0.0, 0.5 / math.pi, 0.0)
+
+    def sampler(seed: int, half: bool):
+        rng = np.random.default_rng(seed)
+
+        def sample(m: int) -> tuple[np.ndarray, np.ndarray]:
+            u = rng.random((m, 3))
+            lower = u[:, 2] < dim
+            cos_theta = np.where(lower, -u[:, 0], np.sqrt(1.0 - u[:, 0]))
+            phi = (math.pi if half else 2.0 * math.pi) * u[:, 1]
+            phi = np.where(lower, phi, 2.0 * math.pi * u[:, 1])
+            return _dirs(cos_theta, phi), np.ones(m, dtype=bool)
+
+        return sample
+
+    good = chi2_test(sampler(13, half=False), pdf, n_samples=n)
+    assert good.passed, good.message
+    # 1024 upper cells (E >= 12) stand alone; 1024 lower cells of E = 1.95 make 341 pools
+    # of three (the last one absorbs the remaining cell): 1024 + 341 - 1 dof.
+    assert good.dof == 1024 + 341 - 1, good.message
+    assert "pooled 1024 bins with expected < 5 into 341 bins" in good.message
+
+    bad = chi2_test(sampler(13, half=True), pdf, n_samples=n)
+    assert not bad.passed
+    assert bad.p_value < 1e-12, bad.message
 
 
 def test_latlong_piecewise_constant_passes():

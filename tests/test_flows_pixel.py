@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from scipy.stats import chi2
 
 from flows.export import content_hash, load_flow, save_flow
 from flows.pixel_flow import PixelFlow, PixelFlowConfig, coarse_bins_for
+from tests.chi2 import pooled_chi2
 from tests.flow_helpers import assert_same_flow, perturb, sample_and_check, uniform
 
 pytestmark = [
@@ -102,22 +104,25 @@ def test_sample_log_pdf_matches_log_prob_and_transform(shape: tuple[int, int]) -
 
 
 def test_samples_follow_the_pixel_masses() -> None:
-    """A chi-square test of the sampled pixels against the model's own pixel masses."""
-    from scipy.stats import chi2
+    """A chi-square test of the sampled pixels against the model's own pixel masses.
 
+    Every pixel takes part: the harness's pooling (tests/chi2.py, as Mitsuba) merges pixels
+    expecting fewer than 5 samples into pools of at least 5, so the dim pixels are tested
+    too; a sample in a pixel of mass 0 is impossible. p >= 1e-3 with a fixed seed.
+    """
     h, w = 6, 30
     model = _model(h, w, seed=3, scale=0.7)
     n = 200_000
     with torch.no_grad():
         x, _ = model.sample(uniform(n, seed=3))
         expected = torch.exp(model.pixel_log_masses(torch.arange(h))).double().reshape(-1) * n
+    assert float(expected.sum()) == pytest.approx(n, rel=1e-6)
     cells = (x[:, 1] * h).long().clamp(max=h - 1) * w + (x[:, 0] * w).long().clamp(max=w - 1)
     observed = torch.bincount(cells, minlength=h * w).double()
-    keep = expected >= 5
-    stat = float(((observed - expected)[keep] ** 2 / expected[keep]).sum())
-    dof = int(keep.sum()) - 1
-    assert chi2.sf(stat, dof) > 1e-3, (stat, dof)
-    assert float(observed[~keep].sum()) <= 10 * max(1.0, float(expected[~keep].sum()))
+    assert not torch.any((expected == 0) & (observed > 0))
+    pooled = pooled_chi2(observed.numpy(), expected.numpy())
+    assert pooled.dof >= h * w // 2  # most pixels stand alone or in small pools
+    assert chi2.sf(pooled.statistic, pooled.dof) >= 1e-3, (pooled.statistic, pooled.dof)
 
 
 def test_every_parameter_gets_a_gradient() -> None:
@@ -149,7 +154,13 @@ def test_chunked_equals_whole() -> None:
     small.load_state_dict(model.state_dict())
     u = uniform(4500, seed=7)
     with torch.no_grad():
-        torch.testing.assert_close(small.sample(u)[0], model.sample(u)[0], atol=0, rtol=0)
+        # Chunks change the shapes of the conditioner's matrix products, and BLAS may then
+        # round a sample's u, v in the last float32 place (seen: 3e-8, one ulp, in 6 of 9000
+        # coordinates with Torch 2.13 on one thread): equal to a few ulps, not bitwise.
+        xs, ls = small.sample(u)
+        xw, lw = model.sample(u)
+        torch.testing.assert_close(xs, xw, atol=4 * 2.0**-24, rtol=0)
+        torch.testing.assert_close(ls, lw, atol=1e-6, rtol=1e-6)
         torch.testing.assert_close(small.log_prob(u), model.log_prob(u), atol=0, rtol=0)
 
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from tests.chi2 import chi2_test
+from tests.chi2 import chi2_test, equal_area_theta_edges
 from tests.conftest import real_envmaps
 from tracer.envmap import EnvMap, constant_map, one_hot_map
 from tracer.hdr_io import read_image
@@ -15,9 +15,9 @@ from tracer.samplers.base import LightSampler
 from tracer.samplers.piecewise import PiecewiseSampler
 from tracer.samplers.uniform import UniformSampler
 
-#: chi-square tests in this file, for the Sidak correction
-N_TESTS = 24
 N_SAMPLES = 500_000
+#: the chi-square grid's budget: at most this many rows (theta) and columns (phi) of cells
+MAX_ROWS, MAX_COLS = 64, 128
 
 
 def three_by_two() -> np.ndarray:
@@ -39,14 +39,34 @@ MAPS = {
     "3x2": three_by_two,
     "real": real_map,
 }
+COMPENSATE = [False, True]
+#: chi-square tests in this file, for the Sidak correction: test_uniform_chi2 (one),
+#: test_piecewise_chi2 (every map in both modes), test_piecewise_chi2_rotated and
+#: test_piecewise_on_all_black_map_is_uniform_on_square (one each)
+N_TESTS = 1 + len(MAPS) * len(COMPENSATE) + 1 + 1
 
 
-def run_chi2(sampler: LightSampler, h: int, w: int, seed: int = 0) -> None:
-    """Chi-square with cells aligned to the map's pixels (exact quadrature per pixel)."""
-    rows = min(h, 64)
-    cols = min(w, 128)
-    sub = h // rows
-    theta_edges = np.pi * np.arange(rows + 1) / rows
+def pixel_grid(h: int, w: int) -> tuple[np.ndarray, int, int]:
+    """Chi-square cells aligned with the pixel edges of an h x w map: (theta_edges, n_phi, sub).
+
+    The sampler's solid-angle density is p_uv / (2 pi^2 sin theta): constant in phi but not in
+    theta inside a pixel. A small map gets k x k cells per pixel, k as large as the
+    MAX_ROWS x MAX_COLS budget allows, so the distribution *inside* each pixel (the sin theta
+    Jacobian) is tested, not only the pixel masses. A large map gets cells of b x b pixels,
+    integrated with one sub-cell per pixel (sub = b), so every quadrature sub-cell is a pixel.
+    Either way p(omega) sin(theta) is constant on every sub-cell and the quadrature is exact.
+    """
+    k = min(MAX_ROWS // h, MAX_COLS // w)
+    if k >= 1:
+        return np.pi * np.arange(h * k + 1) / (h * k), w * k, 1
+    b = max(-(-h // MAX_ROWS), -(-w // MAX_COLS))
+    assert h % b == 0 and w % b == 0, (h, w, b)
+    return np.pi * np.arange(h // b + 1) / (h // b), w // b, b
+
+
+def run_chi2(sampler: LightSampler, theta_edges: np.ndarray, n_phi: int, sub: int = 1,
+             seed: int = 0) -> None:
+    """Chi-square of ``sampler`` against its own pdf on the given cells."""
     rng = np.random.default_rng(seed)
 
     def sample(n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -54,32 +74,40 @@ def run_chi2(sampler: LightSampler, h: int, w: int, seed: int = 0) -> None:
         return s.wi, s.pdf > 0
 
     res = chi2_test(sample, sampler.pdf, n_samples=N_SAMPLES, theta_edges=theta_edges,
-                    n_phi=cols, sub=max(sub, 2), quad_order=3 if sub <= 2 else 2, n_tests=N_TESTS)
+                    n_phi=n_phi, sub=sub, quad_order=2, n_tests=N_TESTS)
     assert res.passed, res.message
 
 
-@pytest.mark.parametrize("map_name", list(MAPS))
-def test_uniform_chi2(map_name: str) -> None:
-    env = EnvMap(MAPS[map_name]())
-    run_chi2(UniformSampler(env), 8, 16)
+def test_pixel_grid() -> None:
+    edges, n_phi, sub = pixel_grid(2, 3)  # the 3x2 map: 32 x 32 cells per pixel
+    assert (edges.size - 1, n_phi, sub) == (64, 96, 1)
+    edges, n_phi, sub = pixel_grid(8, 16)
+    assert (edges.size - 1, n_phi, sub) == (64, 128, 1)
+    edges, n_phi, sub = pixel_grid(512, 1024)  # 8 x 8 pixels a cell, one sub-cell per pixel
+    assert (edges.size - 1, n_phi, sub) == (64, 128, 8)
+    assert edges[1] == pytest.approx(np.pi * 8 / 512)
 
 
-@pytest.mark.parametrize("compensate", [False, True], ids=["plain", "compensated"])
+def test_uniform_chi2() -> None:
+    """The uniform sampler ignores the map: one test on equal-area cells."""
+    sampler = UniformSampler(EnvMap(three_by_two()))
+    run_chi2(sampler, equal_area_theta_edges(MAX_ROWS // 2), MAX_COLS // 2, sub=2)
+
+
+@pytest.mark.parametrize("compensate", COMPENSATE, ids=["plain", "compensated"])
 @pytest.mark.parametrize("map_name", list(MAPS))
 def test_piecewise_chi2(map_name: str, compensate: bool) -> None:
-    rgb = MAPS[map_name]()
-    env = EnvMap(rgb)
-    h, w = env.shape
-    if w % 3:  # the 3x2 map: cells must align with its columns
-        run_chi2(PiecewiseSampler(env, compensate), h * 16, w * 32)
-    else:
-        run_chi2(PiecewiseSampler(env, compensate), h, w)
+    env = EnvMap(MAPS[map_name]())
+    run_chi2(PiecewiseSampler(env, compensate), *pixel_grid(*env.shape))
 
 
 def test_piecewise_chi2_rotated() -> None:
+    """A rotation shifts the pixel columns by rot_u: 0.3 * 120 = 36 and 120 / 3 = 40 are whole,
+    so 120 phi cells still have the shifted pixel edges among their edges."""
     env = EnvMap(three_by_two(), rot_u=0.3)
-    # the rotation shifts pixel edges off the cell grid: use finer cells and sub-cells
-    run_chi2(PiecewiseSampler(env), 64, 120)
+    n_phi = 120
+    assert (0.3 * n_phi).is_integer() and n_phi % env.shape[1] == 0
+    run_chi2(PiecewiseSampler(env), np.pi * np.arange(MAX_ROWS + 1) / MAX_ROWS, n_phi)
 
 
 @pytest.mark.parametrize("compensate", [False, True])
@@ -131,7 +159,7 @@ def test_piecewise_on_all_black_map_is_uniform_on_square() -> None:
     s = pw.sample(np.random.default_rng(6).random((1000, 2)))
     assert np.all(np.isfinite(s.pdf)) and np.all(s.pdf >= 0)
     assert np.all(s.le == 0)
-    run_chi2(pw, 4, 8)
+    run_chi2(pw, *pixel_grid(4, 8))
 
 
 def test_importance_sampling_reduces_variance_on_real_map() -> None:
