@@ -53,8 +53,10 @@ class UnitSquareFlow(nn.Module):
     def sample(self, u: Tensor) -> tuple[Tensor, Tensor]:
         """Map uniform random numbers ``u (N, 2)`` to samples ``x (N, 2)`` and ``log q(x) (N,)``.
 
-        ``log q`` can lie far below float32's ``exp`` range (about -103) where a flow gives a
-        region little mass: exponentiate it in float64.
+        ``log q`` is the density of the point as returned (after any rounding to ``u``'s
+        dtype): :meth:`log_prob` of ``x`` gives it back to float precision, in any batch.
+        It can lie far below float32's ``exp`` range (about -103) where a flow gives a region
+        little mass: exponentiate it in float64.
         """
         n = u.shape[0]
         if n <= self.chunk_size:

@@ -59,6 +59,8 @@ from flows.spline import (
 )
 
 ENCODINGS = ("one_blob", "fourier", "raw")
+#: The fewest rows a :class:`Conditioner` evaluates at once (it pads smaller batches).
+MIN_ROWS = 16
 
 
 class Encoding(nn.Module):
@@ -161,7 +163,8 @@ class OneBlobLinear(nn.Module):
         self.bias = nn.Parameter(torch.empty(out_features).uniform_(-bound, bound))
 
     def forward(self, x: Tensor) -> Tensor:
-        """``x (N,) -> (N, out_features)``."""
+        """``x (N,) -> (N, out_features)``; ``x`` is first rounded to the weights' dtype."""
+        x = x.to(self.weight.dtype)
         k = self.size
         t = x * k - 0.5  # kernel i sits at t = i
         if self.all_taps:
@@ -198,7 +201,7 @@ class FeatureLinear(nn.Module):
         self.linear = nn.Linear(self.encoding.n_features, out_features)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.linear(self.encoding(x))
+        return self.linear(self.encoding(x.to(self.linear.weight.dtype)))
 
 
 class Conditioner(nn.Module):
@@ -227,6 +230,7 @@ class Conditioner(nn.Module):
         if hidden < 1:
             raise ValueError(f"conditioner hidden width must be at least 1, got {hidden}")
         self.periodic = periodic
+        self.min_rows = MIN_ROWS
         if encoding == "one_blob":
             self.input = OneBlobLinear(encoding_size, hidden, periodic)
         else:
@@ -241,8 +245,18 @@ class Conditioner(nn.Module):
         self.mlp = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
-        """``x (N,) -> (N, n_out)``."""
-        return self.mlp(self.input(x))
+        """``x (N,) -> (N, n_out)``.
+
+        Fewer than :data:`MIN_ROWS` rows are padded to that many: BLAS computes a small
+        product with other kernels than a large one, whose last bits differ (seen for up to
+        7 rows at the shapes used here), and a flow amplifies the last bit of its
+        parameters some thousandfold in its log density, which would then depend on the
+        size of the batch that a point is evaluated in.
+        """
+        n = x.shape[0]
+        if n < self.min_rows:
+            x = torch.cat([x, x.new_zeros(self.min_rows - n)])
+        return self.mlp(self.input(x))[:n]
 
 
 class SplineCoupling(nn.Module):
@@ -251,6 +265,11 @@ class SplineCoupling(nn.Module):
     Coordinate ``transform_dim`` (0 is u, 1 is v) is transformed by a K-bin spline on
     ``[0, 1]`` whose unnormalised widths, heights and derivatives are the output of the
     conditioner applied to the encoding of the other coordinate.
+
+    Precision: points may be more precise than the weights (float64 points, float32 weights,
+    as :class:`flows.model.SplineFlow` evaluates): the conditioner then reads its coordinate
+    rounded to the weights' dtype, and the spline runs in the points' dtype
+    (:mod:`flows.spline`).
 
     Args:
         transform_dim: 0 or 1, the coordinate that is transformed.

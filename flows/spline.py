@@ -52,6 +52,15 @@ it, and values at or beyond the edges map to the edges); the bin is found with
 boolean-mask indexing (the inside/outside masked selects of the nflows reference
 implementation were measured to be slow), so the function is branch-free over the batch,
 works on any leading shape and compiles with ``torch.jit.script``.
+
+Precision: the arithmetic on the points runs in the dtype of ``inputs``, while the parameters
+may be less precise. :class:`flows.model.SplineFlow` evaluates with float64 points and
+float32 conditioner outputs: the softmax and cumulative sums of the bins stay in float32
+(they only *define* the knots, exact float64 numbers from then on), and everything that
+depends on the point (the bin, :math:`\xi`, the root of the quadratic, the log-derivative)
+is float64. In float32 that part loses digits where a bin is narrow (:math:`\xi = (x -
+x_k) / w_k` in a bin 1e-3 wide keeps about 4 of float32's 7), and a flow composes and
+amplifies such errors over its layers.
 """
 
 from __future__ import annotations
@@ -73,16 +82,22 @@ def _cumulative(unnormalized: Tensor) -> Tensor:
 
 
 def _bin_edges(
-    cumulative: Tensor, bin_idx: Tensor, lo: float, hi: float, min_size: float
+    cumulative: Tensor,
+    bin_idx: Tensor,
+    lo: float,
+    hi: float,
+    min_size: float,
+    dtype: torch.dtype,
 ) -> tuple[Tensor, Tensor]:
-    """Left edge and size of bin ``bin_idx`` (shape ``(..., 1)``) in ``[lo, hi]``.
+    """Left edge and size of bin ``bin_idx`` (shape ``(..., 1)``) in ``[lo, hi]``, in ``dtype``.
 
     The relative knot ``j`` is :math:`m j + (1 - K m) C_j` with :math:`C_j` the cumulative
     softmax (:math:`C_0 = 0`, :math:`C_K = 1`); the end knots are set exactly.
     """
     num_bins = cumulative.shape[-1]
     pair = cumulative.gather(-1, torch.cat([(bin_idx - 1).clamp_min(0), bin_idx], dim=-1))
-    k = bin_idx.squeeze(-1).to(cumulative.dtype)
+    pair = pair.to(dtype)
+    k = bin_idx.squeeze(-1).to(dtype)
     scale = 1.0 - min_size * num_bins
     lower = min_size * k + scale * pair[..., 0]
     upper = min_size * (k + 1.0) + scale * pair[..., 1]
@@ -137,7 +152,8 @@ def rational_quadratic_spline(
 
     Args:
         inputs: points, shape ``(...)``; clamped into ``[left, right]`` (forward) or
-            ``[bottom, top]`` (inverse).
+            ``[bottom, top]`` (inverse). The arithmetic and the outputs are of their dtype,
+            which may be more precise than the parameters' (module docstring).
         unnormalized_widths: shape ``(..., K)``.
         unnormalized_heights: shape ``(..., K)``.
         unnormalized_derivatives: shape ``(..., K + 1)``, one per knot including both
@@ -161,23 +177,26 @@ def rational_quadratic_spline(
     if unnormalized_derivatives.shape[-1] != num_bins + 1:
         raise ValueError("unnormalized_derivatives must have K + 1 entries (one per knot)")
 
+    # The knots are defined in the parameters' precision and evaluated in the points' (the
+    # module docstring): the .to() are no-ops when the two agree.
+    dtype = inputs.dtype
     cum_w = _cumulative(unnormalized_widths)
     cum_h = _cumulative(unnormalized_heights)
     if inverse:
         z = inputs.clamp(bottom, top)
-        bin_idx = _find_bin(cum_h, (z - bottom) / (top - bottom), min_bin_height)
+        bin_idx = _find_bin(cum_h.to(dtype), (z - bottom) / (top - bottom), min_bin_height)
     else:
         z = inputs.clamp(left, right)
-        bin_idx = _find_bin(cum_w, (z - left) / (right - left), min_bin_width)
+        bin_idx = _find_bin(cum_w.to(dtype), (z - left) / (right - left), min_bin_width)
 
-    x_k, w_k = _bin_edges(cum_w, bin_idx, left, right, min_bin_width)
-    y_k, h_k = _bin_edges(cum_h, bin_idx, bottom, top, min_bin_height)
+    x_k, w_k = _bin_edges(cum_w, bin_idx, left, right, min_bin_width, dtype)
+    y_k, h_k = _bin_edges(cum_h, bin_idx, bottom, top, min_bin_height, dtype)
     s_k = h_k / w_k
 
     # Only the two knot derivatives of the chosen bin are needed: gather, then softplus.
     offset = derivative_offset(min_derivative)
     d_pair = unnormalized_derivatives.gather(-1, torch.cat([bin_idx, bin_idx + 1], dim=-1))
-    d_pair = min_derivative + F.softplus(d_pair + offset)
+    d_pair = min_derivative + F.softplus(d_pair.to(inputs.dtype) + offset)
     d_k = d_pair[..., 0]
     d_k1 = d_pair[..., 1]
     d_sum = d_k + d_k1 - 2.0 * s_k

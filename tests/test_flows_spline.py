@@ -1,4 +1,5 @@
-"""Tests for flows.spline: the rational-quadratic spline bijection."""
+"""Tests for flows.spline: the rational-quadratic spline bijection; and, for the flows built on
+it (and the pixel flow), that a sample's log density is ``log_prob`` at the returned point."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import pytest
 import torch
 
 from flows.spline import periodic_derivatives, rational_quadratic_spline
+from tests.flow_helpers import FAR_FLOWS, assert_sample_log_pdf_is_log_prob, far_flow, uniform
 
 K = 8
 
@@ -139,3 +141,60 @@ def test_bad_shapes_rejected() -> None:
         rational_quadratic_spline(
             torch.rand(4, dtype=torch.float64), w, h, d, False, min_bin_width=0.2
         )
+
+
+def test_float64_points_with_float32_parameters() -> None:
+    """The flows' evaluation: float32 parameters define the knots, float64 points are mapped
+    exactly through them (so the inverse undoes the forward to float64 precision)."""
+    n = 4000
+    w, h, d = _params(n, scale=1.5, dtype=torch.float32)
+    x = torch.rand(n, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    y, ld_fwd = rational_quadratic_spline(x, w, h, d, False)
+    assert y.dtype == ld_fwd.dtype == torch.float64
+    x2, ld_inv = rational_quadratic_spline(y, w, h, d, True)
+    torch.testing.assert_close(x2, x, atol=1e-10, rtol=0)
+    torch.testing.assert_close(ld_fwd + ld_inv, torch.zeros_like(x), atol=1e-9, rtol=0)
+    # The same spline as with the parameters in float64, up to float32 rounding of the knots.
+    y64, ld64 = rational_quadratic_spline(x, w.double(), h.double(), d.double(), False)
+    torch.testing.assert_close(y, y64, atol=1e-5, rtol=0)
+    torch.testing.assert_close(ld_fwd, ld64, atol=1e-3, rtol=0)
+
+
+# ---- the flows: sample's log density is log_prob's at the returned point --------------------
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")
+@pytest.mark.usefixtures("torch_one_thread")
+@pytest.mark.parametrize("scripted", [False, True], ids=["eager", "scripted"])
+@pytest.mark.parametrize("name", sorted(FAR_FLOWS))
+def test_sample_log_pdf_is_log_prob_at_the_returned_point(name: str, scripted: bool) -> None:
+    model = far_flow(name)
+    if scripted:  # what the renderer loads
+        model = torch.jit.script(model)
+    assert_sample_log_pdf_is_log_prob(model, uniform(20000, seed=3))
+
+
+@pytest.mark.usefixtures("torch_one_thread")
+@pytest.mark.parametrize("name", sorted(n for n in FAR_FLOWS if n.startswith("spline")))
+def test_float64_samples_are_not_rounded(name: str) -> None:
+    """Given float64 numbers a spline flow returns the float64 point and the inverse pass's
+    log density, which the forward pass reproduces to ~1e-12."""
+    model = far_flow(name)
+    u = uniform(20000, seed=4).double()
+    with torch.no_grad():
+        x, log_pdf = model.sample(u)
+        assert x.dtype == log_pdf.dtype == torch.float64
+        torch.testing.assert_close(model.log_prob(x), log_pdf, atol=1e-9, rtol=0)
+        # the float32 sample is this point, rounded (u holds float32 values)
+        x32, _ = model.sample(u.float())
+        torch.testing.assert_close(x32, x.float(), atol=0, rtol=0)
+
+
+def test_spline_flow_training_mode_stays_float32() -> None:
+    """Fitting runs in the weights' dtype; the float64 evaluation is for eval mode."""
+    model = far_flow("spline").train()
+    x = uniform(256, seed=6)
+    log_q = model.log_prob(x)
+    assert log_q.dtype == torch.float32 and log_q.requires_grad
+    with torch.no_grad():
+        torch.testing.assert_close(log_q.detach(), model.eval().log_prob(x), atol=1e-3, rtol=0)
