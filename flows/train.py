@@ -340,9 +340,9 @@ def fit_flow(
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     bar = None
     if progress:
-        from tqdm import tqdm
+        from tracer.progress import progress_bar
 
-        bar = tqdm(total=max_steps, desc=f"fit {kind} flow", unit="step", leave=False)
+        bar = progress_bar(max_steps, f"fit {kind} flow", "step")
 
     history: list[dict[str, float]] = []
     best_kl = math.inf

@@ -45,13 +45,16 @@ def run_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
 
 
 def run_argparse_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
-    """argparse refuses the flags: SystemExit(2) and a usage message. Returns stderr."""
+    """argparse refuses the flags: SystemExit(2), one ``tracer: error:`` line and at most a
+    short hint after it (no usage block). Returns stderr."""
     with pytest.raises(SystemExit) as e:
         main(argv)
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err
-    assert "error:" in err
+    lines = err.strip("\n").split("\n")
+    assert lines[0].startswith("tracer: error: "), err
+    assert len(lines) <= 2 and "usage:" not in err, err
     return err
 
 
@@ -105,8 +108,7 @@ def test_envmap_of_unsupported_format(tmp_path: Path, capsys: pytest.CaptureFixt
 
 @pytest.mark.parametrize(
     "value,expect",
-    [(np.nan, "NaN or infinite"), (np.inf, "NaN or infinite"), (-np.inf, "NaN or infinite"),
-     (-0.5, "negative")],
+    [(np.nan, "NaN or infinite"), (np.inf, "NaN or infinite"), (-np.inf, "NaN or infinite")],
 )  # fmt: skip
 def test_bad_envmap_pixels(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], value: float, expect: str
@@ -118,17 +120,20 @@ def test_bad_envmap_pixels(
     assert "bad_pixels.exr" in line and expect in line and "row 3, column 5" in line
 
 
-def test_tiny_negative_pixels_are_clamped_not_refused(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize("low", [-1e-4, -0.5])
+def test_negative_pixels_are_clamped_with_a_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], low: float
 ) -> None:
     rgb = np.ones((8, 16, 3), np.float32)
-    rgb[3, 5, 1] = -1e-4
+    rgb[3, 5, 1] = low
     rgb[6, 1] = -2e-4
     path = envmap_file(tmp_path, rgb, "ringing.exr")
     assert main(render_args(tmp_path, "--envmap", str(path))) == 0
     log = json.loads((tmp_path / "out.json").read_text())
     assert log["envmap_clamped_negative_pixels"] == 2
     assert log["envmap"].endswith("ringing.exr")
+    err = capsys.readouterr().err
+    assert "tracer: warning:" in err and "ringing.exr: 2 pixels have negative values" in err
 
 
 def test_black_envmap(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -138,8 +143,8 @@ def test_black_envmap(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
 
 
 def test_bad_env_scale(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    line = run_error(render_args(tmp_path, "--env-scale", "0"), capsys)
-    assert "--env-scale" in line
+    err = run_argparse_error(render_args(tmp_path, "--env-scale", "0"), capsys)
+    assert "--env-scale" in err
 
 
 # ---------------------------------------------------------------- flags

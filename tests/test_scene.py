@@ -331,7 +331,7 @@ ERRORS: list[tuple[str, str]] = [
     # render
     (CAMERA + ENV + "[render]\nspp = 0\n", r"render\.spp must be a positive integer, got 0"),
     (CAMERA + ENV + "[render]\nspp = 4.0\n", r"render\.spp must be a positive integer, got 4\.0"),
-    (CAMERA + ENV + "[render]\nseed = -1\n", r"render\.seed must be a non-negative integer"),
+    (CAMERA + ENV + "[render]\nseed = -1\n", r"render\.seed must be an integer from 0 to 4294967295"),
     (
         CAMERA + ENV + "[render]\nmax_depth = true\n",
         r"render\.max_depth must be a positive integer, got true",

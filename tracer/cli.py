@@ -3,10 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
-from tracer.errors import TracerError
+from tracer.errors import TracerError, film_problem, output_file_problem
+
+#: Seeds are hashed as 32-bit numbers (tracer.rng): 2**32 would render as 0 does.
+SEED_LIMIT = 1 << 32
+
+
+class _Parser(argparse.ArgumentParser):
+    """Argument errors as one ``tracer: error: ...`` line and a hint, not a usage block."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"tracer: error: {' '.join(message.split())}\n")
+        sys.stderr.write(f"(see '{self.prog} --help')\n")
+        sys.exit(2)
 
 
 def _resolution(text: str) -> tuple[int, int]:
@@ -16,7 +29,52 @@ def _resolution(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT (e.g. 320x240), got {text!r}") from None
     if w <= 0 or h <= 0:
         raise argparse.ArgumentTypeError(f"resolution must be positive, got {text!r}")
+    problem = film_problem(w, h)
+    if problem:
+        raise argparse.ArgumentTypeError(f"{w}x{h} is too large: its film {problem}")
     return w, h
+
+
+def _finite_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return v
+
+
+def _positive_finite_float(text: str) -> float:
+    v = _finite_float(text)
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
+    return v
+
+
+def _seed(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if not 0 <= v < SEED_LIMIT:
+        raise argparse.ArgumentTypeError(
+            f"must be from 0 to {SEED_LIMIT - 1} (the random numbers hash 32 bits of it), got {v}"
+        )
+    return v
+
+
+def _output_file(text: str) -> Path:
+    problem = output_file_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(f"{text} {problem}")
+    return Path(text)
+
+
+def _sampler_list(text: str) -> str:
+    if not any(s.strip() for s in text.split(",")):
+        raise argparse.ArgumentTypeError(f"name at least one sampler, e.g. mis,piecewise; got {text!r}")
+    return text
 
 
 def _positive_int(text: str) -> int:
@@ -42,7 +100,7 @@ def _nonneg_int(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from tracer.samplers import LIGHTS, SAMPLERS
 
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="tracer",
         description="flowtracer: a wavefront path tracer lit by HDR environment maps.",
     )
@@ -56,24 +114,34 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--compensate", action="store_true",
                    help="MIS-compensated piecewise density (pbrt-v4); only with --sampler mis")
     r.add_argument("--envmap", type=Path, help="environment map (.exr/.hdr) overriding the scene's")
-    r.add_argument("--env-scale", type=float, help="intensity multiplier of the environment")
-    r.add_argument("--env-rotation", type=float, help="rotation of the environment about +y, degrees")
+    r.add_argument("--env-scale", type=_positive_finite_float, help="intensity multiplier of the environment")
+    r.add_argument("--env-rotation", type=_finite_float, help="rotation of the environment about +y, degrees")
     r.add_argument("--spp", type=_positive_int, help="samples per pixel")
     r.add_argument("--resolution", type=_resolution, help="WIDTHxHEIGHT")
     r.add_argument("--max-depth", type=_nonneg_int, help="maximum number of bounces")
-    r.add_argument("--seed", type=_nonneg_int, help="random seed")
+    r.add_argument("--seed", type=_seed, help="random seed")
     r.add_argument("--out", type=Path, help="output EXR (PNG and JSON go beside it)")
-    r.add_argument("--exposure", type=float, default=0.0, help="PNG exposure in stops")
+    r.add_argument("--exposure", type=_finite_float, default=0.0, help="PNG exposure in stops")
     r.add_argument("--tonemap", choices=("filmic", "srgb"), default="filmic", help="PNG tone curve")
     r.add_argument("--reference", type=Path, help="reference EXR: adds MSE and relMSE to the log")
     r.add_argument("--flow-model", type=Path, help="fitted flow (.pt) for --sampler flow / --light flow")
     r.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu",
                    help="where the wavefront runs (auto: the GPU when there is one)")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    r.add_argument("--resume", action="store_true",
+                   help="continue from the checkpoint beside --out (refused if it is of other settings)")
+    r.add_argument("--checkpoint-every", type=float, default=60.0, metavar="SECONDS",
+                   help="seconds between checkpoints of a long render (0: after every chunk)")
+    r.add_argument("--keep-checkpoint", action="store_true",
+                   help="keep the checkpoint after the render is written (to add samples later)")
+    r.add_argument("--chunk-spp", type=_positive_int,
+                   help="samples per pixel per chunk (default: one wavefront batch)")
+    r.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="farm sample chunks to Ray workers: a local Ray, or the cluster at ADDRESS")
     f = sub.add_parser("fit-flow", help="fit a normalizing flow to an environment map")
-    f.add_argument("envmap", type=Path, help="environment map (.exr/.hdr)")
-    f.add_argument("--out", type=Path, help="output .pt (default: the cache, renders/flows/<hash>-<model>.pt)")
-    f.add_argument("--seed", type=_nonneg_int, default=0)
+    f.add_argument("envmap", type=Path, nargs="+", help="environment map(s) (.exr/.hdr)")
+    f.add_argument("--out", type=_output_file, help="output .pt (default: the cache, renders/flows/<hash>-<model>.pt)")
+    f.add_argument("--seed", type=_seed, default=0)
     f.add_argument("--model", choices=("pixel", "spline"), default="pixel",
                    help="pixel: piecewise-linear flow at the map's resolution (default); "
                         "spline: rational-quadratic spline couplings")
@@ -83,6 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--layers", type=_positive_int, help="coupling layers (spline)")
     f.add_argument("--bins", type=_positive_int, help="spline bins (spline)")
     f.add_argument("--no-progress", action="store_true")
+    f.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="fit the maps as Ray tasks (a local Ray, or the cluster at ADDRESS)")
 
     fr = sub.add_parser("flow-report", help="target vs learned density of a fitted flow, as a PNG")
     fr.add_argument("model", type=Path, help="fitted flow (.pt)")
@@ -90,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     fr.add_argument("--out", type=Path, help="output PNG (default: beside the model)")
     c = sub.add_parser("converge", help="error against spp and time for several samplers, with plots")
     c.add_argument("scene", type=Path)
-    c.add_argument("--samplers", default="uniform,bsdf,piecewise,mis",
+    c.add_argument("--samplers", type=_sampler_list, default="uniform,bsdf,piecewise,mis",
                    help="comma list of uniform, piecewise, flow, bsdf, mis, mis-flow, mis-uniform")
     c.add_argument("--spp", default="1,2,4,...,256", help="sample counts, e.g. 1,2,4,...,1024")
     c.add_argument("--out", type=Path, default=Path("renders/converge"), help="output folder")
@@ -99,9 +169,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--envmap", type=Path)
     c.add_argument("--resolution", type=_resolution)
     c.add_argument("--max-depth", type=_nonneg_int)
-    c.add_argument("--seed", type=_nonneg_int)
+    c.add_argument("--seed", type=_seed)
     c.add_argument("--flow-model", type=Path)
     c.add_argument("--no-progress", action="store_true")
+    c.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="run the samplers' sweeps as Ray tasks (a local Ray, or the cluster at ADDRESS)")
     return p
 
 
@@ -118,7 +190,7 @@ def cmd_converge(args: argparse.Namespace) -> None:
     opts = RenderOptions(scene=args.scene, envmap=args.envmap, resolution=args.resolution,
                          max_depth=args.max_depth, seed=args.seed, flow_model=args.flow_model)
     summary = run_converge(opts, samplers, parse_spp_list(args.spp), args.out, args.ref_spp,
-                           args.reference, progress=not args.no_progress)
+                           args.reference, progress=not args.no_progress, ray=args.ray)
     print(format_table(summary))
     print(f"wrote {args.out}/metrics.csv, metrics.json, convergence.png, crops.png")
 
@@ -130,27 +202,46 @@ def cmd_fit_flow(args: argparse.Namespace) -> None:
     from flows.model import FlowConfig
     from flows.pixel_flow import PixelFlowConfig
     from tracer.envmap import load_envmap, require_light
-    from tracer.samplers.flow import cache_path, fit_map_flow
+    from tracer.samplers.flow import cache_path, fit_map_flow_bytes
     from tracer.scene import EnvSpec
 
     if args.model == "pixel" and (args.layers or args.bins):
         raise TracerError("--layers and --bins are options of --model spline")
     if args.time_limit is not None and not args.time_limit > 0:
         raise TracerError(f"--time-limit must be positive, got {args.time_limit}")
-    env = load_envmap(EnvSpec(kind="file", path=args.envmap))
-    require_light(env)
+    if args.out is not None and len(args.envmap) > 1:
+        raise TracerError("--out names one model file: fit one map with it, or leave it out (the cache)")
+    envs = []
+    for path in args.envmap:
+        env = load_envmap(EnvSpec(kind="file", path=path))
+        require_light(env)
+        envs.append(env)
     over = {k: v for k, v in (("n_layers", args.layers), ("n_bins", args.bins), ("hidden", args.hidden)) if v}
     base = PixelFlowConfig() if args.model == "pixel" else FlowConfig()
     config = dataclasses.replace(base, **over)
     fit_kw = {"time_limit_s": args.time_limit}
     if args.max_steps is not None:
         fit_kw["max_steps"] = args.max_steps
-    out = args.out or cache_path(env, model=args.model)
+    outs = [args.out or cache_path(env, model=args.model) for env in envs]
     t0 = time.perf_counter()
-    meta = fit_map_flow(env, out, seed=args.seed, progress=not args.no_progress, config=config, **fit_kw)
-    print(f"{args.envmap}: KL(target || flow) = {meta['kl']:.4f} nats on a 500x500 grid, "
-          f"fit {meta['fit_seconds']:.1f} s ({meta['steps']} steps; {time.perf_counter() - t0:.1f} s in all)")
-    print(f"wrote {out}")
+
+    def done(i: int, result: tuple[bytes, dict]) -> None:
+        from tracer.outputs import write_atomic
+
+        data, meta = result
+        write_atomic(Path(outs[i]), lambda p: p.write_bytes(data))
+        print(f"{args.envmap[i]}: KL(target || flow) = {meta['kl']:.4f} nats on a 500x500 grid, "
+              f"fit {meta['fit_seconds']:.1f} s ({meta['steps']} steps; {time.perf_counter() - t0:.1f} s in all)")
+        print(f"wrote {outs[i]}")
+
+    jobs = [(env, args.seed, config, fit_kw) for env in envs]
+    if args.ray is not None:
+        from tracer.distributed import ray_map
+
+        ray_map(args.ray, fit_map_flow_bytes, jobs, done)  # the maps' pixels travel with the tasks
+    else:
+        for i, job in enumerate(jobs):
+            done(i, fit_map_flow_bytes(*job, progress=not args.no_progress))
 
 
 def cmd_flow_report(args: argparse.Namespace) -> None:
@@ -169,8 +260,12 @@ def cmd_render(args: argparse.Namespace) -> None:
         env_rotation=args.env_rotation, spp=args.spp, resolution=args.resolution,
         max_depth=args.max_depth, seed=args.seed, out=args.out, exposure=args.exposure,
         tonemap=args.tonemap, progress=not args.no_progress, reference=args.reference,
-        flow_model=args.flow_model, device=args.device,
+        flow_model=args.flow_model, device=args.device, resume=args.resume,
+        checkpoint_every=args.checkpoint_every, keep_checkpoint=args.keep_checkpoint,
+        chunk_spp=args.chunk_spp, ray=args.ray,
     )
+    if not (opts.checkpoint_every >= 0 and opts.checkpoint_every < float("inf")):
+        raise TracerError(f"--checkpoint-every must be a finite number of seconds >= 0, got {opts.checkpoint_every}")
     log = run_render(opts)
     t = log["time_s"]
     line = (
@@ -182,6 +277,8 @@ def cmd_render(args: argparse.Namespace) -> None:
     )
     if "relmse" in log:
         line += f", MSE {log['mse']:.4g}, relMSE {log['relmse']:.4g}"
+    if log["resumed_from_spp"]:
+        line += f" (resumed at {log['resumed_from_spp']} spp)"
     print(line)
     print(f"wrote {log['outputs']['exr']}, {log['outputs']['png']}, {log['outputs']['log']}")
 
@@ -199,7 +296,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         COMMANDS[args.command](args)
     except TracerError as e:
-        print(f"tracer: error: {e}", file=sys.stderr)
+        print(f"tracer: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("tracer: error: out of memory (a smaller resolution, map or mesh may fit)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("tracer: interrupted", file=sys.stderr)

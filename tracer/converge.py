@@ -27,11 +27,12 @@ its standard error; a sampler is flagged biased when the mean differs by more th
 from __future__ import annotations
 
 import csv
-import dataclasses
-import hashlib
+import itertools
 import json
 import math
+import os
 import time
+import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from statistics import NormalDist
@@ -39,12 +40,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from tracer.checkpoint import render_key
+from tracer.digest import content_key
 from tracer.envmap import EnvMap
 from tracer.errors import TracerError
 from tracer.film import Film, tonemap_image
 from tracer.hdr_io import read_image, write_exr
 from tracer.integrator import StageTimes, render
 from tracer.job import RenderOptions, error_metrics, load_reference, resolve_env, scene_data
+from tracer.outputs import write_atomic
+from tracer.progress import progress_bar
 from tracer.samplers import make_strategy
 
 if TYPE_CHECKING:
@@ -77,28 +82,54 @@ class Point:
 COLUMNS = list(Point.__dataclass_fields__)
 
 
+#: Most sample counts one ``--spp`` list may expand to.
+MAX_SPP_POINTS = 1000
+
+
 def parse_spp_list(text: str) -> list[int]:
-    """``1,2,4,...,1024`` (doubling up to the last value) or an explicit list."""
+    """``1,2,4,...,1024`` (a geometric series up to the last value) or an explicit list.
+
+    Before ``...`` come at least two increasing counts, whose ratio (> 1) continues the
+    series; after it exactly one count, at least the last one before it. The series stops at
+    the last count, which ends the list even where the ratio does not reach it exactly
+    (``1,2,4,...,48`` ends ``32, 48``). Every list must be strictly increasing and positive.
+    """
+    usage = f"--spp: expected a list like 1,2,4,...,1024, got {text!r}"
     parts = [p.strip() for p in text.split(",") if p.strip()]
     try:
         if "..." in parts:
             i = parts.index("...")
+            if i != len(parts) - 2:
+                raise TracerError(f"{usage}: '...' must be followed by exactly one count, the last")
             head = [int(p) for p in parts[:i]]
             last = int(parts[i + 1])
-            if len(head) < 2 or head[-2] <= 0:
-                raise ValueError
-            ratio = head[-1] / head[-2]
+            if len(head) < 2:
+                raise TracerError(f"{usage}: '...' needs two counts before it to set the ratio")
+            if any(v <= 0 for v in head) or any(b <= a for a, b in itertools.pairwise(head)):
+                raise TracerError(
+                    f"{usage}: the counts before '...' must be positive and increasing"
+                )
+            if last < head[-1]:
+                raise TracerError(
+                    f"{usage}: the last count, {last}, is below {head[-1]}: the series "
+                    "cannot reach it"
+                )
+            ratio = head[-1] / head[-2]  # > 1; each step then grows by 1 at least
             vals = head[:]
             while vals[-1] * ratio <= last:
+                if len(vals) >= MAX_SPP_POINTS:
+                    raise TracerError(f"{usage}: more than {MAX_SPP_POINTS} sample counts")
                 vals.append(round(vals[-1] * ratio))
             if vals[-1] != last:
                 vals.append(last)
         else:
             vals = [int(p) for p in parts]
-    except (ValueError, IndexError):
-        raise TracerError(f"--spp: expected a list like 1,2,4,...,1024, got {text!r}") from None
+    except (ValueError, IndexError, OverflowError):
+        raise TracerError(usage) from None
     if not vals or any(v <= 0 for v in vals) or vals != sorted(set(vals)):
         raise TracerError(f"--spp: expected increasing positive counts, got {text!r}")
+    if len(vals) > MAX_SPP_POINTS:
+        raise TracerError(f"{usage}: more than {MAX_SPP_POINTS} sample counts")
     return vals
 
 
@@ -126,13 +157,29 @@ def bias_check(img: np.ndarray, var: np.ndarray, ref: np.ndarray, ref_var: np.nd
 def run_converge(
     opts: RenderOptions, samplers: list[str], spp_list: list[int], out_dir: Path,
     ref_spp: int = 4096, reference: Path | None = None, crop: tuple[int, int, int, int] | None = None,
-    progress: bool = True,
+    progress: bool = True, ray: str | None = None,
 ) -> dict[str, Any]:
-    """Run the experiment; write metrics.csv/json, convergence.png and crops.png."""
+    """Run the experiment; write metrics.csv/json, convergence.png and crops.png.
+
+    Each sampler's sweep is kept in ``out_dir/sweeps/`` with the key of what it rendered, so a
+    rerun of an interrupted (or extended) experiment renders only the samplers it lacks.
+    ``ray`` (``local`` or a cluster address) runs the samplers' sweeps as Ray tasks.
+    """
     from tracer.scene import load_scene
 
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if not samplers:
+        raise TracerError("--samplers: name at least one sampler, e.g. --samplers mis,piecewise")
+    if not spp_list or any(int(v) <= 0 for v in spp_list) or list(spp_list) != sorted(set(spp_list)):
+        raise TracerError(f"--spp: expected increasing positive counts, got {spp_list}")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise TracerError(f"{out_dir}: --out must be a folder, and this is an existing file")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise TracerError(f"{out_dir}: cannot create the output folder ({e.strerror or e})") from None
+    if not os.access(out_dir, os.W_OK | os.X_OK):
+        raise TracerError(f"{out_dir}: the output folder is not writable")
     scene = load_scene(opts.scene)
     rs = scene.render
     width, height = (rs.width, rs.height) if opts.resolution is None else opts.resolution
@@ -152,9 +199,7 @@ def run_converge(
     total = sum(spp_list[-1] for _ in samplers) + (0 if reference else ref_spp)
     bar = None
     if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=total, unit="spp", desc="converge")
+        bar = progress_bar(total, "converge", "spp")
 
     # ---- the reference
     ref_var = None
@@ -186,36 +231,40 @@ def run_converge(
             ref_note = f"rendered: mis, {ref_spp} spp, seed {seed + 1_000_003}, {res.seconds:.1f} s"
     ref_noise = float(np.mean(ref_var / (ref**2 + 1e-2))) if ref_var is not None else float("nan")
 
-    # ---- each sampler, progressively
+    # ---- each sampler, progressively (kept per sampler in sweeps/, so a rerun resumes)
     points: list[Point] = []
     snapshots: dict[str, dict[int, np.ndarray]] = {}
     bias: dict[str, dict[str, Any]] = {}
-    for name, (base, light) in strategies.items():
-        t0 = time.perf_counter()
-        flow_opts: dict = {"progress": progress}
-        if opts.flow_model:
-            flow_opts["model_path"] = opts.flow_model
-        st = make_strategy(base, env, light=light, **flow_opts)
-        render(tiny, env, st, 2, 2, 1, max_depth, seed)  # the same warm-up for everyone
-        setup = time.perf_counter() - t0
-        film = Film(width, height)
-        times = StageTimes()
-        elapsed = 0.0
-        done = 0
-        snapshots[name] = {}
-        for spp in spp_list:
-            res = render(data, env, st, width, height, spp - done, max_depth, seed, spp_start=done,
-                         film=film, times=times, progress=bar.update if bar else None)
-            elapsed += res.seconds
-            done = spp
-            img = film.image().astype(np.float32).astype(np.float64)
-            m = error_metrics(img, ref)
-            points.append(Point(name, spp, elapsed, times.light, times.trace, times.shade,
-                                width * height * spp / elapsed, m["mse"], m["relmse"],
-                                film.mean_variance(), 1.0 / (m["relmse"] * elapsed) if m["relmse"] > 0 else math.inf,
-                                setup))
-            snapshots[name][spp] = img
-        bias[name] = bias_check(film.image(), film.variance(), ref, ref_var)
+    jobs = {name: SweepJob(name, base, light, opts.flow_model, width, height, list(spp_list), max_depth, seed)
+            for name, (base, light) in strategies.items()}
+    sweeps = out_dir / "sweeps"
+    results: dict[str, SweepResult] = {}
+    for name, job in jobs.items():
+        kept = load_sweep(sweeps / f"{name}.npz", job.key(data, env))
+        if kept is not None:
+            results[name] = kept
+            if bar:
+                bar.update(spp_list[-1])
+    todo = [name for name in jobs if name not in results]
+
+    def finished(name: str, res: SweepResult) -> None:
+        save_sweep(sweeps / f"{name}.npz", res)
+        results[name] = res
+
+    if ray is not None and todo:
+        from tracer.distributed import ray_map
+
+        ray_map(ray, run_sweep, [(jobs[n], data, tiny, env, ref, progress) for n in todo],
+                lambda i, res: (finished(todo[i], res), bar.update(spp_list[-1]) if bar else None))
+    else:
+        for name in todo:
+            finished(name, run_sweep(jobs[name], data, tiny, env, ref, progress,
+                                     bar.update if bar else None))
+    for name in jobs:
+        res = results[name]
+        points += res.points
+        snapshots[name] = dict(zip(spp_list, res.snapshots, strict=True))
+        bias[name] = bias_check(res.image, res.variance, ref, ref_var)
     if bar:
         bar.close()
 
@@ -236,6 +285,96 @@ def run_converge(
     return summary
 
 
+@dataclass
+class SweepJob:
+    """One sampler's progressive render through the spp list."""
+
+    name: str
+    base: str
+    light: str
+    flow_model: Path | None
+    width: int
+    height: int
+    spp_list: list[int]
+    max_depth: int
+    seed: int
+
+    def strategy(self, env: EnvMap, progress: bool = False) -> Any:
+        flow_opts: dict = {"progress": progress}
+        if self.flow_model:
+            flow_opts["model_path"] = self.flow_model
+        return make_strategy(self.base, env, light=self.light, **flow_opts)
+
+    def key(self, data: SceneData, env: EnvMap) -> str:
+        """What the sweep's rows depend on (scene, map, sampler and its tables or weights, settings, code)."""
+        st = self.strategy(env)
+        return content_key("flowtracer-sweep-v1", self.name, self.spp_list,
+                           render_key(data, env, st, self.width, self.height, self.max_depth, self.seed))
+
+
+@dataclass
+class SweepResult:
+    """A finished sweep: its rows, the image at each spp, and the last image's variance."""
+
+    key: str
+    points: list[Point]
+    snapshots: list[np.ndarray]
+    image: np.ndarray
+    variance: np.ndarray
+
+
+def run_sweep(job: SweepJob, data: SceneData, tiny: SceneData, env: EnvMap, ref: np.ndarray,
+              progress: bool = False, bar: Any = None) -> SweepResult:
+    """Render ``job``'s sampler through its spp list, one film continued from count to count."""
+    t0 = time.perf_counter()
+    st = job.strategy(env, progress)
+    render(tiny, env, st, 2, 2, 1, job.max_depth, job.seed)  # the same warm-up for everyone
+    setup = time.perf_counter() - t0
+    w, h = job.width, job.height
+    film, times = Film(w, h), StageTimes()
+    elapsed, done = 0.0, 0
+    points, snaps = [], []
+    for spp in job.spp_list:
+        res = render(data, env, st, w, h, spp - done, job.max_depth, job.seed, spp_start=done,
+                     film=film, times=times, progress=bar)
+        elapsed += res.seconds
+        done = spp
+        img = film.image().astype(np.float32).astype(np.float64)
+        m = error_metrics(img, ref)
+        points.append(Point(job.name, spp, elapsed, times.light, times.trace, times.shade,
+                            w * h * spp / elapsed, m["mse"], m["relmse"], film.mean_variance(),
+                            1.0 / (m["relmse"] * elapsed) if m["relmse"] > 0 else math.inf, setup))
+        snaps.append(img)
+    return SweepResult(job.key(data, env), points, snaps, film.image(), film.variance())
+
+
+def save_sweep(path: Path, res: SweepResult) -> None:
+    """Keep a finished sweep (atomically) for a later run of the same experiment."""
+    meta = {"key": res.key, "points": [asdict(p) for p in res.points]}
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            np.savez(f, meta=np.array(json.dumps(meta)), snapshots=np.stack(res.snapshots),
+                     image=res.image, variance=res.variance)
+
+    write_atomic(path, write)
+
+
+def load_sweep(path: Path, key: str) -> SweepResult | None:
+    """The kept sweep at ``path`` if it is of this very job; None otherwise (it is redone)."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            if meta.get("key") != key:
+                return None
+            return SweepResult(key, [Point(**p) for p in meta["points"]], list(z["snapshots"]),
+                               z["image"], z["variance"])
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile):
+        return None
+
+
 #: bump when the reference render changes in a way its inputs do not show
 REFERENCE_KEY_VERSION = 2
 
@@ -251,48 +390,9 @@ def reference_key(
     of its scaled pixels plus its rotation; then the resolution (the camera frame holds only
     the aspect ratio), path depth, seed and sample count.
     """
-    h = hashlib.sha256()
-    h.update(f"flowtracer-reference-v{REFERENCE_KEY_VERSION}|mis|piecewise|".encode())
-    _digest(h, data)
-    h.update(b"|envmap|")
-    _digest(h, env.rgb)  # what EnvMap.content_hash() hashes, without importing Torch for it
-    h.update(f"|{float(env.rot_u)!r}|".encode())
-    h.update(f"{int(width)}x{int(height)}|{int(max_depth)}|{int(seed)}|{int(spp)}".encode())
-    return h.hexdigest()
-
-
-def _digest(h: Any, obj: Any) -> None:
-    """Feed ``obj`` (arrays, dataclasses, named tuples, sequences, scalars) into hash ``h``."""
-    if isinstance(obj, np.ndarray):
-        a = np.ascontiguousarray(obj)
-        h.update(f"nd{a.shape}{a.dtype.str}|".encode())
-        h.update(a.tobytes())
-    elif dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        h.update(f"{type(obj).__name__}(".encode())
-        for f in dataclasses.fields(obj):
-            h.update(f"{f.name}=".encode())
-            _digest(h, getattr(obj, f.name))
-        h.update(b")")
-    elif isinstance(obj, tuple) and hasattr(obj, "_fields"):
-        h.update(f"{type(obj).__name__}(".encode())
-        for name, v in zip(obj._fields, obj, strict=True):
-            h.update(f"{name}=".encode())
-            _digest(h, v)
-        h.update(b")")
-    elif isinstance(obj, (list, tuple)):
-        h.update(f"seq{len(obj)}[".encode())
-        for v in obj:
-            _digest(h, v)
-        h.update(b"]")
-    elif isinstance(obj, dict):
-        h.update(f"map{len(obj)}{{".encode())
-        for k in sorted(obj, key=repr):
-            _digest(h, k)
-            _digest(h, obj[k])
-        h.update(b"}")
-    else:
-        # scalars and anything else: a repr that holds an address only costs a re-render
-        h.update(f"{type(obj).__name__}:{obj!r}|".encode())
+    return content_key(f"flowtracer-reference-v{REFERENCE_KEY_VERSION}", "mis", "piecewise", data,
+                       env.rgb, float(env.rot_u), int(width), int(height), int(max_depth),
+                       int(seed), int(spp))
 
 
 def _stored_key(path: Path) -> str | None:

@@ -22,12 +22,14 @@ from pathlib import Path
 import numpy as np
 from numba import njit, prange
 
-from tracer.errors import TracerError
+from tracer.errors import TracerError, warn
 from tracer.sphere_map import dir_to_uv, uv_to_dir, uv_to_solid_angle_pdf
 
 LUMINANCE = np.array([0.2126, 0.7152, 0.0722])
-#: negative pixel values down to this fraction of the map's mean are clamped to 0, not refused
-NEGATIVE_TOLERANCE = 1e-2
+#: the largest finite float32: the map, and what it puts into the image, must stay below it
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+#: the smallest normal float32: a map whose brightest value is below it renders black
+FLOAT32_TINY = float(np.finfo(np.float32).tiny)
 
 
 @njit(cache=True, inline="always")
@@ -98,7 +100,7 @@ class EnvMap:
     rgb: np.ndarray
     rot_u: float = 0.0
     name: str = "envmap"
-    clamped_pixels: int = 0  # tiny negative pixels set to 0 (see clamp_negligible_negatives)
+    clamped_pixels: int = 0  # negative pixels set to 0 (see clamp_negligible_negatives)
 
     def __post_init__(self) -> None:
         self.rgb = np.array(self.rgb, dtype=np.float32, order="C")
@@ -152,7 +154,11 @@ class EnvMap:
 
 
 def check_map(rgb: np.ndarray, name: str) -> None:
-    """Refuse maps the renderer cannot use, naming the map and the problem."""
+    """Refuse maps the renderer cannot use, naming the map and the problem.
+
+    A map must be an (H, W, 3) image of finite values. Negative values are not refused here:
+    :func:`clamp_negligible_negatives` sets them to 0 (and the loader warns).
+    """
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.shape[0] < 1 or rgb.shape[1] < 1:
         raise TracerError(f"{name}: expected an (H, W, 3) RGB image, got shape {rgb.shape}")
     bad = ~np.isfinite(rgb)
@@ -162,25 +168,16 @@ def check_map(rgb: np.ndarray, name: str) -> None:
             f"{name}: {int(bad.any(axis=2).sum())} pixels are NaN or infinite "
             f"(first at row {i}, column {j})"
         )
-    neg = rgb < 0
-    if neg.any():
-        tol = NEGATIVE_TOLERANCE * max(float(rgb.mean()), 0.0)
-        worst = float(rgb.min())
-        if -worst > tol:
-            i, j, _ = np.argwhere(rgb == worst)[0]
-            raise TracerError(
-                f"{name}: {int(neg.any(axis=2).sum())} pixels are negative "
-                f"(the most negative, {worst:g} at row {i}, column {j}, is more than "
-                f"{NEGATIVE_TOLERANCE:g} of the map's mean)"
-            )
 
 
 def clamp_negligible_negatives(rgb: np.ndarray) -> int:
-    """Set to 0 the tiny negative values lossy HDR pipelines leave; return how many pixels.
+    """Set to 0 the negative values lossy HDR pipelines leave; return how many pixels.
 
-    Real maps carry a few values like -1e-4 next to a mean of 0.5 (ringing from resampling or
-    compression). :func:`check_map` refuses anything below ``-NEGATIVE_TOLERANCE * mean``;
-    what it lets through is clamped here, in place, and reported in the render log.
+    Real maps carry values like -1e-4 (ringing from resampling or compression), and a dim
+    night-time map may carry them next to a mean of 1e-3: no tolerance relative to the mean
+    tells them from real data, and radiance cannot be negative, so every finite negative
+    value is clamped, in place, counted, reported in the render log and warned about by
+    :func:`load_envmap`. Only non-finite values are refused (:func:`check_map`).
     """
     neg = rgb < 0
     n = int(neg.any(axis=2).sum())
@@ -270,6 +267,45 @@ def load_envmap(spec: object) -> EnvMap:
         name = "sky envmap"
     else:
         raise TracerError(f"unknown environment kind {kind!r}")
-    check_map(np.asarray(rgb), name)
+    rgb = np.asarray(rgb, np.float32)
+    check_map(rgb, name)
     scale = float(spec.scale)  # type: ignore[attr-defined]
-    return EnvMap(np.asarray(rgb, np.float32) * np.float32(scale), -spec.rotation_deg / 360.0, name)  # type: ignore[attr-defined]
+    rotation = float(spec.rotation_deg)  # type: ignore[attr-defined]
+    if not (math.isfinite(scale) and scale > 0):
+        raise TracerError(f"{name}: the environment scale must be a positive finite number, got {scale:g}")
+    if not math.isfinite(rotation):
+        raise TracerError(f"{name}: the environment rotation must be a finite number of degrees, got {rotation:g}")
+    lowest = float(rgb.min())
+    clamped = clamp_negligible_negatives(rgb)  # before scaling: -x * scale must not overflow
+    if clamped:
+        warn(f"{name}: {clamped} pixels have negative values (lowest {lowest:g}); clamped to 0")
+    peak = float(rgb.max())
+    if peak * scale > FLOAT32_MAX:
+        raise TracerError(
+            f"{name}: scaled by {scale:g}, the brightest value {peak:g} becomes {peak * scale:.3g}, "
+            f"beyond float32 (largest {FLOAT32_MAX:.3g}); lower the scale"
+        )
+    if 0 < peak and peak * scale < FLOAT32_TINY:
+        raise TracerError(
+            f"{name}: scaled by {scale:g}, the brightest value {peak:g} becomes {peak * scale:.3g}, "
+            f"below float32's normal range ({FLOAT32_TINY:.3g}): the render would be black; "
+            "raise the scale"
+        )
+    lit = int(np.count_nonzero((rgb > 0).any(axis=2)))
+    with np.errstate(over="ignore", under="ignore"):
+        s32 = np.float32(scale)
+    if np.isfinite(s32) and s32 >= FLOAT32_TINY:
+        scaled = rgb * s32
+    else:  # a scale float32 cannot hold, for a map whose values can take it
+        scaled = (rgb.astype(np.float64) * scale).astype(np.float32)
+    env = EnvMap(scaled, -rotation / 360.0, name, clamped_pixels=clamped)
+    lost = lit - int(np.count_nonzero((env.rgb > 0).any(axis=2)))
+    if lost > 0:
+        warn(f"{name}: scaled by {scale:g}, {lost} of its {lit} lit pixels underflow to 0")
+    power = env.power()
+    if not (math.isfinite(power) and power <= FLOAT32_MAX):
+        raise TracerError(
+            f"{name}: its power over the sphere, {power:.3g} (scale {scale:g}), is beyond "
+            f"float32 (largest {FLOAT32_MAX:.3g}): rendered values would overflow; lower the scale"
+        )
+    return env

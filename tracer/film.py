@@ -3,6 +3,10 @@ r"""The film: per-pixel running mean and variance, and the image files it writes
 Each pixel keeps Welford's running mean and :math:`M_2` (Welford 1962; Knuth TAOCP vol. 2,
 §4.2.2) over its samples, so the variance of the pixel estimate is
 :math:`\hat\sigma^2 / n = M_2 / (n (n - 1))`, available at any sample count in one pass.
+Two films of disjoint samples merge exactly (up to rounding) by the pairwise update of
+Chan, Golub and LeVeque (1979): with :math:`n = n_a + n_b` and :math:`\delta = \bar x_b - \bar x_a`,
+:math:`\bar x = \bar x_a + \delta n_b / n` and :math:`M_2 = M_{2,a} + M_{2,b} + \delta^2 n_a n_b / n`;
+that is how chunks rendered apart (checkpoints, Ray workers) become one image.
 """
 
 from __future__ import annotations
@@ -26,6 +30,36 @@ class Film:
         self.m2 = np.zeros((n, 3))
         self.count = np.zeros(n, np.int64)
         self.bad = np.zeros(n, np.int64)
+
+    def state(self) -> dict[str, np.ndarray]:
+        """The per-pixel statistics (what a checkpoint stores)."""
+        return {"mean": self.mean, "m2": self.m2, "count": self.count, "bad": self.bad}
+
+    @classmethod
+    def from_state(cls, width: int, height: int, state: dict[str, np.ndarray]) -> Film:
+        """A film holding ``state`` (checked against the size)."""
+        film = cls(width, height)
+        for name, a in film.state().items():
+            v = np.asarray(state[name])
+            if v.shape != a.shape:
+                raise ValueError(f"film state {name!r} has shape {v.shape}, expected {a.shape}")
+            a[...] = v
+        return film
+
+    def merge(self, other: Film) -> None:
+        """Add the samples of ``other`` (disjoint from this film's) by Chan et al.'s update."""
+        if (other.width, other.height) != (self.width, self.height):
+            raise ValueError("cannot merge films of different sizes")
+        na = self.count.astype(np.float64)[:, None]
+        nb = other.count.astype(np.float64)[:, None]
+        n = na + nb
+        with np.errstate(divide="ignore", invalid="ignore"):
+            fb = np.where(n > 0, nb / n, 0.0)  # n_b / n, 0 where neither has a sample
+        delta = other.mean - self.mean
+        self.mean += delta * fb
+        self.m2 += other.m2 + delta * delta * na * fb
+        self.count += other.count
+        self.bad += other.bad
 
     def image(self) -> np.ndarray:
         """(H, W, 3) mean radiance."""

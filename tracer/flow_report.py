@@ -8,8 +8,11 @@ import numpy as np
 import torch
 
 from tracer.envmap import load_envmap
-from tracer.errors import TracerError
+from tracer.errors import TracerError, output_file_problem
 from tracer.scene import EnvSpec
+
+#: What the report can be written as (by matplotlib).
+REPORT_FORMATS = (".png", ".pdf", ".svg")
 
 
 def density_grid(module: torch.jit.ScriptModule, h: int, w: int) -> np.ndarray:
@@ -29,6 +32,16 @@ def flow_report(model: Path, envmap: Path | None = None, out: Path | None = None
 
     from tracer.samplers.flow import load_map_flow
 
+    out = Path(out) if out else Path(model).with_suffix(".png")
+    fmt = out.suffix.lower()
+    if fmt not in REPORT_FORMATS:
+        shown = f"'{fmt}'" if fmt else "no extension"
+        raise TracerError(
+            f"{out}: cannot write a report as {shown}; use {', '.join(REPORT_FORMATS)}"
+        )
+    problem = output_file_problem(out)
+    if problem:
+        raise TracerError(f"{out}: {problem}")
     module, meta = load_map_flow(None, Path(model))
     map_path = envmap or (Path(meta["map"]) if "map" in meta else None)
     if map_path is None or not Path(map_path).exists():
@@ -57,8 +70,11 @@ def flow_report(model: Path, envmap: Path | None = None, out: Path | None = None
     fig.suptitle(f"{Path(map_path).name}, {meta.get('model', 'spline')} flow: "
                  f"KL(p || q) = {meta.get('kl', float('nan')):.4f} nats, "
                  f"{meta.get('n_parameters', '?')} parameters, fit {meta.get('fit_seconds', float('nan')):.1f} s")
-    out = Path(out) if out else Path(model).with_suffix(".png")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=80)
-    plt.close(fig)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out, dpi=80)
+    except OSError as e:
+        raise TracerError(f"{out}: cannot write the report ({e.strerror or e})") from None
+    finally:
+        plt.close(fig)
     return out

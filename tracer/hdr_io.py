@@ -6,6 +6,12 @@ validates what it loads). Every failure caused by a bad file or path raises
 :class:`~tracer.errors.TracerError` with a one-line message that starts with the file name;
 exceptions raised by the OpenEXR library are wrapped the same way.
 
+Only regular files are read (links followed): a device such as ``/dev/zero`` or a FIFO is
+refused, not read forever or waited on. Before pixels are allocated, the size a header
+declares is checked against what the file can hold (:data:`_MAX_PIXELS_PER_BYTE` for RGBE,
+the compression's largest ratio for OpenEXR) and against the memory available
+(:data:`LOAD_BYTES_PER_PIXEL` a pixel, for the map and what is built from it).
+
 Radiance RGBE (``.hdr``, ``.pic``) is decoded by hand, following ``color.c`` and ``header.c``
 of Greg Ward's Radiance, the reference implementation:
 
@@ -35,6 +41,7 @@ bad data by a status code that the Python side turns into a :class:`TracerError`
 
 from __future__ import annotations
 
+import io
 import os
 import re
 from pathlib import Path
@@ -43,7 +50,7 @@ import numpy as np
 import OpenEXR
 from numba import njit
 
-from tracer.errors import TracerError
+from tracer.errors import TracerError, memory_problem, read_regular_file
 
 __all__ = ["read_exr", "read_hdr", "read_image", "write_exr", "write_hdr"]
 
@@ -57,6 +64,22 @@ _RESOLUTION_RE = re.compile(rb"([-+])([XY]) +(\d+) +([-+])([XY]) +(\d+)")
 #: Largest image (pixels, and pixels along one side) a .hdr header may declare.
 _MAX_PIXELS = 1 << 28
 _MAX_SIDE = 1 << 20
+#: Memory a loaded map takes per pixel, all told: the decoded image and its copies, the
+#: luminance and the sampling tables built from it (a 16384 x 16384 map needs ~17 GB).
+LOAD_BYTES_PER_PIXEL = 64
+#: Most pixels one byte of RGBE pixel data can stand for: a new-style run stores up to 127
+#: bytes of one plane in 2 bytes (~16 pixels a byte), an old-style repeat pixel up to 255
+#: pixels in 4 bytes (~64 a byte). Only chained old-style repeats (a shift of 8 or more, a
+#: run of 256 identical pixels or longer in a file of such runs) could beat this.
+_MAX_PIXELS_PER_BYTE = 64
+#: Most bytes of pixel data one byte of an OpenEXR file can hold, by compression (the
+#: format's own bounds: uncompressed 1, RLE runs of 128 in 2 bytes, deflate's 1032:1, PXR24's
+#: deflate of 24-bit floats, B44A's 3-byte flat blocks). Others (PIZ, DWA, ...) have none.
+_EXR_MAX_RATIO = {
+    "NO_COMPRESSION": 1.0, "RLE_COMPRESSION": 64.0, "ZIPS_COMPRESSION": 1032.0,
+    "ZIP_COMPRESSION": 1032.0, "PXR24_COMPRESSION": 1032.0 * 4 / 3,
+    "B44_COMPRESSION": 32.0 / 14.0, "B44A_COMPRESSION": 32.0 / 3.0,
+}
 #: Scanline widths that may use the new run-length encoding (Radiance's MINELEN, MAXELEN).
 _MIN_RLE_WIDTH = 8
 _MAX_RLE_WIDTH = 0x7FFF
@@ -116,13 +139,23 @@ def _os_error(name: str, exc: OSError, verb: str) -> TracerError:
     return TracerError(f"{name}: cannot {verb} the file ({reason})")
 
 
-def _read_bytes(path: str | os.PathLike[str], name: str, limit: int = -1) -> bytes:
-    """The file's bytes (the first ``limit`` bytes if ``limit >= 0``), or a TracerError."""
+def _read_bytes(path: str | os.PathLike[str], name: str, limit: int | None = None) -> bytes:
+    """The bytes of a regular file (the first ``limit`` if given), or a TracerError.
+
+    Devices, FIFOs and sockets are refused (``/dev/zero`` never ends, a FIFO blocks), links
+    followed; so is a file too large to hold in memory.
+    """
     try:
-        with open(path, "rb") as fh:
-            return fh.read(limit)
+        return read_regular_file(path, name, "image file", limit=limit)
     except OSError as exc:
         raise _os_error(name, exc, "read") from exc
+
+
+def _check_pixels_fit(name: str, width: int, height: int) -> None:
+    """Refuse an image whose loading (and the tables built from it) cannot fit in memory."""
+    problem = memory_problem(float(width) * float(height) * LOAD_BYTES_PER_PIXEL)
+    if problem:
+        raise TracerError(f"{name}: image too large to load ({width} x {height} pixels): {problem}")
 
 
 def _make_parent(path: str | os.PathLike[str], name: str) -> None:
@@ -156,10 +189,20 @@ def read_exr(path: str | os.PathLike[str]) -> np.ndarray:
     :class:`TracerError`, as do missing, unreadable, corrupt and truncated files.
     """
     name = os.fsdecode(path)
-    if _read_bytes(path, name, len(_EXR_MAGIC)) != _EXR_MAGIC:
+    data = _read_bytes(path, name)
+    if data[: len(_EXR_MAGIC)] != _EXR_MAGIC:
         raise TracerError(f"{name}: not an OpenEXR file (bad magic number)")
     try:
-        with OpenEXR.File(name, separate_channels=True) as exr:
+        with OpenEXR.File(io.BytesIO(data), separate_channels=True, header_only=True) as exr:
+            if not exr.parts:
+                raise TracerError(f"{name}: corrupt or truncated OpenEXR file (no readable part)")
+            _check_exr_size(name, exr.header(), len(data))  # the header empties on closing
+    except TracerError:
+        raise
+    except Exception as exc:  # the binding raises RuntimeError, ValueError, ...
+        raise TracerError(f"{name}: corrupt or unreadable OpenEXR file ({_one_line(exc)})") from exc
+    try:
+        with OpenEXR.File(io.BytesIO(data), separate_channels=True) as exr:
             if not exr.parts:
                 raise TracerError(f"{name}: corrupt or truncated OpenEXR file (no readable part)")
             kind = exr.header().get("type", OpenEXR.scanlineimage)
@@ -168,7 +211,7 @@ def read_exr(path: str | os.PathLike[str]) -> np.ndarray:
             channels = dict(exr.channels())
     except TracerError:
         raise
-    except Exception as exc:  # the binding raises RuntimeError, ValueError, ...
+    except Exception as exc:  # the binding raises RuntimeError, ValueError, MemoryError, ...
         raise TracerError(f"{name}: corrupt or unreadable OpenEXR file ({_one_line(exc)})") from exc
 
     if all(c in channels for c in "RGB"):
@@ -195,6 +238,32 @@ def read_exr(path: str | os.PathLike[str]) -> np.ndarray:
     if len({p.shape for p in planes}) != 1 or planes[0].size == 0:
         raise TracerError(f"{name}: OpenEXR channels have inconsistent or empty sizes")
     return np.stack(planes, axis=-1).astype(np.float32, copy=False)
+
+
+def _check_exr_size(name: str, header: dict, file_bytes: int) -> None:
+    """Refuse a data window that the file cannot hold, or that cannot fit in memory.
+
+    Checked from the header, before the library allocates the pixels: the window's pixels
+    times the channels (2 bytes each at least) must fit in the file's bytes times the
+    compression's largest ratio (:data:`_EXR_MAX_RATIO`; no bound for PIZ, DWA, ...).
+    """
+    try:
+        lo, hi = header["dataWindow"]
+        width = int(hi[0]) - int(lo[0]) + 1
+        height = int(hi[1]) - int(lo[1]) + 1
+    except (KeyError, TypeError, ValueError, IndexError):
+        return  # the full read reports what is wrong
+    if width < 1 or height < 1:
+        raise TracerError(f"{name}: corrupt OpenEXR file (empty data window {width} x {height})")
+    n_channels = max(len(header.get("channels") or ()), 1)
+    compression = getattr(header.get("compression"), "name", "")
+    ratio = _EXR_MAX_RATIO.get(compression)
+    if ratio is not None and float(width) * height * n_channels * 2 > ratio * file_bytes:
+        raise TracerError(
+            f"{name}: corrupt OpenEXR file: its data window of {width} x {height} pixels is "
+            f"more than its {file_bytes} bytes can hold ({compression})"
+        )
+    _check_pixels_fit(name, width, height)
 
 
 def write_exr(path: str | os.PathLike[str], rgb: np.ndarray) -> None:
@@ -430,8 +499,16 @@ def read_hdr(path: str | os.PathLike[str]) -> np.ndarray:
     data = _read_bytes(path, name)
     pos, (axis1, n1, axis2, n2) = _parse_hdr_header(data, name)
 
-    if len(data) - pos < 4 * n1:  # every scanline takes 4 bytes at least
+    size = len(data) - pos
+    if size < 4 * n1:  # every scanline takes 4 bytes at least
         raise TracerError(f"{name}: truncated .hdr file: too little pixel data for {n1} lines")
+    if n1 * n2 > _MAX_PIXELS_PER_BYTE * size:
+        raise TracerError(
+            f"{name}: corrupt or truncated .hdr file: {size} bytes of pixel data cannot hold the "
+            f"{n2} x {n1} pixels its header declares (run-length encoding stores at most "
+            f"{_MAX_PIXELS_PER_BYTE} pixels a byte)"
+        )
+    _check_pixels_fit(name, n2, n1)
     try:
         rgbe = np.empty((n1, n2, 4), dtype=np.uint8)
     except MemoryError as exc:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import platform
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,9 +12,14 @@ from typing import Any
 import numpy as np
 
 from tracer.backend import make_backend
+from tracer.checkpoint import checkpoint_path, load_checkpoint, render_key, save_checkpoint
 from tracer.envmap import EnvMap, load_envmap, require_light
 from tracer.errors import TracerError
-from tracer.integrator import render
+from tracer.film import Film, save_png
+from tracer.hdr_io import write_exr
+from tracer.integrator import DEFAULT_BATCH_PATHS, StageTimes, render
+from tracer.outputs import check_output_path, publish_set, remove_stale_temps
+from tracer.progress import progress_bar
 from tracer.samplers import make_strategy
 from tracer.scene import EnvSpec, Scene
 from tracer.scene_data import scene_data
@@ -43,6 +48,11 @@ class RenderOptions:
     reference: Path | None = None
     flow_model: Path | None = None
     device: str = "cpu"
+    resume: bool = False  # continue from the checkpoint beside --out
+    checkpoint_every: float = 60.0  # seconds between checkpoints (0: after every chunk)
+    keep_checkpoint: bool = False  # keep the checkpoint after the render is written
+    chunk_spp: int | None = None  # samples per pixel per chunk (default: one wavefront batch)
+    ray: str | None = None  # "local" or a Ray cluster address: farm chunks to Ray workers
 
 
 def _check_positive(name: str, value: int) -> None:
@@ -82,6 +92,18 @@ def resolve_env(scene: Scene, opts: RenderOptions) -> EnvMap:
     return env
 
 
+def check_flags(sampler: str, opts: RenderOptions) -> None:
+    """Refuse options that the chosen sampler would silently ignore."""
+    uses_light = sampler == "mis"
+    if opts.light != "piecewise" and not uses_light:
+        raise TracerError(f"--light {opts.light} chooses the light sampler of --sampler mis; "
+                          f"the sampler is {sampler}")
+    if opts.flow_model is not None and "flow" not in (sampler, opts.light if uses_light else None):
+        raise TracerError(f"--flow-model {opts.flow_model} is used by --sampler flow or --light flow "
+                          f"only; the sampler is {sampler}"
+                          + (f" with --light {opts.light}" if uses_light else ""))
+
+
 def run_render(opts: RenderOptions) -> dict[str, Any]:
     """Render a scene as the options say; write EXR, PNG and JSON log; return the log."""
     from tracer.scene import load_scene
@@ -99,33 +121,79 @@ def run_render(opts: RenderOptions) -> dict[str, Any]:
     _check_positive("resolution height", height)
     if max_depth < 0:
         raise TracerError(f"max depth must be >= 0, got {max_depth}")
+    check_flags(sampler, opts)
+    # everything that can be refused cheaply is, before a map is loaded or a flow fitted
+    be = make_backend(opts.device)
+    if opts.ray is not None and be.name != "cpu":
+        raise TracerError("--ray renders on the workers' CPUs; leave out --device")
+    out = check_output_path(
+        Path(opts.out) if opts.out else Path("renders") / f"{Path(opts.scene).stem}_{sampler}.exr")
+    reference = load_reference(opts.reference, width, height) if opts.reference else None
     env = resolve_env(scene, opts)
     flow_opts: dict = {"progress": opts.progress}
     if opts.flow_model is not None:
         flow_opts["model_path"] = opts.flow_model
     strategy = make_strategy(sampler, env, opts.light, opts.heuristic, opts.compensate, **flow_opts)
-    reference = load_reference(opts.reference, width, height) if opts.reference else None
     data = scene_data(scene, width, height)
-    be = make_backend(opts.device)
-    # compile (or load cached) kernels on a tiny image so compile time is not sample time
-    render(scene_data(scene, 2, 2), env, strategy, 2, 2, 1, max_depth, seed, be=be)
+
+    # ---- where to start: afresh, or from the checkpoint of this very render
+    ckpt = checkpoint_path(out)
+    for f in (out, out.with_suffix(".png"), out.with_suffix(".json"), ckpt):
+        remove_stale_temps(f)
+    key = render_key(data, env, strategy, width, height, max_depth, seed)
+    film, done, times = Film(width, height), 0, StageTimes()
+    if opts.resume and not ckpt.exists():
+        print(f"tracer: no checkpoint at {ckpt}; rendering from the first sample", file=sys.stderr)
+    if opts.resume and ckpt.exists():
+        film, done, prior = load_checkpoint(ckpt, key, width, height)
+        times = StageTimes(**{f: prior.get(n, 0.0) for f, n in
+                              (("light", "light_sampling"), ("trace", "tracing"), ("shade", "shading"))})
+        if done > spp:
+            raise TracerError(f"{ckpt}: the checkpoint holds {done} spp, more than the {spp} asked for")
+    spp_start = done
+    chunk = opts.chunk_spp or max(1, DEFAULT_BATCH_PATHS // (width * height))
+    if opts.ray is None:
+        # compile (or load cached) kernels on a tiny image so compile time is not sample time
+        render(scene_data(scene, 2, 2), env, strategy, 2, 2, 1, max_depth, seed, be=be)
     setup_s = time.perf_counter() - t_setup
+
+    last_save = time.monotonic()
+
+    def checkpoint(film: Film, done: int) -> None:
+        nonlocal last_save
+        if done < spp and time.monotonic() - last_save >= opts.checkpoint_every:
+            save_checkpoint(ckpt, film, done, key, times.as_dict())
+            last_save = time.monotonic()
 
     bar = None
     if opts.progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=spp, unit="spp", desc=f"render {sampler}", leave=False)
+        bar = progress_bar(spp, f"render {sampler}", "spp", initial=done)
+    t0 = time.perf_counter()
     try:
-        res = render(data, env, strategy, width, height, spp, max_depth, seed,
-                     progress=bar.update if bar is not None else None, be=be)
+        if opts.ray is not None:
+            from tracer.distributed import ray_render
+
+            ray_render(opts.ray, data, env, strategy, width, height, spp, max_depth, seed, chunk,
+                       film, done, times, on_chunk=lambda f, d, n: (checkpoint(f, d),
+                                                                    bar.update(n) if bar else None))
+        else:
+            while done < spp:
+                n = min(chunk, spp - done)
+                render(data, env, strategy, width, height, n, max_depth, seed, spp_start=done,
+                       film=film, times=times, be=be)
+                done += n
+                if bar is not None:
+                    bar.update(n)
+                checkpoint(film, done)
     finally:
         if bar is not None:
             bar.close()
+    seconds = time.perf_counter() - t0
+    paths = width * height * (spp - spp_start)
 
-    out = Path(opts.out) if opts.out else Path("renders") / f"{Path(opts.scene).stem}_{sampler}.exr"
-    exr, png = res.film.write(out, opts.exposure, opts.tonemap)
-    img = res.film.image().astype(np.float32).astype(np.float64)  # what the EXR holds
+    img = film.image().astype(np.float32).astype(np.float64)  # what the EXR holds
+    png = out.with_suffix(".png")
+    log_path = out.with_suffix(".json")
     log: dict[str, Any] = {
         "scene": str(opts.scene),
         "sampler": sampler,
@@ -134,22 +202,30 @@ def run_render(opts: RenderOptions) -> dict[str, Any]:
         "envmap": env.name,
         "envmap_clamped_negative_pixels": env.clamped_pixels,
         "spp": spp,
+        "resumed_from_spp": spp_start,
         "resolution": [width, height],
         "max_depth": max_depth,
         "seed": seed,
-        "device": be.name,
-        "time_s": {"setup_compile": setup_s, "render": res.seconds, **res.times.as_dict()},
-        "paths": res.paths,
-        "paths_per_second": res.paths / res.seconds if res.seconds > 0 else None,
-        "mean_pixel_variance": res.film.mean_variance(),
+        "device": "ray" if opts.ray is not None else be.name,
+        "time_s": {"setup_compile": setup_s, "render": seconds, **times.as_dict()},
+        "paths": paths,
+        "paths_per_second": paths / seconds if seconds > 0 else None,
+        "mean_pixel_variance": film.mean_variance(),
         "mean_radiance": float(img.mean()),
-        "nan_inf_samples": int(res.film.bad.sum()),
-        "outputs": {"exr": str(exr), "png": str(png), "log": str(out.with_suffix(".json"))},
+        "nan_inf_samples": int(film.bad.sum()),
+        "render_key": key,
+        "outputs": {"exr": str(out), "png": str(png), "log": str(log_path)},
         "versions": tool_versions(),
     }
     if reference is not None:
         log.update(error_metrics(img, reference))
-    Path(log["outputs"]["log"]).write_text(json.dumps(log, indent=2))
+    image = film.image().astype(np.float32)
+    publish_set([(out, lambda p: write_exr(p, image)),
+                 (png, lambda p: save_png(p, image, opts.exposure, opts.tonemap))], log_path, log)
+    if opts.keep_checkpoint:
+        save_checkpoint(ckpt, film, spp, key, times.as_dict())  # a later --resume adds samples
+    else:
+        ckpt.unlink(missing_ok=True)
     return log
 
 

@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tracer.errors import TracerError
+from tracer.errors import TracerError, read_regular_file
 
 __all__ = ["Mesh", "load_mesh", "load_obj", "load_ply", "save_ply"]
 
@@ -85,9 +85,20 @@ def load_mesh(path: str | Path) -> Mesh:
     return load_obj(path, data) if suffix == ".obj" else load_ply(path, data)
 
 
+#: Memory that parsing takes per byte of a mesh file, at most (Python lists of the numbers
+#: and tokens of an OBJ or ASCII PLY file while it is parsed).
+PARSE_BYTES_PER_BYTE = 16
+#: Largest index a face may name (int64 arithmetic, with room to spare).
+_MAX_INDEX = 1 << 62
+
+
 def _read_bytes(path: Path) -> bytes:
+    """A regular file's bytes (links followed); devices, FIFOs and files too large to parse
+    in the memory there is are refused."""
     try:
-        return path.read_bytes()
+        return read_regular_file(
+            path, str(path), "mesh file", bytes_per_byte=PARSE_BYTES_PER_BYTE
+        )
     except FileNotFoundError:
         raise TracerError(f"{path}: no such mesh file") from None
     except IsADirectoryError:
@@ -140,6 +151,11 @@ def _obj_index(token: str, count: int, what: str, path: Path, lineno: int) -> in
         raise TracerError(f"{path}:{lineno}: malformed {what} index {token!r}") from None
     if i == 0:
         raise TracerError(f"{path}:{lineno}: {what} index 0 is invalid (OBJ indices start at 1)")
+    if abs(i) > _MAX_INDEX:
+        raise TracerError(
+            f"{path}:{lineno}: {what} index {token} is out of range "
+            f"({count} defined before this line)"
+        )
     if i < 0:
         r = count + i
         if r < 0:
@@ -396,10 +412,16 @@ def _ply_binary_element(
             if pos + cdt.itemsize > len(data):
                 raise truncated
             k = int(np.frombuffer(data, dtype=cdt, count=1, offset=pos)[0])
+            if k < 0:
+                raise TracerError(f"{path}: negative list length in element {el.name!r}")
             first_counts.append(k)
             pos += cdt.itemsize + k * np.dtype(p.dtype).itemsize
+            if pos > len(data):
+                raise truncated
         else:
             pos += np.dtype(p.dtype).itemsize
+    if pos > len(data):
+        raise truncated
     fields: list[tuple] = []
     li = 0
     for i, p in enumerate(el.props):
@@ -503,7 +525,7 @@ def _ply_ascii_element(
     for p in el.props:
         if p.count_dtype:
             k = numbers(pos, pos + 1)[0]
-            if k < 0 or k != int(k):
+            if not (0 <= k <= len(tokens)) or k != int(k):
                 raise TracerError(f"{path}: bad list length in element {el.name!r}")
             layout.append(int(k))
             pos += 1 + int(k)
@@ -632,6 +654,13 @@ def load_ply(path: str | Path, data: bytes | None = None) -> Mesh:
         raise TracerError(f"{path}: face {k} has {int(counts[k])} vertices (need at least 3)")
     if flat.dtype.kind == "f" and not np.all(flat == np.floor(flat)):
         raise TracerError(f"{path}: non-integer vertex index in face list")
+    if flat.dtype.kind == "f" and flat.size and not bool(np.all(np.abs(flat) <= _MAX_INDEX)):
+        k = int(np.flatnonzero(~(np.abs(flat) <= _MAX_INDEX))[0])
+        face = int(np.searchsorted(np.cumsum(counts), k, side="right"))
+        raise TracerError(
+            f"{path}: face {face} has vertex index {flat[k]:g} out of range "
+            f"(the file has {n_vertex} vertices)"
+        )
     idx = flat.astype(np.int64)
     bad = np.flatnonzero((idx < 0) | (idx >= n_vertex))
     if bad.size:

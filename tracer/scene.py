@@ -14,15 +14,19 @@ Format
 
 All tables are optional except ``[camera]`` and ``[envmap]``. Unknown keys and tables are
 errors (to catch typos). Vectors are arrays of exactly 3 numbers (integers or floats);
-all numbers must be finite. Relative file paths resolve against the folder that holds
-the scene file.
+all numbers must be finite, and positions, lengths and the components of vectors at most
+``1e12`` in magnitude (:data:`MAX_COORD`; so must be every mesh vertex once transformed).
+Relative file paths resolve against the folder that holds the scene file. The scene file
+(at most 16 MiB) and mesh files must be regular files, not devices or FIFOs.
 
 ``[render]`` (optional; every key optional)
-    ``resolution = [width, height]`` positive integers, default ``[256, 256]``;
+    ``resolution = [width, height]`` positive integers, default ``[256, 256]``, whose film
+    (72 bytes a pixel) must fit in the memory available;
     ``spp`` samples per pixel, positive integer, default 64;
     ``max_depth`` maximum path length in bounces, positive integer, default 5;
     ``sampler`` environment-sampling strategy name, a string, default ``"mis"`` (checked
-    by the command line, not here); ``seed`` non-negative integer, default 0.
+    by the command line, not here); ``seed`` integer in ``[0, 2**32)``, default 0 (the
+    random numbers hash 32 bits of it, so larger seeds would repeat smaller ones).
 
 ``[camera]`` (required)
     ``eye`` (required) and ``look_at`` (required) 3-vectors, distinct;
@@ -44,10 +48,11 @@ the scene file.
     ``[5000, 4500, 4000]``).
 
     Common keys: ``rotation`` degrees about +y (default 0); ``scale`` intensity
-    multiplier > 0 (default 1). ``constant`` and ``sky`` also take
+    multiplier > 0 (default 1; the loader refuses a scale that overflows or blackens the
+    map in float32). ``constant`` and ``sky`` also take
     ``resolution = [width, height]`` (positive integers, default ``[512, 256]``) of the
-    map they are rasterised to; note :attr:`EnvSpec.resolution` stores it as
-    ``(height, width)``. Keys of another type (e.g. ``sun_angle`` with ``file``) are errors.
+    map they are rasterised to (refused when rasterising it cannot fit in memory); note
+    :attr:`EnvSpec.resolution` stores it as ``(height, width)``. Keys of another type (e.g. ``sun_angle`` with ``file``) are errors.
 
 ``[materials.NAME]`` (any number; ``NAME`` is what shapes refer to)
     ``type`` (required) is one of
@@ -114,7 +119,8 @@ from typing import Any
 
 import numpy as np
 
-from tracer.errors import TracerError
+from tracer.errors import FILM_BYTES_PER_PIXEL, TracerError, memory_problem, read_regular_file
+from tracer.hdr_io import LOAD_BYTES_PER_PIXEL
 from tracer.meshio import Mesh, load_mesh
 
 try:
@@ -131,6 +137,17 @@ __all__ = [
     "load_scene",
     "rotation_matrix",
 ]
+
+#: Largest magnitude of a scene coordinate or length (scene units). The kernels square
+#: distances and treat 1e30 as "no hit"; anything near that is a unit slip, not a scene.
+MAX_COORD = 1e12
+#: Seeds are hashed as 32-bit numbers (tracer.rng): larger ones would repeat smaller ones.
+SEED_LIMIT = 1 << 32
+#: Largest scene file read: settings and a few shapes (geometry belongs in mesh files).
+MAX_SCENE_BYTES = 16 << 20
+#: Memory per pixel of a procedural sky while it is rasterised: 16 sub-pixel directions,
+#: five float64 arrays of them and a mask, plus the loaded map (tracer.envmap.sky_map).
+SKY_BYTES_PER_PIXEL = 16 * (5 * 8 + 1) + LOAD_BYTES_PER_PIXEL
 
 MATERIAL_KINDS = ("diffuse", "conductor", "dielectric")
 SHAPE_KINDS = ("sphere", "quad", "mesh")
@@ -378,11 +395,14 @@ class _Checker:
         lo_open: bool = False,
         hi_open: bool = False,
         what: str = "a number",
+        limit: float | None = None,
     ) -> float:
         if key not in tbl and default is not None:
             return float(default)
         v = self.require(tbl, key, where)
         ok = _is_number(v) and math.isfinite(v)
+        if ok and limit is not None and abs(v) > limit:
+            raise self.fail(f"{where}.{key} must be at most {limit:g} in magnitude, got {_fmt(v)}")
         if ok and lo is not None:
             ok = v > lo if lo_open else v >= lo
         if ok and hi is not None:
@@ -392,12 +412,14 @@ class _Checker:
         return float(v)
 
     def integer(
-        self, tbl: Mapping[str, Any], key: str, where: str, default: int, lo: int, what: str
+        self, tbl: Mapping[str, Any], key: str, where: str, default: int, lo: int, what: str,
+        hi: int | None = None,
     ) -> int:
         if key not in tbl:
             return default
         v = tbl[key]
-        if not (isinstance(v, int) and not isinstance(v, bool) and v >= lo):
+        ok = isinstance(v, int) and not isinstance(v, bool) and v >= lo
+        if not (ok and (hi is None or v <= hi)):
             raise self.fail(f"{where}.{key} must be {what}, got {_fmt(v)}")
         return int(v)
 
@@ -429,6 +451,7 @@ class _Checker:
         hi: float | None = None,
         lo_open: bool = False,
         what: str = "an array of 3 numbers",
+        limit: float | None = MAX_COORD,
     ) -> np.ndarray:
         if key not in tbl and default is not None:
             return np.array(default, dtype=np.float64)
@@ -438,6 +461,10 @@ class _Checker:
             and len(v) == 3
             and all(_is_number(c) and math.isfinite(c) for c in v)
         )
+        if ok and limit is not None and any(abs(c) > limit for c in v):
+            raise self.fail(
+                f"{where}.{key} must hold numbers at most {limit:g} in magnitude, got {_fmt(v)}"
+            )
         if ok and lo is not None:
             ok = all(c > lo if lo_open else c >= lo for c in v)
         if ok and hi is not None:
@@ -447,8 +474,11 @@ class _Checker:
         return np.array(v, dtype=np.float64)
 
     def pair(
-        self, tbl: Mapping[str, Any], key: str, where: str, default: tuple[int, int]
+        self, tbl: Mapping[str, Any], key: str, where: str, default: tuple[int, int],
+        bytes_per_pixel: float, use: str,
     ) -> tuple[int, int]:
+        """``[width, height]``, refused when ``bytes_per_pixel`` times its pixels (what the
+        ``use`` takes) cannot fit in memory."""
         if key not in tbl:
             return default
         v = tbl[key]
@@ -461,6 +491,9 @@ class _Checker:
             raise self.fail(
                 f"{where}.{key} must be [width, height] (2 positive integers), got {_fmt(v)}"
             )
+        problem = memory_problem(float(v[0]) * float(v[1]) * bytes_per_pixel)
+        if problem:
+            raise self.fail(f"{where}.{key} = {_fmt(v)} is too large: the {use} {problem}")
         return int(v[0]), int(v[1])
 
 
@@ -474,11 +507,17 @@ def _parse_render(c: _Checker, doc: Mapping[str, Any]) -> RenderSettings:
     if tbl is None:
         return rs
     c.keys(tbl, ("resolution", "spp", "max_depth", "sampler", "seed"), "render")
-    rs.width, rs.height = c.pair(tbl, "resolution", "render", (rs.width, rs.height))
+    rs.width, rs.height = c.pair(
+        tbl, "resolution", "render", (rs.width, rs.height), FILM_BYTES_PER_PIXEL, "film"
+    )
     rs.spp = c.integer(tbl, "spp", "render", rs.spp, 1, "a positive integer")
     rs.max_depth = c.integer(tbl, "max_depth", "render", rs.max_depth, 1, "a positive integer")
     rs.sampler = c.string(tbl, "sampler", "render", rs.sampler)
-    rs.seed = c.integer(tbl, "seed", "render", rs.seed, 0, "a non-negative integer")
+    rs.seed = c.integer(
+        tbl, "seed", "render", rs.seed, 0,
+        f"an integer from 0 to {SEED_LIMIT - 1} (the random numbers hash 32 bits of it)",
+        hi=SEED_LIMIT - 1,
+    )
     return rs
 
 
@@ -557,7 +596,10 @@ def _parse_envmap(c: _Checker, doc: Mapping[str, Any], folder: Path) -> EnvSpec:
     env.radiance = c.vec3(
         tbl, "radiance", w, (1.0, 1.0, 1.0), lo=0.0, what="an array of 3 non-negative numbers"
     )
-    wh = c.pair(tbl, "resolution", w, (env.resolution[1], env.resolution[0]))
+    per_pixel = SKY_BYTES_PER_PIXEL if kind == "sky" else LOAD_BYTES_PER_PIXEL
+    wh = c.pair(
+        tbl, "resolution", w, (env.resolution[1], env.resolution[0]), per_pixel, "map"
+    )
     env.resolution = (wh[1], wh[0])
     if kind == "sky":
         d = c.vec3(tbl, "sun_direction", w, tuple(env.sun_direction))
@@ -658,7 +700,10 @@ def _parse_shapes(
         if kind == "sphere":
             geo.centers.append(c.vec3(sh, "center", w))
             geo.radii.append(
-                c.number(sh, "radius", w, lo=0.0, lo_open=True, what="a positive number")
+                c.number(
+                    sh, "radius", w, lo=0.0, lo_open=True, what="a positive number",
+                    limit=MAX_COORD,
+                )
             )
             geo.sphere_mats.append(mi)
         elif kind == "quad":
@@ -678,7 +723,10 @@ def _parse_shapes(
             fname = c.string(sh, "file", w)
             fpath = folder / fname
             if "scale" in sh and _is_number(sh["scale"]):
-                s = c.number(sh, "scale", w, lo=0.0, lo_open=True, what="a positive number")
+                s = c.number(
+                    sh, "scale", w, lo=0.0, lo_open=True, what="a positive number",
+                    limit=MAX_COORD,
+                )
                 scale = np.full(3, s)
             else:
                 scale = c.vec3(
@@ -693,13 +741,21 @@ def _parse_shapes(
             rot = c.vec3(sh, "rotate", w, (0.0, 0.0, 0.0))
             trans = c.vec3(sh, "translate", w, (0.0, 0.0, 0.0))
             if fpath not in meshes:
-                if not fpath.is_file():
+                if not fpath.exists():
                     raise c.fail(f'{w}.file: no such mesh file "{fname}" (looked for {fpath})')
                 try:
                     meshes[fpath] = load_mesh(fpath)
                 except TracerError as e:
                     raise c.fail(f"{w}.file: {e}") from e
-            tv, tn = _mesh_triangles(meshes[fpath], scale, rot, trans)
+            with np.errstate(over="ignore", invalid="ignore"):
+                tv, tn = _mesh_triangles(meshes[fpath], scale, rot, trans)
+            far = np.flatnonzero(~(np.abs(tv) <= MAX_COORD).all(axis=(1, 2)))
+            if far.size:
+                raise c.fail(
+                    f"{w}: triangle {int(far[0])} of {fname} lies beyond {MAX_COORD:g} in "
+                    f"some coordinate once scaled and moved (scene coordinates must stay within "
+                    f"{MAX_COORD:g})"
+                )
             geo.tri_v.append(tv)
             geo.tri_n.append(tn)
             geo.tri_m.append(np.full(len(tv), mi, dtype=np.int32))
@@ -718,7 +774,7 @@ def load_scene(path: str | Path) -> Scene:
     """
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        raw = read_regular_file(path, str(path), "scene file", max_bytes=MAX_SCENE_BYTES)
     except FileNotFoundError:
         raise TracerError(f"{path}: no such scene file") from None
     except IsADirectoryError:
@@ -732,6 +788,8 @@ def load_scene(path: str | Path) -> Scene:
     except tomllib.TOMLDecodeError as e:
         msg = " ".join(str(e).split())
         raise TracerError(f"{path}: invalid TOML: {msg}") from None
+    except RecursionError:
+        raise TracerError(f"{path}: invalid TOML: arrays or tables nested too deeply") from None
 
     c = _Checker(path)
     c.keys(doc, ("render", "camera", "envmap", "materials", "shapes"), "")

@@ -38,6 +38,7 @@ from flows.model import FlowConfig
 from flows.pixel_flow import PixelFlowConfig
 from tracer.envmap import EnvMap
 from tracer.errors import TracerError
+from tracer.outputs import write_atomic
 from tracer.samplers.base import LightSamples, cpu_if_none
 from tracer.samplers.square import SquareDensities, SquareSamples
 
@@ -83,9 +84,23 @@ def fit_map_flow(
         "steps": int(res.steps),
         "seed": seed,
     }
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    save_flow(res.model, out, meta)
+    # atomically: a killed fit never leaves a truncated model (or cache entry) behind
+    write_atomic(Path(out), lambda tmp: save_flow(res.model, tmp, meta))
     return meta
+
+
+def fit_map_flow_bytes(
+    env: EnvMap, seed: int, config: FlowConfig | PixelFlowConfig | None, fit_kw: dict[str, Any],
+    progress: bool = False,
+) -> tuple[bytes, dict[str, Any]]:
+    """:func:`fit_map_flow`, returning the saved model's bytes and metadata (for Ray workers,
+    whose files the driver does not see)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "flow.pt"
+        meta = fit_map_flow(env, path, seed=seed, progress=progress, config=config, **fit_kw)
+        return path.read_bytes(), meta
 
 
 def load_map_flow(env: EnvMap | None, path: Path) -> tuple[torch.jit.ScriptModule, dict[str, Any]]:
@@ -116,6 +131,23 @@ class FlowSampler:
         self.meta = meta
         self._device = "cpu"
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Picklable (for Ray workers): the scripted module travels as its saved bytes."""
+        import io
+
+        buf = io.BytesIO()
+        torch.jit.save(self.module.to("cpu"), buf)
+        self._device = "cpu"
+        state = {k: v for k, v in self.__dict__.items() if k != "module"}
+        state["module_bytes"] = buf.getvalue()
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        import io
+
+        module = torch.jit.load(io.BytesIO(state.pop("module_bytes")), map_location="cpu")
+        self.__dict__.update(state, module=module.eval(), _device="cpu")
+
     def _module(self, device: str) -> torch.jit.ScriptModule:
         """The model, on ``device`` (moved there in place when the back-end changes)."""
         if device != self._device:
@@ -127,7 +159,7 @@ class FlowSampler:
         be = cpu_if_none(be)
         module = self._module(be.torch_device)
         with torch.inference_mode():
-            x, log_p = module.sample(be.to_torch(u).float())
+            x, log_p = module.sample(be.to_torch(u).double())
             tables = SquareSamples(be.from_torch(x.double()), be.from_torch(torch.exp(log_p.double())))
         return LightSamples(*be.light_sample(tables, self.env, u))
 
@@ -136,7 +168,7 @@ class FlowSampler:
         module = self._module(be.torch_device)
         uv = be.map_uv(self.env, wi)
         with torch.inference_mode():
-            log_p = module.log_prob(be.to_torch(uv).float())
+            log_p = module.log_prob(be.to_torch(uv).double())
             tables = SquareDensities(be.from_torch(torch.exp(log_p.double())))
         return be.light_pdf(tables, self.env, wi)
 
@@ -156,10 +188,15 @@ def make_flow_sampler(
         return FlowSampler(env, module, meta)
     config = fit_kw.get("config")
     path = cache_path(env, model="pixel" if config is None else config.kind)
-    if not path.exists():
-        print(f"fitting a flow to {env.name} (cached as {path})", file=sys.stderr)
-        t0 = time.perf_counter()
-        meta = fit_map_flow(env, path, progress=progress, **fit_kw)
-        print(f"fitted in {time.perf_counter() - t0:.1f} s, KL {meta['kl']:.4f} nats", file=sys.stderr)
+    if path.exists():
+        try:
+            module, meta = load_map_flow(env, path)
+            return FlowSampler(env, module, meta)
+        except TracerError as e:  # a cache entry is ours to replace: refit rather than fail
+            print(f"tracer: the cached flow {path} is unusable ({e}); fitting it again", file=sys.stderr)
+    print(f"fitting a flow to {env.name} (cached as {path})", file=sys.stderr)
+    t0 = time.perf_counter()
+    meta = fit_map_flow(env, path, progress=progress, **fit_kw)
+    print(f"fitted in {time.perf_counter() - t0:.1f} s, KL {meta['kl']:.4f} nats", file=sys.stderr)
     module, meta = load_map_flow(env, path)
     return FlowSampler(env, module, meta)
