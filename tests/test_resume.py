@@ -151,12 +151,25 @@ def test_out_must_be_an_exr(tmp_path: Path, name: str) -> None:
 def test_stale_temporaries_of_dead_processes_are_removed(tmp_path: Path) -> None:
     p = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], check=True, capture_output=True, text=True)
     dead = int(p.stdout)
-    stale = tmp_path / f".t.{dead}.abcd1234.tmp.exr"
+    from tracer.outputs import HOST
+
+    stale = tmp_path / f".t.{HOST}-{dead}.abcd1234.tmp.exr"
     stale.write_bytes(b"half")
-    mine = tmp_path / f".t.{os.getpid()}.abcd1234.tmp.exr"
+    mine = tmp_path / f".t.{HOST}-{os.getpid()}.abcd1234.tmp.exr"
     mine.write_bytes(b"in progress")
+    elsewhere = tmp_path / f".t.otherhost-{dead}.abcd1234.tmp.exr"  # its process may well run
+    elsewhere.write_bytes(b"in progress on another machine")
     run_render(opts(tmp_path / "t.exr", spp=1))
-    assert not stale.exists() and mine.exists()
+    assert not stale.exists() and mine.exists() and elsewhere.exists()
+
+
+def test_a_checkpoint_is_not_overwritten_without_resume(tmp_path: Path) -> None:
+    out = tmp_path / "c.exr"
+    run_render(opts(out, spp=2, keep_checkpoint=True))
+    before = checkpoint_path(out).read_bytes()
+    with pytest.raises(TracerError, match="a checkpoint of an unfinished render is there; --resume"):
+        run_render(opts(out, spp=4, seed=5))
+    assert checkpoint_path(out).read_bytes() == before
 
 
 def _small_sky() -> object:
@@ -252,3 +265,16 @@ def test_progress_off_a_terminal_is_a_few_plain_lines(capsys: pytest.CaptureFixt
     bar.close()
     err = capsys.readouterr().err
     assert "\r" not in err and err.splitlines() == ["render mis: 1000/1000 spp (100%)"]
+
+
+def test_keys_hash_contents_and_refuse_what_has_none() -> None:
+    """A key made of a repr with an address (or an abbreviated one) would be wrong: refused."""
+    from tracer.digest import content_key
+
+    a = np.arange(10000.0)
+    b = a.copy()
+    b[5000] += 1  # numpy's repr of both would be the same, abbreviated
+    assert content_key(a) != content_key(b) and content_key(a) == content_key(a.copy())
+    assert content_key({"x": 1, "y": [1.5, "s", None]}) == content_key({"y": [1.5, "s", None], "x": 1})
+    with pytest.raises(TypeError, match="cannot hash a object"):
+        content_key(object())

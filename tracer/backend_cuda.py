@@ -126,8 +126,9 @@ class CudaBackend:
     def _tables(self, tables: NamedTuple) -> NamedTuple:
         """A sampler's tables on the device: copied once; arrays already there pass through."""
         if not any(isinstance(a, np.ndarray) for a in tables):
-            return tables
-        return self._cached(tables, lambda t: type(t)(*(_dev(a) for a in t)))
+            return tables  # a table made on the device this call (the flow's output)
+        return self._cached(tables, lambda t: type(t)(
+            *(_dev(a) if isinstance(a, np.ndarray) else a for a in t)))
 
     def light_sample(self, tables: NamedTuple, env: EnvMap, u: Any) -> tuple[Any, Any, Any]:
         n = u.shape[0]

@@ -4,8 +4,8 @@ A checkpoint sits beside the output (``x.exr`` -> ``x.ckpt.npz``) and holds the 
 count, mean, M2 and NaN/Inf counts, the number of samples per pixel taken, the stage times,
 and the render's key: a hash of everything the image depends on (the scene's arrays, the
 map's pixels and rotation, the sampler and its tables or model weights, resolution, depth,
-seed, and the source of the renderer itself), never of the sample count, so a resumed render
-may also ask for more samples than the first. Random numbers are keyed by (pixel, sample,
+seed, the back-end, the library versions and the source of the renderer itself), never of
+the sample count, so a resumed render may also ask for more samples than the first. Random numbers are keyed by (pixel, sample,
 dimension) and the film adds samples in order, so a render resumed from a checkpoint equals
 the uninterrupted one bit for bit. Checkpoints are written atomically (:mod:`tracer.outputs`).
 """
@@ -13,7 +13,6 @@ the uninterrupted one bit for bit. Checkpoints are written atomically (:mod:`tra
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import zipfile
 from pathlib import Path
@@ -37,14 +36,9 @@ def checkpoint_path(out: Path) -> Path:
 
 @functools.cache
 def code_digest() -> str:
-    """SHA-256 of the renderer's source (``tracer/`` and ``flows/``): a checkpoint is code-bound."""
-    h = hashlib.sha256(tracer.__version__.encode())
+    """Digest of the renderer's source (``tracer/`` and ``flows/``): a checkpoint is code-bound."""
     root = Path(tracer.__file__).resolve().parent.parent
-    for pkg in ("tracer", "flows"):
-        for f in sorted((root / pkg).rglob("*.py")):
-            h.update(f.relative_to(root).as_posix().encode())
-            h.update(f.read_bytes())
-    return h.hexdigest()
+    return tracer.source_digest(root / "tracer") + tracer.source_digest(root / "flows")
 
 
 def sampler_fingerprint(light: Any) -> Any:
@@ -60,10 +54,26 @@ def sampler_fingerprint(light: Any) -> Any:
     return light.name
 
 
-def render_key(data: Any, env: Any, strategy: Any, width: int, height: int, max_depth: int, seed: int) -> str:
-    """The hash that a checkpoint must match to be resumed."""
+def tool_versions() -> dict[str, str]:
+    """Versions of the libraries whose arithmetic is in the image."""
+    import llvmlite
+    import numba
+    import torch
+
+    return {"numpy": np.__version__, "numba": numba.__version__, "llvmlite": llvmlite.__version__,
+            "torch": torch.__version__}
+
+
+def render_key(data: Any, env: Any, strategy: Any, width: int, height: int, max_depth: int, seed: int,
+               device: str = "cpu") -> str:
+    """The hash that a checkpoint must match to be resumed.
+
+    The back-end (``cpu``, ``cuda``, ``ray``) and the library versions are part of it: the
+    same samples are bit-identical only with the same arithmetic.
+    """
     return content_key(
-        f"flowtracer-render-v{CHECKPOINT_VERSION}", code_digest(), data, env.rgb, float(env.rot_u),
+        f"flowtracer-render-v{CHECKPOINT_VERSION}", code_digest(), tool_versions(), str(device),
+        data, env.rgb, float(env.rot_u),
         strategy.name, int(strategy.mode), float(strategy.power), sampler_fingerprint(strategy.light),
         int(width), int(height), int(max_depth), int(seed),
     )

@@ -216,7 +216,7 @@ def run_converge(
             ref_var = read_image(ref_var_path).astype(np.float64)
             ref_note = f"reused {ref_path} (mis, {ref_spp} spp, seed {seed + 1_000_003})"
         else:
-            st = make_strategy("mis", env, light="piecewise", model_path=opts.flow_model) if opts.flow_model else make_strategy("mis", env)
+            st = make_strategy("mis", env)
             res = render(data, env, st, width, height, ref_spp, max_depth, seed + 1_000_003,
                          progress=bar.update if bar else None)
             ref = res.film.image().astype(np.float32).astype(np.float64)
@@ -235,12 +235,13 @@ def run_converge(
     points: list[Point] = []
     snapshots: dict[str, dict[int, np.ndarray]] = {}
     bias: dict[str, dict[str, Any]] = {}
-    jobs = {name: SweepJob(name, base, light, opts.flow_model, width, height, list(spp_list), max_depth, seed)
+    jobs = {name: make_sweep_job(name, base, light, opts.flow_model, data, env, width, height,
+                                 list(spp_list), max_depth, seed, progress)
             for name, (base, light) in strategies.items()}
     sweeps = out_dir / "sweeps"
     results: dict[str, SweepResult] = {}
     for name, job in jobs.items():
-        kept = load_sweep(sweeps / f"{name}.npz", job.key(data, env))
+        kept = load_sweep(sweeps / f"{name}.npz", job.key)
         if kept is not None:
             results[name] = kept
             if bar:
@@ -287,29 +288,36 @@ def run_converge(
 
 @dataclass
 class SweepJob:
-    """One sampler's progressive render through the spp list."""
+    """One sampler's progressive render through the spp list.
+
+    The strategy is built once, by the driver (a flow is loaded or fitted there), and travels
+    with the job, so a Ray worker renders exactly the sampler that the key describes.
+    """
 
     name: str
-    base: str
-    light: str
-    flow_model: Path | None
+    strategy: Any
+    setup_s: float  # seconds to build the strategy (tables, or loading or fitting a flow)
+    key: str  # what the sweep's rows depend on (scene, map, sampler tables or weights, settings, code)
     width: int
     height: int
     spp_list: list[int]
     max_depth: int
     seed: int
 
-    def strategy(self, env: EnvMap, progress: bool = False) -> Any:
-        flow_opts: dict = {"progress": progress}
-        if self.flow_model:
-            flow_opts["model_path"] = self.flow_model
-        return make_strategy(self.base, env, light=self.light, **flow_opts)
 
-    def key(self, data: SceneData, env: EnvMap) -> str:
-        """What the sweep's rows depend on (scene, map, sampler and its tables or weights, settings, code)."""
-        st = self.strategy(env)
-        return content_key("flowtracer-sweep-v1", self.name, self.spp_list,
-                           render_key(data, env, st, self.width, self.height, self.max_depth, self.seed))
+def make_sweep_job(name: str, base: str, light: str, flow_model: Path | None, data: SceneData,
+                   env: EnvMap, width: int, height: int, spp_list: list[int], max_depth: int,
+                   seed: int, progress: bool = False) -> SweepJob:
+    """Build the strategy of sampler ``name`` and the key of its sweep."""
+    t0 = time.perf_counter()
+    flow_opts: dict = {"progress": progress}
+    if flow_model and "flow" in (base, light):
+        flow_opts["model_path"] = flow_model
+    st = make_strategy(base, env, light=light, **flow_opts)
+    setup = time.perf_counter() - t0
+    key = content_key("flowtracer-sweep-v1", name, spp_list,
+                      render_key(data, env, st, width, height, max_depth, seed))
+    return SweepJob(name, st, setup, key, width, height, spp_list, max_depth, seed)
 
 
 @dataclass
@@ -327,9 +335,9 @@ def run_sweep(job: SweepJob, data: SceneData, tiny: SceneData, env: EnvMap, ref:
               progress: bool = False, bar: Any = None) -> SweepResult:
     """Render ``job``'s sampler through its spp list, one film continued from count to count."""
     t0 = time.perf_counter()
-    st = job.strategy(env, progress)
+    st = job.strategy
     render(tiny, env, st, 2, 2, 1, job.max_depth, job.seed)  # the same warm-up for everyone
-    setup = time.perf_counter() - t0
+    setup = job.setup_s + time.perf_counter() - t0
     w, h = job.width, job.height
     film, times = Film(w, h), StageTimes()
     elapsed, done = 0.0, 0
@@ -345,7 +353,7 @@ def run_sweep(job: SweepJob, data: SceneData, tiny: SceneData, env: EnvMap, ref:
                             w * h * spp / elapsed, m["mse"], m["relmse"], film.mean_variance(),
                             1.0 / (m["relmse"] * elapsed) if m["relmse"] > 0 else math.inf, setup))
         snaps.append(img)
-    return SweepResult(job.key(data, env), points, snaps, film.image(), film.variance())
+    return SweepResult(job.key, points, snaps, film.image(), film.variance())
 
 
 def save_sweep(path: Path, res: SweepResult) -> None:

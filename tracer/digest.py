@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -47,6 +48,9 @@ def content_digest(h: Any, obj: Any) -> None:
             content_digest(h, k)
             content_digest(h, obj[k])
         h.update(b"}")
+    elif obj is None or isinstance(obj, (bool, int, float, str, bytes, np.generic, Path)):
+        h.update(f"{type(obj).__name__}:{obj!r}|".encode())  # reprs of these are exact
+    elif hasattr(obj, "detach") and hasattr(obj, "numpy"):  # a Torch tensor: its values
+        content_digest(h, obj.detach().cpu().numpy())
     else:
-        # scalars and anything else: a repr that holds an address only costs a re-render
-        h.update(f"{type(obj).__name__}:{obj!r}|".encode())
+        raise TypeError(f"cannot hash a {type(obj).__name__} by its contents")

@@ -22,7 +22,6 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from tracer.errors import TracerError
@@ -33,6 +32,16 @@ from tracer.film import Film
 KILL_ONCE_ENV = "FLOWTRACER_TEST_KILL_ONCE"
 #: retries of a chunk whose worker died
 MAX_RETRIES = 3
+#: chunk tasks submitted (or finished but not yet merged) per cluster CPU at most
+IN_FLIGHT_PER_CPU = 2
+
+
+def default_chunk(address: str, remaining: int) -> int:
+    """Samples per pixel of a Ray chunk: about four chunks per cluster CPU."""
+    ray = import_ray()
+    connect(address)
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    return max(1, -(-remaining // (4 * cpus)))
 
 
 def import_ray() -> Any:
@@ -64,8 +73,13 @@ def connect(address: str) -> bool:
 
 def _maybe_die() -> None:
     marker = os.environ.get(KILL_ONCE_ENV)
-    if marker and not Path(marker).exists():
-        Path(marker).write_text(str(os.getpid()))
+    if marker:
+        try:
+            fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)  # only the first task
+        except FileExistsError:
+            return
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
         os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -101,13 +115,17 @@ def ray_render(
     try:
         task = ray.remote(num_cpus=1, max_retries=MAX_RETRIES)(render_chunk)
         refs = [ray.put(x) for x in (data, env, strategy)]
-        pending = {}
-        for s in range(spp_done, spp, chunk):
-            n = min(chunk, spp - s)
-            pending[task.remote(*refs, width, height, s, n, max_depth, seed)] = (s, n)
+        # at most IN_FLIGHT_PER_CPU tasks a CPU at once: each returns a whole film, and
+        # results that finish early wait in memory until the chunks before them are merged
+        limit = max(2, IN_FLIGHT_PER_CPU * int(ray.cluster_resources().get("CPU", 1)))
+        todo = [(s, min(chunk, spp - s)) for s in range(spp_done, spp, chunk)][::-1]
+        pending: dict[Any, tuple[int, int]] = {}
         done_chunks: dict[int, tuple[int, Any]] = {}
         next_s = spp_done
-        while pending:
+        while todo or pending:
+            while todo and len(pending) + len(done_chunks) < limit:
+                s, n = todo.pop()
+                pending[task.remote(*refs, width, height, s, n, max_depth, seed)] = (s, n)
             ready, _ = ray.wait(list(pending), num_returns=1)
             s, n = pending.pop(ready[0])
             try:
@@ -124,6 +142,8 @@ def ray_render(
                 if on_chunk is not None:
                     on_chunk(film, next_s, n)
     finally:
+        for ref in pending:  # a failure or an interrupt: stop what is still queued or running
+            ray.cancel(ref, force=True)
         if started:
             ray.shutdown()
 

@@ -140,8 +140,14 @@ def run_render(opts: RenderOptions) -> dict[str, Any]:
     ckpt = checkpoint_path(out)
     for f in (out, out.with_suffix(".png"), out.with_suffix(".json"), ckpt):
         remove_stale_temps(f)
-    key = render_key(data, env, strategy, width, height, max_depth, seed)
+    key = render_key(data, env, strategy, width, height, max_depth, seed,
+                     device="ray" if opts.ray is not None else be.name)
     film, done, times = Film(width, height), 0, StageTimes()
+    if not opts.resume and ckpt.exists():
+        raise TracerError(
+            f"{ckpt}: a checkpoint of an unfinished render is there; --resume continues it "
+            "(if it is of these settings), or delete it to start afresh"
+        )
     if opts.resume and not ckpt.exists():
         print(f"tracer: no checkpoint at {ckpt}; rendering from the first sample", file=sys.stderr)
     if opts.resume and ckpt.exists():
@@ -151,7 +157,14 @@ def run_render(opts: RenderOptions) -> dict[str, Any]:
         if done > spp:
             raise TracerError(f"{ckpt}: the checkpoint holds {done} spp, more than the {spp} asked for")
     spp_start = done
-    chunk = opts.chunk_spp or max(1, DEFAULT_BATCH_PATHS // (width * height))
+    if opts.chunk_spp:
+        chunk = opts.chunk_spp
+    elif opts.ray is not None:
+        from tracer.distributed import default_chunk
+
+        chunk = default_chunk(opts.ray, spp - done)
+    else:
+        chunk = max(1, DEFAULT_BATCH_PATHS // (width * height))
     if opts.ray is None:
         # compile (or load cached) kernels on a tiny image so compile time is not sample time
         render(scene_data(scene, 2, 2), env, strategy, 2, 2, 1, max_depth, seed, be=be)

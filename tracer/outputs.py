@@ -1,17 +1,22 @@
-"""Render outputs written atomically, the EXR, PNG and JSON log as one set.
+"""Render outputs written atomically, the EXR, PNG and JSON log published together.
 
-Every file is written to a temporary name in its own folder, flushed to disk, then renamed
-over the final name (``os.replace`` is atomic on POSIX), so a killed or failed render never
-leaves a truncated file. The set is published under an exclusive lock on a hidden lock file
-beside it, log last and the old log removed first: readers never see a new image beside an
-old log, and two renders to the same ``--out`` cannot interleave their files.
+Every file is written to a temporary name in its own folder (``.NAME.HOST-PID.XXXX.tmp.EXT``),
+flushed to disk, then renamed over the final name (``os.replace`` is atomic on POSIX), so a
+killed or failed render never leaves a truncated file. The set is published under an
+exclusive lock on a hidden lock file beside it (``.NAME.json.lock``, left in place), the old
+log removed first and the new log renamed last: a log, when present, always describes the
+files beside it (a crash between the renames can leave a new image with no log, never with
+an old one), and two renders to the same ``--out`` cannot interleave their files.
+Temporaries of processes on this host that no longer run are removed by the next render.
 """
 
 from __future__ import annotations
 
 import fcntl
+import glob
 import json
 import os
+import socket
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -34,17 +39,23 @@ def check_output_path(out: Path) -> Path:
     return out
 
 
+#: this machine's name in temporary file names (another host's temporaries are never removed)
+HOST = "".join(c if c.isalnum() or c == "-" else "-" for c in socket.gethostname()) or "host"
+
+
 def temp_path(final: Path) -> Path:
     """A unique temporary name in ``final``'s folder, with its suffix (writers go by it)."""
-    return final.with_name(f".{final.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp{final.suffix}")
+    return final.with_name(f".{final.stem}.{HOST}-{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp{final.suffix}")
 
 
 def remove_stale_temps(final: Path) -> int:
     """Remove temporaries of ``final`` left by processes that no longer run (killed mid-write)."""
     removed = 0
-    for tmp in Path(final).parent.glob(f".{final.stem}.*.tmp{final.suffix}"):
+    final = Path(final)
+    pattern = f".{glob.escape(final.stem)}.{glob.escape(HOST)}-*.tmp{glob.escape(final.suffix)}"
+    for tmp in final.parent.glob(pattern):
         try:
-            pid = int(tmp.name[len(final.stem) + 2:].split(".")[0])
+            pid = int(tmp.name[len(final.stem) + len(HOST) + 3:].split(".")[0])
         except ValueError:
             continue
         if pid != os.getpid() and not _alive(pid):

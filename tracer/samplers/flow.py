@@ -136,8 +136,7 @@ class FlowSampler:
         import io
 
         buf = io.BytesIO()
-        torch.jit.save(self.module.to("cpu"), buf)
-        self._device = "cpu"
+        torch.jit.save(self.module, buf)  # loaded onto the CPU by __setstate__
         state = {k: v for k, v in self.__dict__.items() if k != "module"}
         state["module_bytes"] = buf.getvalue()
         return state
