@@ -37,7 +37,7 @@ GEOM = (t((1, 3)), t(1), t((1, 3, 3)), t((1, 3)), t((1, 3)), I1, I1, I1, I1, I1)
 i, f = typeof(1), typeof(1.0)
 
 SIGS = {
-    "_generate_camera_rays": (t((5, 3)), i, i, i, i, F3, F3, F3, F3, B1, F1, B1),
+    "_generate_camera_rays": (t((5, 3)), i, i, i, i, i, i, F3, F3, F3, F3, B1, F1, B1),
     "_intersect_closest": (*GEOM, I1, F3, F3, F1, I1, F2),
     "_surface_interaction": (*GEOM, t((1, 3, 3)), I1, I1, I1, F3, F3, F1, I1, F2, F3, F3, F3, I1),
     "_handle_escaped": (I1, i, i, f, F3, F1, F3, F3, B1, F1, B1),
@@ -46,7 +46,7 @@ SIGS = {
                            F3, F3, F3, F3, B1, F1, B1),
     "_light_uniforms": (I1, i, i, I1, I1, F2),
     "_accumulate": (F3, i, F3, F3, I1, I1),
-    "paths": (i, i, I1, I1, I1),
+    "paths": (i, i, i, I1, I1, I1),
     "split_escaped": (I1, F1, I1, F2, I1, I1, F1, I1, F2, I1),
     "compact": (I1, B1, I1, I1),
     "gather_rows": (F3, I1, F3),

@@ -42,6 +42,11 @@ def render_all(device: str, folder: Path, flow: Path | None = None) -> dict[str,
         out[key] = res.film.image()
         out[key + ":var"] = res.film.variance()
         out[key + ":bad"] = np.array(res.film.bad.sum())
+    # slabs of pixels (an image larger than a batch): film views from an offset
+    res = render(data, env, make_strategy("mis", env), W, H, SPP, DEPTH, 5, be=be, batch_paths=10)
+    out["mis-slabs"] = res.film.image()
+    out["mis-slabs:var"] = res.film.variance()
+    out["mis-slabs:bad"] = np.array(res.film.bad.sum())
     return out
 
 

@@ -58,7 +58,7 @@ def cpu_images(tmp_path_factory: pytest.TempPathFactory, flow_model: Path) -> di
     return render_all("cpu", tmp_path_factory.mktemp("cpu"), flow_model)
 
 
-CASES = [n + "".join(f"-{v}" for v in kw.values()) for n, kw in SAMPLERS] + ["flow", "mis-flow"]
+CASES = [n + "".join(f"-{v}" for v in kw.values()) for n, kw in SAMPLERS] + ["flow", "mis-flow", "mis-slabs"]
 
 
 @pytest.mark.parametrize("key", CASES)

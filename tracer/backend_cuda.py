@@ -63,11 +63,11 @@ class CudaBackend:
     def zeros(self, shape: Any, dtype: Any = np.float64) -> Any:
         return _dev(np.zeros(shape, dtype))
 
-    def paths(self, n: int, npix: int, sample0: int) -> tuple[Any, Any, Any]:
+    def paths(self, n: int, pix0: int, nslab: int, sample0: int) -> tuple[Any, Any, Any]:
         idx = cuda.device_array(n, np.int64)
         pixel_of = cuda.device_array(n, np.int64)
         sample_of = cuda.device_array(n, np.int64)
-        KC.paths[KC.grid(n)](npix, sample0, pixel_of, sample_of, idx)
+        KC.paths[KC.grid(n)](pix0, nslab, sample0, pixel_of, sample_of, idx)
         return idx, pixel_of, sample_of
 
     def split_escaped(self, idx: Any, hit_t: Any, hit_prim: Any, hit_b: Any) -> tuple[Any, ...]:

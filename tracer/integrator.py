@@ -1,6 +1,7 @@
 """The wavefront path integrator: batched stages over struct-of-arrays queues.
 
-One pass of :func:`render_batch` traces ``spp_batch`` samples of every pixel at once::
+One pass of :func:`render_batch` traces ``spp_batch`` samples of every pixel at once (or of
+a slab of pixels, when the image holds more pixels than a batch has paths)::
 
     generate_camera_rays                       -> every path alive
     for depth in 0 .. max_depth:
@@ -77,21 +78,22 @@ class Queues:
 def render_batch(
     scene: SceneData, env: EnvMap, strategy: Strategy, width: int, height: int,
     sample0: int, spp_batch: int, max_depth: int, seed: int, film: Film, times: StageTimes,
-    be: Backend = CPU,
+    be: Backend = CPU, pix0: int = 0, nslab: int | None = None,
 ) -> None:
-    """Trace samples ``sample0 .. sample0 + spp_batch - 1`` of every pixel into ``film``."""
+    """Trace samples ``sample0 .. sample0 + spp_batch - 1`` of the pixels ``pix0 .. pix0 +
+    nslab - 1`` (row-major; all of them by default) into ``film``."""
     K = be.k
-    npix = width * height
-    q = Queues(npix * spp_batch, be)
-    idx, pixel_of, sample_of = be.paths(q.n, npix, sample0)
+    nslab = width * height - pix0 if nslab is None else nslab
+    q = Queues(nslab * spp_batch, be)
+    idx, pixel_of, sample_of = be.paths(q.n, pix0, nslab, sample0)
     scene = be.scene(scene)
     light = bind_light(strategy.light, be)
     mode = strategy.mode
     g = scene.geom
     clock = Clock(be, times)
 
-    K.generate_camera_rays(scene.camera, width, height, sample0, seed, q.ro, q.rd, q.beta,
-                           q.radiance, q.alive, q.prev_pdf, q.prev_delta)
+    K.generate_camera_rays(scene.camera, width, height, pix0, nslab, sample0, seed, q.ro, q.rd,
+                           q.beta, q.radiance, q.alive, q.prev_pdf, q.prev_delta)
     clock.lap("shade")
 
     for depth in range(max_depth + 1):
@@ -148,8 +150,7 @@ def render_batch(
         clock.lap("shade")
 
     # ---- accumulate
-    K.accumulate(q.radiance, npix, *be.film(film))
-    be.sync_film(film)
+    K.accumulate(q.radiance, nslab, *(a[pix0:pix0 + nslab] for a in be.film(film)))
     clock.lap("shade")
 
 
@@ -191,13 +192,18 @@ def render(
     film = Film(width, height) if film is None else film
     times = StageTimes() if times is None else times
     npix = width * height
+    # a batch is at most batch_paths paths: several samples of every pixel, or one sample of
+    # a slab of pixels (so memory stays bounded whatever the resolution)
     per_batch = max(1, min(spp, batch_paths // npix))
+    slab = min(npix, max(1, batch_paths))
     t0 = time.perf_counter()
     s = 0
     while s < spp:
         n = min(per_batch, spp - s)
-        render_batch(scene, env, strategy, width, height, spp_start + s, n, max_depth, seed, film,
-                     times, be)
+        for pix0 in range(0, npix, slab):
+            render_batch(scene, env, strategy, width, height, spp_start + s, n, max_depth, seed,
+                         film, times, be, pix0, min(slab, npix - pix0))
+        be.sync_film(film)
         s += n
         if progress is not None:
             progress(n)

@@ -37,14 +37,14 @@ __all__ = ["BSDF_ONLY", "MIS", "NEE_ONLY"]
 
 @njit(cache=True, parallel=True)
 def generate_camera_rays(
-    cam: np.ndarray, width: int, height: int, sample0: int, seed: int,
+    cam: np.ndarray, width: int, height: int, pix0: int, nslab: int, sample0: int, seed: int,
     ro: np.ndarray, rd: np.ndarray, beta: np.ndarray, radiance: np.ndarray,
     alive: np.ndarray, prev_pdf: np.ndarray, prev_delta: np.ndarray,
 ) -> None:
-    """Primary rays for every path of a batch: path p is pixel p % (W H), sample p // (W H)."""
+    """Primary rays: path p is pixel pix0 + p % nslab, sample sample0 + p // nslab."""
     for p in prange(ro.shape[0]):
-        generate_camera_rays_at(p, cam, width, height, sample0, seed, ro, rd, beta, radiance,
-                                alive, prev_pdf, prev_delta)
+        generate_camera_rays_at(p, cam, width, height, pix0, nslab, sample0, seed, ro, rd, beta,
+                                radiance, alive, prev_pdf, prev_delta)
 
 
 @njit(cache=True, parallel=True)

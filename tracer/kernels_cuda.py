@@ -46,18 +46,18 @@ def grid(n: int) -> tuple[int, int]:
 
 
 @cuda.jit(cache=True)
-def _generate_camera_rays(cam, width, height, sample0, seed, ro, rd, beta, radiance, alive,
-                          prev_pdf, prev_delta):
+def _generate_camera_rays(cam, width, height, pix0, nslab, sample0, seed, ro, rd, beta, radiance,
+                          alive, prev_pdf, prev_delta):
     p = cuda.grid(1)
     if p < ro.shape[0]:
-        generate_camera_rays_at(p, cam, width, height, sample0, seed, ro, rd, beta, radiance,
-                                alive, prev_pdf, prev_delta)
+        generate_camera_rays_at(p, cam, width, height, pix0, nslab, sample0, seed, ro, rd, beta,
+                                radiance, alive, prev_pdf, prev_delta)
 
 
-def generate_camera_rays(cam, width, height, sample0, seed, ro, rd, beta, radiance, alive,
-                         prev_pdf, prev_delta):
-    _generate_camera_rays[grid(ro.shape[0])](cam, width, height, sample0, seed, ro, rd, beta,
-                                             radiance, alive, prev_pdf, prev_delta)
+def generate_camera_rays(cam, width, height, pix0, nslab, sample0, seed, ro, rd, beta, radiance,
+                         alive, prev_pdf, prev_delta):
+    _generate_camera_rays[grid(ro.shape[0])](cam, width, height, pix0, nslab, sample0, seed, ro,
+                                             rd, beta, radiance, alive, prev_pdf, prev_delta)
 
 
 @cuda.jit(cache=True)
@@ -160,13 +160,13 @@ def accumulate(radiance, n_pix, mean, m2, count, bad):
 
 
 @cuda.jit(cache=True)
-def paths(n_pix, sample0, pixel_of, sample_of, idx):
+def paths(pix0, nslab, sample0, pixel_of, sample_of, idx):
     """Path ids of a batch and each path's pixel and sample index."""
     p = cuda.grid(1)
     if p < idx.shape[0]:
         idx[p] = p
-        pixel_of[p] = p % n_pix
-        sample_of[p] = sample0 + p // n_pix
+        pixel_of[p] = pix0 + p % nslab
+        sample_of[p] = sample0 + p // nslab
 
 
 @cuda.jit(cache=True)

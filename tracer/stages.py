@@ -61,14 +61,14 @@ def mis_weight(pa: float, pb: float, power: float) -> float:
 @njit(cache=True, inline="always")
 def generate_camera_rays_at(
     p: int,
-    cam: np.ndarray, width: int, height: int, sample0: int, seed: int,
+    cam: np.ndarray, width: int, height: int, pix0: int, nslab: int, sample0: int, seed: int,
     ro: np.ndarray, rd: np.ndarray, beta: np.ndarray, radiance: np.ndarray,
     alive: np.ndarray, prev_pdf: np.ndarray, prev_delta: np.ndarray,
 ) -> None:
-    """Primary rays for every path of a batch: path p is pixel p % (W H), sample p // (W H)."""
-    npix = width * height
-    pix = p % npix
-    s = sample0 + p // npix
+    """Primary rays for every path of a batch over the pixels ``pix0 .. pix0 + nslab - 1``:
+    path p is pixel ``pix0 + p % nslab``, sample ``sample0 + p // nslab``."""
+    pix = pix0 + p % nslab
+    s = sample0 + p // nslab
     x = pix % width
     y = pix // width
     sx = 2.0 * (x + uniform(seed, pix, s, 0)) / width - 1.0
