@@ -54,7 +54,7 @@ def sampler_fingerprint(light: Any) -> Any:
     return light.name
 
 
-def tool_versions() -> dict[str, str]:
+def library_versions() -> dict[str, str]:
     """Versions of the libraries whose arithmetic is in the image."""
     import llvmlite
     import numba
@@ -72,7 +72,7 @@ def render_key(data: Any, env: Any, strategy: Any, width: int, height: int, max_
     same samples are bit-identical only with the same arithmetic.
     """
     return content_key(
-        f"flowtracer-render-v{CHECKPOINT_VERSION}", code_digest(), tool_versions(), str(device),
+        f"flowtracer-render-v{CHECKPOINT_VERSION}", code_digest(), library_versions(), str(device),
         data, env.rgb, float(env.rot_u),
         strategy.name, int(strategy.mode), float(strategy.power), sampler_fingerprint(strategy.light),
         int(width), int(height), int(max_depth), int(seed),

@@ -12,7 +12,13 @@ from typing import Any
 import numpy as np
 
 from tracer.backend import make_backend
-from tracer.checkpoint import checkpoint_path, load_checkpoint, render_key, save_checkpoint
+from tracer.checkpoint import (
+    checkpoint_path,
+    library_versions,
+    load_checkpoint,
+    render_key,
+    save_checkpoint,
+)
 from tracer.envmap import EnvMap, load_envmap, require_light
 from tracer.errors import TracerError
 from tracer.film import Film, save_png
@@ -62,18 +68,9 @@ def _check_positive(name: str, value: int) -> None:
 
 def tool_versions() -> dict[str, str]:
     """Versions of the tools a render depends on (for the log)."""
-    import numba
-    import torch
-
     import tracer
 
-    return {
-        "flowtracer": tracer.__version__,
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "numba": numba.__version__,
-        "torch": torch.__version__,
-    }
+    return {"flowtracer": tracer.__version__, "python": platform.python_version(), **library_versions()}
 
 
 def resolve_env(scene: Scene, opts: RenderOptions) -> EnvMap:
