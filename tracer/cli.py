@@ -52,11 +52,15 @@ def _positive_finite_float(text: str) -> float:
     return v
 
 
-def _seed(text: str) -> int:
+def _int(text: str) -> int:
     try:
-        v = int(text)
+        return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def _seed(text: str) -> int:
+    v = _int(text)
     if not 0 <= v < SEED_LIMIT:
         raise argparse.ArgumentTypeError(
             f"must be from 0 to {SEED_LIMIT - 1} (the random numbers hash 32 bits of it), got {v}"
@@ -78,20 +82,14 @@ def _sampler_list(text: str) -> str:
 
 
 def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    v = _int(text)
     if v <= 0:
         raise argparse.ArgumentTypeError(f"must be positive, got {v}")
     return v
 
 
 def _nonneg_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    v = _int(text)
     if v < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
     return v

@@ -86,17 +86,11 @@ def _maybe_die() -> None:
 def render_chunk(data: Any, env: Any, strategy: Any, width: int, height: int, sample0: int, n: int,
                  max_depth: int, seed: int) -> tuple[dict, dict[str, float], float]:
     """Samples ``sample0 .. sample0 + n - 1`` of every pixel into a fresh film (on a worker)."""
-    import numba
-    import torch
-
     from tracer.integrator import StageTimes, render
 
-    numba.set_num_threads(1)  # Ray counts a task as one CPU
-    torch.set_num_threads(1)
     film, times = Film(width, height), StageTimes()
     res = render(data, env, strategy, width, height, n, max_depth, seed, spp_start=sample0,
                  film=film, times=times)
-    _maybe_die()
     return film.state(), times.as_dict(), res.seconds
 
 
@@ -113,7 +107,7 @@ def ray_render(
     ray = import_ray()
     started = connect(address)
     try:
-        task = ray.remote(num_cpus=1, max_retries=MAX_RETRIES)(render_chunk)
+        task = ray.remote(num_cpus=1, max_retries=MAX_RETRIES)(_one_thread)
         refs = [ray.put(x) for x in (data, env, strategy)]
         # at most IN_FLIGHT_PER_CPU tasks a CPU at once: each returns a whole film, and
         # results that finish early wait in memory until the chunks before them are merged
@@ -125,7 +119,7 @@ def ray_render(
         while todo or pending:
             while todo and len(pending) + len(done_chunks) < limit:
                 s, n = todo.pop()
-                pending[task.remote(*refs, width, height, s, n, max_depth, seed)] = (s, n)
+                pending[task.remote(render_chunk, *refs, width, height, s, n, max_depth, seed)] = (s, n)
             ready, _ = ray.wait(list(pending), num_returns=1)
             s, n = pending.pop(ready[0])
             try:
