@@ -52,6 +52,21 @@ def rate(fn: Callable[[np.ndarray], Any], arg: np.ndarray, repeats: int = 5) -> 
     return len(arg) / statistics.median(ts)
 
 
+def relmse_of_renders(data: Any, env: Any, strategy: Any, size: int, spp: int, depth: int, seeds: int,
+                      ref: np.ndarray) -> tuple[float, float]:
+    """relMSE against ``ref`` of ``seeds`` independent ``size`` x ``size`` renders (seeds 1, 2, ...):
+    the mean and its standard error."""
+    errs = [error_metrics(render(data, env, strategy, size, size, spp, depth, seed).film.image(), ref)["relmse"]
+            for seed in range(1, seeds + 1)]
+    return float(np.mean(errs)), float(np.std(errs, ddof=1) / np.sqrt(len(errs)))
+
+
+def ratio_cell(a: tuple[float, float], b: tuple[float, float]) -> str:
+    """``a / b`` of two (mean, standard error) pairs, with the ratio's standard error."""
+    (am, ase), (bm, bse) = a, b
+    return f"{am / bm:.3f} ({am / bm * np.hypot(ase / am, bse / bm):.2f})"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--maps", help="comma-separated map names or files (default: all)")
@@ -80,10 +95,8 @@ def main() -> None:
         for name in samplers:
             extra = {"model_path": cache_path(env)} if name == "flow" else {}
             strategy = make_strategy(name, env, **extra)
-            errs = [error_metrics(render(data, env, strategy, args.size, args.size, args.spp, args.depth,
-                                         seed).film.image(), ref.film.image())["relmse"]
-                    for seed in range(1, args.seeds + 1)]
-            rel[name] = (float(np.mean(errs)), float(np.std(errs, ddof=1) / np.sqrt(len(errs))))
+            rel[name] = relmse_of_renders(data, env, strategy, args.size, args.spp, args.depth, args.seeds,
+                                          ref.film.image())
         rows.append((path.stem, flow.meta, cache_path(env).stat().st_size, thr, rel))
         print(f"{path.stem}: done", file=sys.stderr, flush=True)
 
@@ -100,8 +113,7 @@ def main() -> None:
         cells += [f"{thr['flow', k, b] / 1e6:.2f} / {thr['piecewise', k, b] / 1e6:.2f}"
                   for k in ("sample", "pdf") for b in BATCHES]
         (fm, fs), (pm, ps) = rel["flow"], rel["piecewise"]
-        ratio_se = fm / pm * np.hypot(fs / fm, ps / pm)
-        cells += [f"{fm:.4g} ({fs:.2g})", f"{pm:.4g} ({ps:.2g})", f"{fm / pm:.3f} ({ratio_se:.2f})"]
+        cells += [f"{fm:.4g} ({fs:.2g})", f"{pm:.4g} ({ps:.2g})", ratio_cell(rel["flow"], rel["piecewise"])]
         print("| " + " | ".join(cells) + " |")
 
 

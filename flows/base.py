@@ -11,14 +11,15 @@ the temporaries of a block stay in cache; the results are identical).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 
 class UnitSquareFlow(nn.Module):
-    """Base of :class:`~flows.model.SplineFlow` and :class:`~flows.pixel_flow.PixelFlow`.
+    """Base of every flow family (:mod:`flows.families`).
 
     Args:
         chunk_size: rows per block in :meth:`sample` and :meth:`log_prob` (speed only).
@@ -29,6 +30,12 @@ class UnitSquareFlow(nn.Module):
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be positive, got {chunk_size}")
         self.chunk_size = chunk_size
+
+    @classmethod
+    def for_density(cls, config: Any, p: np.ndarray) -> Self:
+        """A new, untrained flow of ``config`` for the normalised density ``p`` (H, W), as
+        :func:`flows.train.fit_flow` starts it (each family says how)."""
+        raise NotImplementedError
 
     def count_parameters(self) -> int:
         """Number of trainable scalars."""
@@ -77,7 +84,13 @@ class UnitSquareFlow(nn.Module):
 
 
 class ConfigDict:
-    """``to_dict`` / ``from_dict`` for the frozen dataclasses that configure a flow."""
+    """``to_dict`` / ``from_dict`` for the frozen dataclasses that configure a flow.
+
+    Attributes:
+        kind: the family's name in :mod:`flows.families` (a class variable of each config).
+    """
+
+    kind: ClassVar[str]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly dict; :meth:`from_dict` inverts it."""

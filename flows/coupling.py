@@ -63,6 +63,15 @@ ENCODINGS = ("one_blob", "fourier", "raw")
 MIN_ROWS = 16
 
 
+def check_stack(n_layers: int, encoding: str) -> None:
+    """Raise ``ValueError`` unless ``n_layers >= 1`` and ``encoding`` is one of
+    :data:`ENCODINGS` (for the configurations of flows built of these layers)."""
+    if n_layers < 1:
+        raise ValueError(f"n_layers must be at least 1, got {n_layers}")
+    if encoding not in ENCODINGS:
+        raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
+
+
 class Encoding(nn.Module):
     """Encoding :math:`\\gamma` of one coordinate in ``[0, 1]`` (see the module docstring).
 

@@ -6,8 +6,9 @@ package's classes nor pickle. Next to the code the archive carries one extra fil
 ``flowtracer.json`` (``_extra_files``), with
 
 * ``format`` = ``"flowtracer.flow"`` and ``format_version`` (:data:`FORMAT_VERSION`),
-* ``model``: ``"pixel"`` (:class:`~flows.pixel_flow.PixelFlow`) or ``"spline"``
-  (:class:`~flows.model.SplineFlow`), and ``config``: the ``to_dict()`` of its configuration,
+* ``model``: the flow's family (``config.kind``, a name of :mod:`flows.families`, e.g.
+  ``"pixel"``, ``"spline"``, ``"realnvp"``), and ``config``: the ``to_dict()`` of its
+  configuration (:func:`flows.families.config_from_dict` rebuilds it),
 * ``n_parameters``,
 * everything the caller passed as ``metadata`` (for instance ``map_hash``, the content hash
   of the environment map the flow was fitted to, see :func:`content_hash`, and ``kl``).
@@ -52,8 +53,7 @@ def save_flow(model: UnitSquareFlow, path: str | os.PathLike[str], metadata: dic
     """Script ``model`` and write it with its metadata to ``path`` (see the module docstring).
 
     Args:
-        model: the flow (eager :class:`~flows.model.SplineFlow` or
-            :class:`~flows.pixel_flow.PixelFlow`).
+        model: the flow (eager, of any family of :mod:`flows.families`).
         path: the output file; its parent folder must exist.
         metadata: JSON-serialisable extras (``map_hash``, ``kl``, ...); must not use the keys
             in :data:`RESERVED_KEYS`.

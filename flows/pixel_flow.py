@@ -55,6 +55,7 @@ import math
 from dataclasses import dataclass
 from typing import ClassVar
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -251,6 +252,16 @@ class PixelFlow(UnitSquareFlow):
         frac_v = (tv - rows.to(x.dtype)).clamp(0.0, 1.0)
         frac_u = (tu - cols.to(x.dtype)).clamp(0.0, 1.0)
         return rows, coarse, fine, frac_v, frac_u
+
+    @classmethod
+    def for_density(cls, config: PixelFlowConfig, p: np.ndarray) -> PixelFlow:
+        """A new flow of ``config`` at ``p``'s size (H, W), its row marginal at ``p``'s row
+        masses (the maximum-likelihood value of that factor)."""
+        model = cls(config.for_shape(*p.shape))
+        rows = p.sum(axis=1)
+        with torch.no_grad():
+            model.row_logits.copy_(torch.from_numpy(np.log(np.maximum(rows, rows.max() * 1e-30))))
+        return model
 
     @torch.jit.export
     def transform(self, x: Tensor) -> tuple[Tensor, Tensor]:

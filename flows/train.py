@@ -1,5 +1,5 @@
-r"""Fitting a flow (:class:`~flows.pixel_flow.PixelFlow` or :class:`~flows.model.SplineFlow`)
-to a piecewise-constant density on the square.
+r"""Fitting a flow of any family (:mod:`flows.families`) to a piecewise-constant density on
+the square.
 
 Target. ``density`` of shape ``(H, W)`` is a nonnegative piecewise-constant density on
 :math:`[0, 1]^2`: pixel ``[i, j]`` covers :math:`v \in [i/H, (i+1)/H]` (``x[:, 1]``) and
@@ -51,8 +51,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from flows.base import UnitSquareFlow
-from flows.model import FlowConfig, SplineFlow
+from flows.base import ConfigDict, UnitSquareFlow
+from flows.families import build_flow
 from flows.pixel_flow import PixelFlow, PixelFlowConfig
 
 
@@ -61,7 +61,7 @@ class FitResult:
     """Outcome of :func:`fit_flow`.
 
     Attributes:
-        model: the fitted flow, :class:`SplineFlow` or :class:`PixelFlow` (best validation
+        model: the fitted flow, of the config's family (best validation
             weights, eval mode).
         kl: :func:`kl_divergence` of the target from the fitted flow, in nats.
         steps: optimisation steps taken.
@@ -133,30 +133,6 @@ class PiecewiseConstantSampler:
         return x, self.log_density[idx]
 
 
-def brightest_pixels(
-    p: np.ndarray, m: int, uniform_weight: float = 0.0
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The ``m`` pixels of largest density and initial weights for pixel components.
-
-    Each weight starts at the pixel's probability mass :math:`p_{ij} / (H W)` (scaled down
-    if together they would take more than half of :math:`1 - a`), so that the flow starts
-    by fitting the rest of the map. Ties are broken by the lower flat index.
-
-    Returns:
-        ``(flat_index (m,), weights (m,))`` with ``flat_index = row * W + col``.
-    """
-    flat = p.reshape(-1)
-    if m > flat.size:
-        raise ValueError(f"{m} pixel components requested for a map of {flat.size} pixels")
-    index = np.argsort(-flat, kind="stable")[:m]
-    mass = flat[index] / flat.sum()
-    mass = np.maximum(mass, 1e-12)  # a component needs a positive weight
-    cap = 0.5 * (1.0 - uniform_weight)
-    if mass.sum() > cap:
-        mass = mass * (cap / mass.sum())
-    return torch.from_numpy(index.astype(np.int64)), torch.from_numpy(mass)
-
-
 def _lr_factor(progress: float, warmup: float) -> float:
     """Linear warm-up to 1 over ``warmup`` of the budget, then cosine decay to 0.01."""
     if progress < warmup:
@@ -169,27 +145,6 @@ def _lr_factor(progress: float, warmup: float) -> float:
 OBJECTIVES = ("auto", "exact", "samples")
 #: Pixels per step of the exact objective; larger maps take a random subset of rows each step.
 EXACT_PIXELS_PER_STEP = 1 << 20
-
-
-def build_flow(config: FlowConfig | PixelFlowConfig, p: np.ndarray) -> UnitSquareFlow:
-    """A new, untrained flow of ``config`` for the normalised density ``p`` (H, W).
-
-    A :class:`PixelFlow` takes the map's size, and its row marginal starts at the map's row
-    masses (the maximum-likelihood value of that factor); a :class:`SplineFlow` with pixel
-    components places them on the brightest pixels.
-    """
-    h, w = p.shape
-    if isinstance(config, PixelFlowConfig):
-        model = PixelFlow(config.for_shape(h, w))
-        rows = p.sum(axis=1)
-        with torch.no_grad():
-            model.row_logits.copy_(torch.from_numpy(np.log(np.maximum(rows, rows.max() * 1e-30))))
-        return model
-    model = SplineFlow(config)
-    if config.n_pixel_components > 0:
-        index, weights = brightest_pixels(p, config.n_pixel_components, config.uniform_weight)
-        model.set_pixel_components(index, h, w, weights)
-    return model
 
 
 class ExactObjective:
@@ -251,7 +206,7 @@ class ExactObjective:
 
 def fit_flow(
     density: np.ndarray,
-    config: FlowConfig | PixelFlowConfig | None = None,
+    config: ConfigDict | None = None,
     *,
     objective: str = "auto",
     seed: int = 0,
@@ -278,8 +233,8 @@ def fit_flow(
 
     Args:
         density: nonnegative (H, W) array; row ``i`` is v, column ``j`` is u (module docstring).
-        config: the flow: :class:`PixelFlowConfig` (default) or :class:`FlowConfig`
-            (a :class:`SplineFlow`).
+        config: the flow: the configuration of any family of :mod:`flows.families`
+            (default :class:`PixelFlowConfig`).
         objective: ``"auto"``, ``"exact"`` or ``"samples"``.
         seed: seeds the initial weights and all training samples.
         max_steps: optimisation steps at most.
@@ -298,7 +253,7 @@ def fit_flow(
 
     Raises:
         ValueError: ``density`` is not 2-D, or has non-finite or negative values, or sums to
-            0; an unknown objective, or ``"exact"`` for a :class:`SplineFlow`.
+            0; an unknown objective, or ``"exact"`` for another flow than a :class:`PixelFlow`.
     """
     p = normalize_density(density)
     config = PixelFlowConfig() if config is None else config

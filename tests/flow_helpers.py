@@ -5,8 +5,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from flows.model import FlowConfig, SplineFlow
-from flows.pixel_flow import PixelFlow, PixelFlowConfig
+from flows.base import ConfigDict
+from flows.families import family
+from flows.glow import GlowConfig
+from flows.maf import IAFConfig, MAFConfig
+from flows.model import FlowConfig
+from flows.nice import NICEConfig
+from flows.pixel_flow import PixelFlowConfig
+from flows.realnvp import RealNVPConfig
 
 #: How closely a sample's returned log density must equal ``log_prob`` at the returned point,
 #: in any batch: absolute, and relative to the log density. A spline flow's agree exactly; the
@@ -82,12 +88,25 @@ def assert_sample_log_pdf_is_log_prob(model: nn.Module, u: torch.Tensor) -> tupl
     return x, log_pdf
 
 
-#: Flows far from uniform, by name: ``(config, perturbation scale)``. Spline flows of several
-#: architectures (one a mixture with uniform and pixel components, two of them side by side)
-#: and a pixel flow on a 16 x 32 map. "spline_peaked" is the default architecture perturbed
-#: until its density spans e^-8 .. e^11: float32 arithmetic on the points put its sample's
-#: log density and log_prob up to 0.1 apart.
-FAR_FLOWS: dict[str, tuple[FlowConfig | PixelFlowConfig, float]] = {
+#: Flows far from uniform, by name: ``(config, perturbation scale)``. One per family of
+#: :mod:`flows.families` under the family's name (tests/test_flow_families.py runs its suite
+#: on these), and variants: spline flows of other architectures (one a mixture with uniform
+#: and pixel components, two of them side by side) and a RealNVP mixture. "spline_peaked" is
+#: the default spline architecture perturbed until its density spans e^-8 .. e^11: float32
+#: arithmetic on the points put its sample's log density and log_prob up to 0.1 apart. The
+#: real-line families' scales keep their density's standard deviation on the square at 0.35
+#: to 0.75: perturbed further, they pile mass against the square's edges (a power law in the
+#: distance), beyond what a 640 x 640 grid integrates or float64 resolves.
+_TINY = {"n_layers": 4, "hidden": 16, "depth": 1, "encoding_size": 8, "n_pixel_components": 0}
+FAR_FLOWS: dict[str, tuple[ConfigDict, float]] = {
+    "nice": (NICEConfig(**_TINY), 0.2),
+    "realnvp": (RealNVPConfig(**_TINY), 0.15),
+    "realnvp_mixture": (
+        RealNVPConfig(**{**_TINY, "uniform_weight": 0.05, "n_pixel_components": 4}), 0.15
+    ),
+    "glow": (GlowConfig(**_TINY), 0.04),
+    "maf": (MAFConfig(**_TINY), 0.15),
+    "iaf": (IAFConfig(**_TINY), 0.08),
     "spline": (
         FlowConfig(n_layers=4, n_bins=8, hidden=16, encoding_size=8, n_pixel_components=0), 0.3
     ),
@@ -110,14 +129,12 @@ FAR_FLOWS: dict[str, tuple[FlowConfig | PixelFlowConfig, float]] = {
 
 
 def far_flow(name: str) -> nn.Module:
-    """The flow :data:`FAR_FLOWS` names, with seeded weights, in eval mode. A spline mixture's
+    """The flow :data:`FAR_FLOWS` names, with seeded weights, in eval mode. A mixture's
     pixel components sit on a 16 x 16 map, two of them side by side (pixels 40 and 41)."""
     config, scale = FAR_FLOWS[name]
     torch.manual_seed(0)
-    if isinstance(config, PixelFlowConfig):
-        return perturb(PixelFlow(config), scale)
-    model = SplineFlow(config)
-    if config.n_pixel_components:
+    model = family(config.kind).model_class()(config)
+    if getattr(config, "n_pixel_components", 0):
         model.set_pixel_components(
             torch.tensor([40, 41, 7, 255]), 16, 16, torch.tensor([0.2, 0.15, 0.1, 0.05])
         )

@@ -18,6 +18,8 @@ TINY = ["--max-steps", "60", "--hidden", "8", "--no-progress"]
 MODELS = {
     "pixel": ["--model", "pixel", *TINY],
     "spline": ["--model", "spline", "--layers", "2", "--bins", "8", *TINY],
+    # a real-line family (flows/plane.py); tests/test_flow_families.py covers each of them
+    "glow": ["--model", "glow", "--layers", "2", *TINY],
 }
 
 
@@ -75,9 +77,12 @@ def test_fit_flow_refuses_unusable_maps(bad: str, tmp_path: Path, capsys: pytest
 
 def test_fit_flow_refuses_spline_options_for_the_pixel_flow(sky_exr: Path, tmp_path: Path,
                                                             capsys: pytest.CaptureFixture[str]) -> None:
-    rc = main(["fit-flow", str(sky_exr), "--out", str(tmp_path / "m.pt"), "--bins", "8", *TINY])
-    err = capsys.readouterr().err
-    assert rc == 2 and "--model spline" in err and not (tmp_path / "m.pt").exists()
+    for model in ("pixel", "realnvp"):
+        rc = main(["fit-flow", str(sky_exr), "--out", str(tmp_path / "m.pt"), "--bins", "8", "--model", model,
+                   *TINY])
+        err = capsys.readouterr().err
+        assert rc == 2 and f"--bins is an option of --model spline, not of --model {model}" in err
+        assert not (tmp_path / "m.pt").exists()
     rc = main(["fit-flow", str(sky_exr), "--out", str(tmp_path / "m.pt"), "--time-limit", "-1", *TINY])
     err = capsys.readouterr().err
     assert rc == 2 and "--time-limit must be positive" in err and not (tmp_path / "m.pt").exists()

@@ -1,5 +1,5 @@
-"""Tests for flows.spline: the rational-quadratic spline bijection; and, for the flows built on
-it (and the pixel flow), that a sample's log density is ``log_prob`` at the returned point."""
+"""Tests for flows.spline: the rational-quadratic spline bijection, and the spline flows'
+float64 evaluation."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from flows.spline import periodic_derivatives, rational_quadratic_spline
-from tests.flow_helpers import FAR_FLOWS, assert_sample_log_pdf_is_log_prob, far_flow, uniform
+from tests.flow_helpers import FAR_FLOWS, far_flow, uniform
 
 K = 8
 
@@ -160,18 +160,7 @@ def test_float64_points_with_float32_parameters() -> None:
     torch.testing.assert_close(ld_fwd, ld64, atol=1e-3, rtol=0)
 
 
-# ---- the flows: sample's log density is log_prob's at the returned point --------------------
-
-
-@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")
-@pytest.mark.usefixtures("torch_one_thread")
-@pytest.mark.parametrize("scripted", [False, True], ids=["eager", "scripted"])
-@pytest.mark.parametrize("name", sorted(FAR_FLOWS))
-def test_sample_log_pdf_is_log_prob_at_the_returned_point(name: str, scripted: bool) -> None:
-    model = far_flow(name)
-    if scripted:  # what the renderer loads
-        model = torch.jit.script(model)
-    assert_sample_log_pdf_is_log_prob(model, uniform(20000, seed=3))
+# ---- the spline flows' precision (the check for every family: tests/test_flow_families.py) ----
 
 
 @pytest.mark.usefixtures("torch_one_thread")

@@ -8,7 +8,9 @@ does by maximum likelihood. The default, :class:`flows.pixel_flow.PixelFlow`, is
 autoregressive flow of piecewise-linear couplings (Müller et al., "Neural Importance
 Sampling", 2019) at the map's pixel resolution, fitted on the exact pixel KL;
 ``fit-flow --model spline`` gives :class:`flows.model.SplineFlow`, rational-quadratic spline
-couplings fitted on samples. The tracer's own uniforms drive the flow directly:
+couplings fitted on samples, and ``--model nice|realnvp|glow|maf|iaf`` the real-line
+families of :mod:`flows.families`; the sampler only calls the file's ``sample`` and
+``log_prob``, so it takes any of them. The tracer's own uniforms drive the flow directly:
 ``module.sample(u)`` gives the point :math:`x` of the map's square and :math:`\log p_{uv}(x)`;
 the density becomes solid angle by the same Jacobian as ``piecewise``
 (:func:`tracer.sphere_map.uv_to_solid_angle_pdf`) and the radiance is still read from the map.
@@ -34,8 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from flows.model import FlowConfig
-from flows.pixel_flow import PixelFlowConfig
+from flows.base import ConfigDict
 from tracer.envmap import EnvMap
 from tracer.errors import TracerError
 from tracer.outputs import write_atomic
@@ -54,18 +55,18 @@ def cache_dir() -> Path:
 
 
 def cache_path(env: EnvMap, folder: Path | None = None, model: str = "pixel") -> Path:
-    """The cache file of the ``model`` flow (``"pixel"`` or ``"spline"``) for ``env``'s pixels."""
+    """The cache file of the ``model`` flow (a family of :mod:`flows.families`) for ``env``'s pixels."""
     return (folder or cache_dir()) / f"{env.content_hash()[:24]}-{model}.pt"
 
 
 def fit_map_flow(
     env: EnvMap, out: Path, *, seed: int = 0, progress: bool = True,
-    config: FlowConfig | PixelFlowConfig | None = None, **fit_kw: Any,
+    config: ConfigDict | None = None, **fit_kw: Any,
 ) -> dict[str, Any]:
     """Fit a flow to ``env``'s sampling density and save it to ``out``; return its metadata.
 
-    ``config`` is a :class:`flows.pixel_flow.PixelFlowConfig` (the default) or a
-    :class:`flows.model.FlowConfig`.
+    ``config`` is any family's configuration (:mod:`flows.families`; default
+    :class:`flows.pixel_flow.PixelFlowConfig`).
     """
     from flows.export import save_flow
     from flows.train import fit_flow
@@ -90,7 +91,7 @@ def fit_map_flow(
 
 
 def fit_map_flow_bytes(
-    env: EnvMap, seed: int, config: FlowConfig | PixelFlowConfig | None, fit_kw: dict[str, Any],
+    env: EnvMap, seed: int, config: ConfigDict | None, fit_kw: dict[str, Any],
     progress: bool = False,
 ) -> tuple[bytes, dict[str, Any]]:
     """:func:`fit_map_flow`, returning the saved model's bytes and metadata (for Ray workers,
