@@ -35,8 +35,8 @@ from tracer.scene import load_scene
 from tracer.scene_data import scene_data
 
 SCENE = ROOT / "scenes" / "spheres.toml"
-CASES = [("uniform", {}), ("piecewise", {}), ("flow", {}), ("bsdf", {}), ("mis", {}),
-         ("mis", {"light": "flow"})]
+CASES = [("uniform", {}), ("piecewise", {}), ("flow", {}), ("product", {}), ("bsdf", {}), ("mis", {}),
+         ("mis", {"light": "flow"}), ("mis", {"light": "product"})]
 
 
 def main() -> None:

@@ -4,6 +4,8 @@ by quadrature."""
 from __future__ import annotations
 
 import math
+import os
+import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +14,9 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# models built by tests (a product sampler with no model file) go to a scratch cache, never
+# to the repository's renders/flows
+os.environ.setdefault("FLOWTRACER_FLOW_CACHE", tempfile.mkdtemp(prefix="flowtracer-test-cache-"))
 #: the five CC0 maps beside the repository (CI has them); the scenes bundle two of them
 SHARED_ENVMAPS = ROOT.parent / "shared" / "envmaps"
 BUNDLED_ENVMAPS = ROOT / "scenes" / "envmaps"

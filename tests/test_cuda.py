@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.cuda_render import SAMPLERS, render_all
+from tests.cuda_render import MODEL_CASES, SAMPLERS, render_all
 from tracer.backend import cuda_available, make_backend
 from tracer.errors import TracerError
 
@@ -39,14 +39,31 @@ def flow_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def cuda_images(tmp_path_factory: pytest.TempPathFactory, flow_model: Path) -> tuple[dict[str, np.ndarray], str]:
+def product_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The product model of the test scene's sky (built here: the simulator would build it
+    in Python)."""
+    from tests.test_render import SPHERES
+    from tracer.envmap import load_envmap
+    from tracer.product_model import build_product_model, save_product_model
+    from tracer.scene import load_scene
+
+    folder = tmp_path_factory.mktemp("product")
+    (folder / "scene.toml").write_text(SPHERES)
+    env = load_envmap(load_scene(folder / "scene.toml").env)
+    save_product_model(build_product_model(env), folder / "sky.npz")
+    return folder / "sky.npz"
+
+
+@pytest.fixture(scope="module")
+def cuda_images(tmp_path_factory: pytest.TempPathFactory, flow_model: Path,
+                product_model: Path) -> tuple[dict[str, np.ndarray], str]:
     out = tmp_path_factory.mktemp("cuda") / "cuda.npz"
     env = dict(os.environ)
     where = "gpu"
     if not cuda_available():
         env.update(NUMBA_ENABLE_CUDASIM="1", NUMBA_DISABLE_JIT="1")
         where = "simulator"
-    r = subprocess.run([sys.executable, "-m", "tests.cuda_render", str(out), "cuda", str(flow_model)], check=False, cwd=ROOT, env=env,
+    r = subprocess.run([sys.executable, "-m", "tests.cuda_render", str(out), "cuda", str(flow_model), str(product_model)], check=False, cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     with np.load(out) as z:
@@ -54,11 +71,12 @@ def cuda_images(tmp_path_factory: pytest.TempPathFactory, flow_model: Path) -> t
 
 
 @pytest.fixture(scope="module")
-def cpu_images(tmp_path_factory: pytest.TempPathFactory, flow_model: Path) -> dict[str, np.ndarray]:
-    return render_all("cpu", tmp_path_factory.mktemp("cpu"), flow_model)
+def cpu_images(tmp_path_factory: pytest.TempPathFactory, flow_model: Path,
+               product_model: Path) -> dict[str, np.ndarray]:
+    return render_all("cpu", tmp_path_factory.mktemp("cpu"), flow_model, product_model)
 
 
-CASES = [n + "".join(f"-{v}" for v in kw.values()) for n, kw in SAMPLERS] + ["flow", "mis-flow", "mis-slabs"]
+CASES = [n + "".join(f"-{v}" for v in kw.values()) for n, kw in SAMPLERS + MODEL_CASES] + ["mis-slabs"]
 
 
 @pytest.mark.parametrize("key", CASES)

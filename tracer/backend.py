@@ -56,6 +56,7 @@ class Backend(Protocol):
     # ---- light sampling (the dispatcher's kernels) and the Torch hand-over
     def light_sample(self, tables: NamedTuple, env: EnvMap, u: Any) -> tuple[Any, Any, Any]: ...
     def light_pdf(self, tables: NamedTuple, env: EnvMap, wi: Any) -> Any: ...
+    def tables(self, tables: NamedTuple) -> NamedTuple: ...
     def map_uv(self, env: EnvMap, dirs: Any) -> Any: ...
     def to_torch(self, a: Any) -> torch.Tensor: ...
     def from_torch(self, t: torch.Tensor) -> Any: ...
@@ -68,11 +69,18 @@ class BoundLight:
         self.light = light
         self.be = be
         self.name = light.name
+        #: the sampler takes the queue's shading condition (a product sampler,
+        #: tracer.samplers.base.ConditionalLightSampler)
+        self.conditional = bool(getattr(light, "conditional", False))
 
-    def sample(self, u: Any) -> tuple[Any, Any, Any]:
+    def sample(self, u: Any, cond: Any = None) -> tuple[Any, Any, Any]:
+        if self.conditional:
+            return self.light.sample(u, cond, self.be)
         return self.light.sample(u, self.be)
 
-    def pdf(self, wi: Any) -> Any:
+    def pdf(self, wi: Any, cond: Any = None) -> Any:
+        if self.conditional:
+            return self.light.pdf(wi, cond, self.be)
         return self.light.pdf(wi, self.be)
 
 
@@ -145,6 +153,10 @@ class CpuBackend:
         _, pdf = kernels.light_kernels(tables)
         pdf(tables, env.rot_u, _f64(wi), out)
         return out
+
+    def tables(self, tables: NamedTuple) -> NamedTuple:
+        """A sampler's tables where the kernels read them: on the CPU, as they are."""
+        return tables
 
     def map_uv(self, env: EnvMap, dirs: np.ndarray) -> np.ndarray:
         out = np.empty((dirs.shape[0], 2))

@@ -130,6 +130,10 @@ class CudaBackend:
         return self._cached(tables, lambda t: type(t)(
             *(_dev(a) if isinstance(a, np.ndarray) else a for a in t)))
 
+    def tables(self, tables: NamedTuple) -> NamedTuple:
+        """A sampler's static tables on the device (copied once)."""
+        return self._tables(tables)
+
     def light_sample(self, tables: NamedTuple, env: EnvMap, u: Any) -> tuple[Any, Any, Any]:
         n = u.shape[0]
         d = self._env(env)

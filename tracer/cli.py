@@ -7,6 +7,7 @@ import math
 import sys
 from pathlib import Path
 
+from flows.families import FAMILY_NAMES
 from tracer.errors import TracerError, film_problem, output_file_problem
 
 #: Seeds are hashed as 32-bit numbers (tracer.rng): 2**32 would render as 0 does.
@@ -122,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--exposure", type=_finite_float, default=0.0, help="PNG exposure in stops")
     r.add_argument("--tonemap", choices=("filmic", "srgb"), default="filmic", help="PNG tone curve")
     r.add_argument("--reference", type=Path, help="reference EXR: adds MSE and relMSE to the log")
-    r.add_argument("--flow-model", type=Path, help="fitted flow (.pt) for --sampler flow / --light flow")
+    r.add_argument("--flow-model", type=Path, help="fitted model for --sampler flow / product or --light flow / product")
     r.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu",
                    help="where the wavefront runs (auto: the GPU when there is one)")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -140,9 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("envmap", type=Path, nargs="+", help="environment map(s) (.exr/.hdr)")
     f.add_argument("--out", type=_output_file, help="output .pt (default: the cache, renders/flows/<hash>-<model>.pt)")
     f.add_argument("--seed", type=_seed, default=0)
-    f.add_argument("--model", choices=("pixel", "spline"), default="pixel",
+    f.add_argument("--model", choices=(*FAMILY_NAMES, "product"), default="pixel",
                    help="pixel: piecewise-linear flow at the map's resolution (default); "
-                        "spline: rational-quadratic spline couplings")
+                        "spline: rational-quadratic spline couplings; nice, realnvp, glow, maf, "
+                        "iaf: the real-line families through a logistic map (README, Flow families); "
+                        "product: the conditional map x BSDF x cosine tables of --sampler product")
     f.add_argument("--max-steps", type=_positive_int, help="optimisation steps at most")
     f.add_argument("--time-limit", type=float, help="stop fitting after this many seconds")
     f.add_argument("--hidden", type=_positive_int, help="conditioner width")
@@ -181,7 +184,7 @@ def cmd_converge(args: argparse.Namespace) -> None:
     from tracer.samplers import SAMPLERS
 
     samplers = [s.strip() for s in args.samplers.split(",") if s.strip()]
-    valid = set(SAMPLERS) | {"mis-flow", "mis-uniform", "mis-piecewise"}
+    valid = set(SAMPLERS) | {"mis-flow", "mis-uniform", "mis-piecewise", "mis-product"}
     for s in samplers:
         if s not in valid:
             raise TracerError(f"unknown sampler {s!r} in --samplers; choose from {', '.join(sorted(valid))}")
@@ -193,18 +196,51 @@ def cmd_converge(args: argparse.Namespace) -> None:
     print(f"wrote {args.out}/metrics.csv, metrics.json, convergence.png, crops.png")
 
 
+def fit_product(args: argparse.Namespace) -> None:
+    """``fit-flow --model product``: tabulate each map's product model (no optimisation)."""
+    from tracer.envmap import load_envmap, require_light
+    from tracer.product_model import fit_product_model, product_cache_path
+    from tracer.scene import EnvSpec
+
+    ignored = [o for o, v in (("--layers", args.layers), ("--bins", args.bins), ("--hidden", args.hidden),
+                              ("--max-steps", args.max_steps), ("--time-limit", args.time_limit),
+                              ("--ray", args.ray)) if v is not None]
+    if ignored:
+        raise TracerError(f"{', '.join(ignored)}: not options of --model product (it is tabulated, not trained)")
+    if args.out is not None and len(args.envmap) > 1:
+        raise TracerError("--out names one model file: fit one map with it, or leave it out (the cache)")
+    for path in args.envmap:
+        env = load_envmap(EnvSpec(kind="file", path=path))
+        require_light(env)
+        out = args.out or product_cache_path(env)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        meta = fit_product_model(env, out, seed=args.seed)
+        print(f"{path}: KL(exact product || model) = {meta['kl_product']:.4f} nats "
+              f"(piecewise: {meta['kl_piecewise']:.4f}) over {meta['conditions']} conditions; "
+              f"built in {meta['build_seconds']:.1f} s, {meta['table_bytes'] / 2**20:.1f} MiB of tables")
+        print(f"wrote {out}")
+
+
 def cmd_fit_flow(args: argparse.Namespace) -> None:
     import dataclasses
     import time
 
-    from flows.model import FlowConfig
-    from flows.pixel_flow import PixelFlowConfig
+    from flows.families import family
     from tracer.envmap import load_envmap, require_light
     from tracer.samplers.flow import cache_path, fit_map_flow_bytes
     from tracer.scene import EnvSpec
 
-    if args.model == "pixel" and (args.layers or args.bins):
-        raise TracerError("--layers and --bins are options of --model spline")
+    if args.model == "product":
+        return fit_product(args)
+    over = {k: v for k, v in (("n_layers", args.layers), ("n_bins", args.bins), ("hidden", args.hidden)) if v}
+
+    def fields(name: str) -> set[str]:
+        return {f.name for f in dataclasses.fields(family(name).config_class())}
+
+    for key, option in (("n_layers", "--layers"), ("n_bins", "--bins")):
+        if key in over and key not in fields(args.model):
+            owners = ", ".join(n for n in FAMILY_NAMES if key in fields(n))
+            raise TracerError(f"{option} is an option of --model {owners}, not of --model {args.model}")
     if args.time_limit is not None and not args.time_limit > 0:
         raise TracerError(f"--time-limit must be positive, got {args.time_limit}")
     if args.out is not None and len(args.envmap) > 1:
@@ -214,9 +250,7 @@ def cmd_fit_flow(args: argparse.Namespace) -> None:
         env = load_envmap(EnvSpec(kind="file", path=path))
         require_light(env)
         envs.append(env)
-    over = {k: v for k, v in (("n_layers", args.layers), ("n_bins", args.bins), ("hidden", args.hidden)) if v}
-    base = PixelFlowConfig() if args.model == "pixel" else FlowConfig()
-    config = dataclasses.replace(base, **over)
+    config = family(args.model).default_config(**over)
     fit_kw = {"time_limit_s": args.time_limit}
     if args.max_steps is not None:
         fit_kw["max_steps"] = args.max_steps

@@ -50,7 +50,7 @@ from tracer.integrator import StageTimes, render
 from tracer.job import RenderOptions, error_metrics, load_reference, resolve_env, scene_data
 from tracer.outputs import write_atomic
 from tracer.progress import progress_bar
-from tracer.samplers import make_strategy
+from tracer.samplers import MODEL_SAMPLERS, make_strategy
 
 if TYPE_CHECKING:
     from tracer.integrator import SceneData
@@ -311,7 +311,7 @@ def make_sweep_job(name: str, base: str, light: str, flow_model: Path | None, da
     """Build the strategy of sampler ``name`` and the key of its sweep."""
     t0 = time.perf_counter()
     flow_opts: dict = {"progress": progress}
-    if flow_model and "flow" in (base, light):
+    if flow_model and any(m in (base, light) for m in MODEL_SAMPLERS):
         flow_opts["model_path"] = flow_model
     st = make_strategy(base, env, light=light, **flow_opts)
     setup = time.perf_counter() - t0

@@ -9,13 +9,18 @@ a slab of pixels, when the image holds more pixels than a batch has paths)::
         handle_escaped          env lookup + light.pdf batch (MIS weight)
         (stop at max_depth: the last vertex only receives escaped light)
         surface_interaction     hit point, normals, material
-        sample_light            light.sample(u) batch -> (wi, pdf, Le)
+        (record_condition       normal, wo, material per path: for a conditional sampler)
+        sample_light            light.sample(u[, cond]) batch -> (wi, pdf, Le)
         trace_shadow_rays       any-hit kernel
         shade_and_scatter       BSDF eval/pdf/sample, MIS, Russian roulette
     accumulate                  Welford per pixel, NaN/Inf dropped and counted
 
 The light sampler is called twice per bounce on whole queues (``sample`` before shading,
-``pdf`` on escaped rays), so a Torch model slots in between the Numba kernels.
+``pdf`` on escaped rays), so a Torch model slots in between the Numba kernels. A
+conditional (product) sampler is also handed the shading condition of the queue
+(:class:`tracer.samplers.base.Condition`): the normal, outgoing direction and material the
+integrator records per path at each hit, so that the pdf of an escaped ray is evaluated at
+the vertex its direction was sampled from.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import numpy as np
 from tracer.backend import CPU, Backend, bind_light
 from tracer.envmap import EnvMap
 from tracer.film import Film
+from tracer.samplers.base import Condition
 from tracer.samplers.strategy import Strategy
 from tracer.scene_data import SceneData
 
@@ -63,9 +69,17 @@ class Queues:
     alive: np.ndarray = field(init=False)
     prev_pdf: np.ndarray = field(init=False)  # BSDF pdf of the last sampled direction (MIS)
     prev_delta: np.ndarray = field(init=False)  # the last bounce was a delta lobe
+    conditional: bool = False  # keep the shading condition per path (a product sampler)
+    cond_n: np.ndarray | None = field(init=False, default=None)  # shading normal at the last hit
+    cond_wo: np.ndarray | None = field(init=False, default=None)  # outgoing direction there
+    cond_mat: np.ndarray | None = field(init=False, default=None)  # material there
 
     def __post_init__(self) -> None:
         n, be = self.n, self.be
+        if self.conditional:
+            self.cond_n = be.empty((n, 3))
+            self.cond_wo = be.empty((n, 3))
+            self.cond_mat = be.zeros(n, np.int64)
         self.ro = be.empty((n, 3))
         self.rd = be.empty((n, 3))
         self.beta = be.empty((n, 3))
@@ -84,10 +98,18 @@ def render_batch(
     nslab - 1`` (row-major; all of them by default) into ``film``."""
     K = be.k
     nslab = width * height - pix0 if nslab is None else nslab
-    q = Queues(nslab * spp_batch, be)
-    idx, pixel_of, sample_of = be.paths(q.n, pix0, nslab, sample0)
     scene = be.scene(scene)
     light = bind_light(strategy.light, be)
+    conditional = light is not None and light.conditional
+    q = Queues(nslab * spp_batch, be, conditional)
+    idx, pixel_of, sample_of = be.paths(q.n, pix0, nslab, sample0)
+
+    def condition(queue: np.ndarray) -> Condition | None:
+        """The shading condition of a queue's paths, for a conditional light sampler."""
+        if not conditional:
+            return None
+        return Condition(queue, q.cond_n, q.cond_wo, q.cond_mat, scene.mat_kind, scene.mat_prm)
+
     mode = strategy.mode
     g = scene.geom
     clock = Clock(be, times)
@@ -112,7 +134,7 @@ def render_batch(
         if esc_idx.shape[0]:
             dirs = be.gather(q.rd, esc_idx)
             le = be.env_eval(env, dirs)
-            lpdf = light.pdf(dirs) if mode == K.MIS and depth > 0 else be.zeros(esc_idx.shape[0])
+            lpdf = light.pdf(dirs, condition(esc_idx)) if mode == K.MIS and depth > 0 else be.zeros(esc_idx.shape[0])
             clock.lap("light")
             K.handle_escaped(esc_idx, depth, mode, strategy.power, le, lpdf, q.beta, q.radiance,
                              q.alive, q.prev_pdf, q.prev_delta)
@@ -127,13 +149,15 @@ def render_batch(
         mat = be.empty(m, np.int64)
         K.surface_interaction(g, scene.tri_normals, scene.sphere_mat, scene.tri_mat, idx, q.ro, q.rd,
                               hit_t, hit_prim, hit_b, pos, ng, ns, mat)
+        if conditional:
+            K.record_condition(idx, ns, q.rd, mat, q.cond_n, q.cond_wo, q.cond_mat)
         clock.lap("shade")
         # ---- sample_light + trace_shadow_rays
         unocc = be.zeros(m, np.bool_)
         if light is not None and mode != K.BSDF_ONLY:
             u = be.empty((m, 2))
             K.light_uniforms(idx, depth, seed, sample_of, pixel_of, u)
-            ls = light.sample(u)
+            ls = light.sample(u, condition(idx))
             lwi, lpdf, lle = ls.wi, ls.pdf, ls.le
             clock.lap("light")
             K.trace_shadow_rays(g, pos, ng, lwi, lpdf, mat, scene.mat_kind, unocc)

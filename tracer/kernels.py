@@ -24,6 +24,7 @@ from tracer.stages import (
     handle_escaped_at,
     intersect_closest_at,
     light_uniforms_at,
+    record_condition_at,
     shade_and_scatter_at,
     surface_interaction_at,
     trace_shadow_rays_at,
@@ -113,6 +114,16 @@ def shade_and_scatter(
         shade_and_scatter_at(k, idx, depth, seed, sample_of, pixel_of, mode, power, rr_depth,
                              pos, ng, ns, mat, mat_kind, mat_prm, light_wi, light_pdf, light_le,
                              unoccluded, ro, rd, beta, radiance, alive, prev_pdf, prev_delta)
+
+
+@njit(cache=True, parallel=True)
+def record_condition(
+    idx: np.ndarray, ns: np.ndarray, rd: np.ndarray, mat: np.ndarray,
+    cond_n: np.ndarray, cond_wo: np.ndarray, cond_mat: np.ndarray,
+) -> None:
+    """Each hit's shading condition, kept per path (for conditional light samplers)."""
+    for k in prange(idx.shape[0]):
+        record_condition_at(k, idx, ns, rd, mat, cond_n, cond_wo, cond_mat)
 
 
 @njit(cache=True, parallel=True)

@@ -26,6 +26,7 @@ from tracer.stages import (
     handle_escaped_at,
     intersect_closest_at,
     light_uniforms_at,
+    record_condition_at,
     shade_and_scatter_at,
     surface_interaction_at,
     trace_shadow_rays_at,
@@ -132,6 +133,17 @@ def _shade_and_scatter(idx, depth, seed, sample_of, pixel_of, mode, power, rr_de
 
 def shade_and_scatter(idx, *args):
     _shade_and_scatter[grid(idx.shape[0])](idx, *args)
+
+
+@cuda.jit(cache=True)
+def _record_condition(idx, ns, rd, mat, cond_n, cond_wo, cond_mat):
+    k = cuda.grid(1)
+    if k < idx.shape[0]:
+        record_condition_at(k, idx, ns, rd, mat, cond_n, cond_wo, cond_mat)
+
+
+def record_condition(idx, ns, rd, mat, cond_n, cond_wo, cond_mat):
+    _record_condition[grid(idx.shape[0])](idx, ns, rd, mat, cond_n, cond_wo, cond_mat)
 
 
 @cuda.jit(cache=True)

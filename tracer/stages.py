@@ -281,6 +281,21 @@ def shade_and_scatter_at(
 
 
 @njit(cache=True, inline="always")
+def record_condition_at(
+    k: int,
+    idx: np.ndarray, ns: np.ndarray, rd: np.ndarray, mat: np.ndarray,
+    cond_n: np.ndarray, cond_wo: np.ndarray, cond_mat: np.ndarray,
+) -> None:
+    """The shading condition of each hit, kept per path for conditional light samplers: the
+    light sample at this vertex and, at the next depth, the pdf of an escaped BSDF sample."""
+    p = idx[k]
+    for c in range(3):
+        cond_n[p, c] = ns[k, c]
+        cond_wo[p, c] = -rd[p, c]
+    cond_mat[p] = mat[k]
+
+
+@njit(cache=True, inline="always")
 def light_uniforms_at(
     k: int,
     idx: np.ndarray, depth: int, seed: int, sample_of: np.ndarray, pixel_of: np.ndarray,

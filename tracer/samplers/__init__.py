@@ -10,9 +10,11 @@ from tracer.samplers.base import LightSampler, LightSamples
 from tracer.samplers.strategy import NEE_ONLY, Strategy
 
 #: values of ``--sampler``
-SAMPLERS = ("uniform", "piecewise", "flow", "bsdf", "mis")
+SAMPLERS = ("uniform", "piecewise", "flow", "product", "bsdf", "mis")
 #: values of ``--light`` (the light sampler inside ``mis``)
-LIGHTS = ("uniform", "piecewise", "flow")
+LIGHTS = ("uniform", "piecewise", "flow", "product")
+#: samplers that read a fitted model file (``--flow-model``)
+MODEL_SAMPLERS = ("flow", "product")
 
 
 def make_light_sampler(name: str, env: EnvMap, compensate: bool = False, **flow_opts: Any) -> LightSampler:
@@ -29,6 +31,10 @@ def make_light_sampler(name: str, env: EnvMap, compensate: bool = False, **flow_
         from tracer.samplers.flow import make_flow_sampler
 
         return make_flow_sampler(env, **flow_opts)
+    if name == "product":
+        from tracer.product_model import make_product_sampler
+
+        return make_product_sampler(env, **flow_opts)
     raise TracerError(f"unknown light sampler {name!r}; choose one of {', '.join(LIGHTS)}")
 
 
@@ -59,4 +65,4 @@ def make_strategy(
     return Strategy(sampler, NEE_ONLY, make_light_sampler(sampler, env, **flow_opts))
 
 
-__all__ = ["LIGHTS", "SAMPLERS", "LightSampler", "LightSamples", "Strategy", "make_light_sampler", "make_strategy"]
+__all__ = ["LIGHTS", "MODEL_SAMPLERS", "SAMPLERS", "LightSampler", "LightSamples", "Strategy", "make_light_sampler", "make_strategy"]

@@ -29,6 +29,21 @@ class LightSamples(NamedTuple):
     le: Any  # (N, 3) float64 radiance arriving from wi
 
 
+class Condition(NamedTuple):
+    """The shading condition of a queue, for conditional (product) samplers.
+
+    Path-indexed arrays the integrator records at every surface hit; entry k of the queue is
+    path ``idx[k]``. The material arrays are the scene's (kind and parameters per material).
+    """
+
+    idx: Any  # (M,) int64 path of each queue entry
+    normal: Any  # (N, 3) float64 shading normal at the path's last hit (world)
+    wo: Any  # (N, 3) float64 direction back along the ray that reached it (world)
+    mat: Any  # (N,) int64 material at that hit
+    mat_kind: Any  # (K,) int64 kind of each material (tracer.bsdf tags)
+    mat_prm: Any  # (K, 8) float64 parameters of each material
+
+
 class LightSampler(Protocol):
     """Batched importance sampling of the environment light."""
 
@@ -42,6 +57,27 @@ class LightSampler(Protocol):
     def pdf(self, wi: Any, be: Backend | None = None) -> Any:
         """Solid-angle density of (N, 3) world directions."""
         ...
+
+
+class ConditionalLightSampler(Protocol):
+    """A light sampler whose density depends on the shading point (``conditional = True``).
+
+    The same pair as :class:`LightSampler`, with the queue's :class:`Condition`; the
+    integrator records the condition and hands it over, once per queue.
+    """
+
+    name: str
+    env: EnvMap
+    conditional: bool
+
+    def sample(self, u: Any, cond: Condition, be: Backend | None = None) -> LightSamples: ...
+
+    def pdf(self, wi: Any, cond: Condition, be: Backend | None = None) -> Any: ...
+
+
+def is_conditional(light: Any) -> bool:
+    """Does ``light`` take the shading condition (a :class:`ConditionalLightSampler`)?"""
+    return bool(getattr(light, "conditional", False))
 
 
 def cpu_if_none(be: Backend | None) -> Backend:

@@ -1,0 +1,317 @@
+r"""``product``: a conditional sampler of environment x BSDF lobe x cosine at each shading point.
+
+At a shading point with condition :math:`c` (shading normal, outgoing direction, material)
+the integrand of direct lighting is :math:`L(\omega) f(\omega_o, \omega, c) |\cos\theta|`.
+``piecewise`` samples :math:`L` alone (half its samples can fall below the surface); BSDF
+sampling samples :math:`f \cos` alone. This sampler draws from an approximation of their
+product, built as a *head* composed with a *tail* (the structure of Litalien et al., "Neural
+Product Importance Sampling via Warp Composition", SIGGRAPH Asia 2024, with the head baked
+into histograms per condition as in their "baked" variant):
+
+* **tail**: the map's own piecewise-constant density :math:`f_{ij} = Y_{ij} \sin\theta_i`
+  restricted to each of a grid of coarse cells of the map's square (e.g. 32 x 64 cells of
+  16 x 16 pixels), so the sample lands on a pixel exactly as ``piecewise`` would inside the
+  cell (suns and small bright pixels stay resolved);
+* **head**: a distribution over the cells given the condition, tabulated on a grid of
+  conditions (:mod:`tracer.product_model` builds it): for diffuse surfaces, per shading normal
+  :math:`n_b` on a 16 x 32 grid, :math:`P_b(\text{cell}) \propto \sum_{ij \in \text{cell}}
+  f_{ij} \max(0, n_b \cdot \omega_{ij})`; for rough conductors, per mirror direction
+  :math:`r_b = 2(\omega_o \cdot n)n - \omega_o` and roughness :math:`\alpha_a`, the GGX lobe
+  as a spherical Gaussian :math:`\exp(\lambda(r_b \cdot \omega - 1))` with
+  :math:`\lambda = 1 / (2\alpha^2)` (Wang et al. 2009, "All-frequency rendering of dynamic,
+  spatially-varying reflectance": the half-vector lobe :math:`D(h)` seen through the
+  reflection, whose angle doubles).
+
+A condition between grid points is a mixture of the neighbouring rows (bilinear in the
+normal's or mirror direction's map coordinates, linear in :math:`\log\alpha`), and a
+defensive fraction :math:`\epsilon` of samples comes from ``piecewise`` (Hesterberg 1995,
+"Weighted average importance sampling and defensive mixture distributions")::
+
+    p(omega | c) = eps p_map(omega) + (1 - eps) sum_q w_q(c) P_q(cell(omega)) p_tail(omega | cell)
+
+The pdf reported is this mixture, evaluated exactly, so the estimator is unbiased whatever
+the tables: the defensive term keeps the density positive wherever the map is, and a
+condition the grid approximates poorly costs variance, never bias. Dielectric (delta) lobes
+fall back to the defensive term (the integrator takes no light samples there).
+
+The condition reaches the sampler per queue entry through :class:`tracer.samplers.base.Condition`
+(path-indexed arrays the integrator records at every surface hit), so the density is
+evaluated for a BSDF-sampled direction at the vertex it left (the MIS weight of an escaped ray).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import numpy as np
+from numba import njit
+
+from tracer.bsdf import CONDUCTOR, DIFFUSE
+from tracer.distribution import find_interval, find_interval_guided, pdf_2d, sample_2d
+from tracer.envmap import EnvMap, square_sample_to_light, world_dir_to_map_uv
+from tracer.light_dispatch import register_light
+from tracer.samplers.base import Condition, LightSamples, cpu_if_none
+from tracer.sphere_map import uv_to_solid_angle_pdf
+
+if TYPE_CHECKING:
+    from tracer.backend import Backend
+    from tracer.product_model import ProductModel
+
+
+class ProductStatic(NamedTuple):
+    """The tables of a product model (the same for every queue), see the module docstring."""
+
+    map_cond_cdf: np.ndarray  # (H, W + 1) the map's piecewise tables (the defensive term)
+    map_cond_guide: np.ndarray
+    map_marg_cdf: np.ndarray  # (H + 1,)
+    map_func: np.ndarray  # (H, W)
+    map_integral: np.ndarray  # (1,)
+    cell_of_row: np.ndarray  # (H,) int64 cell row of each pixel row
+    cell_of_col: np.ndarray  # (W,) int64 cell column of each pixel column
+    row0: np.ndarray  # (CH + 1,) int64 first pixel row of each cell row, then H
+    col0: np.ndarray  # (CW + 1,) int64 first pixel column of each cell column, then W
+    tail_row_cdf: np.ndarray  # (CH, CW, R + 1) CDF over a cell's pixel rows (padded with 1)
+    tail_col_cdf: np.ndarray  # (H, CW, C + 1) CDF over a pixel row's columns inside each cell
+    head_cdf: np.ndarray  # (rows, CH * CW + 1) float32 CDF over cells per condition row
+    head_guide: np.ndarray  # (rows, ceil(CH * CW / GUIDE) + 1) every GUIDE-th CDF entry, then 1
+    head_p: np.ndarray  # (CH * CW, rows) cell probabilities (head_cdf's differences), cell-major: the rows one
+    #                     condition mixes are neighbours, so a pdf reads one or two cache lines
+    grid: np.ndarray  # (2,) int64 condition grid (NV, NU): nodes of the lat-long grid of n or r
+    #                   (row i at v = i / (NV - 1), so rows 0 and NV - 1 are the poles; column
+    #                   j at u = (j + 1/2) / NU)
+    alphas: np.ndarray  # (A,) float64 the conductor tables' roughness values, increasing; with
+    #                     fewer than 2 there are no conductor tables (the cosine's serve)
+    eps: np.ndarray  # (1,) defensive fraction
+
+
+class ProductTables(NamedTuple):
+    """:class:`ProductStatic` fields followed by one queue's condition (:class:`Condition`)."""
+
+    map_cond_cdf: Any
+    map_cond_guide: Any
+    map_marg_cdf: Any
+    map_func: Any
+    map_integral: Any
+    cell_of_row: Any
+    cell_of_col: Any
+    row0: Any
+    col0: Any
+    tail_row_cdf: Any
+    tail_col_cdf: Any
+    head_cdf: Any
+    head_guide: Any
+    head_p: Any
+    grid: Any
+    alphas: Any
+    eps: Any
+    idx: Any  # (M,) path id of each queue entry
+    normal: Any  # (N, 3) shading normal per path
+    wo: Any  # (N, 3) outgoing direction per path
+    mat: Any  # (N,) material per path
+    mat_kind: Any  # (K,) the scene's material kinds
+    mat_prm: Any  # (K, 8) the scene's material parameters
+
+
+# ------------------------------------------------------------------ per-entry device code
+
+
+@njit(cache=True, inline="always")
+def condition_at(t: Any, k: int, rot_u: float) -> tuple[int, float, float, float]:
+    """(table, u, v, alpha) of entry k: table 0 = diffuse (the normal's map coordinates),
+    1 = conductor (the mirror direction's map coordinates and the roughness), -1 = none."""
+    p = t.idx[k]
+    m = t.mat[p]
+    kind = t.mat_kind[m]
+    nx, ny, nz = t.normal[p, 0], t.normal[p, 1], t.normal[p, 2]
+    ox, oy, oz = t.wo[p, 0], t.wo[p, 1], t.wo[p, 2]
+    d = nx * ox + ny * oy + nz * oz
+    if kind == DIFFUSE or (kind == CONDUCTOR and t.alphas.shape[0] < 2):
+        # (a model without conductor tables gives conductors the cosine's)
+        if d < 0.0:  # two-sided: the lit side is wo's
+            nx, ny, nz = -nx, -ny, -nz
+        u, v = world_dir_to_map_uv(nx, ny, nz, rot_u)
+        return 0, u, v, 0.0
+    if kind == CONDUCTOR:
+        rx, ry, rz = 2.0 * d * nx - ox, 2.0 * d * ny - oy, 2.0 * d * nz - oz
+        rl = math.sqrt(rx * rx + ry * ry + rz * rz)
+        if rl == 0.0:
+            return -1, 0.0, 0.0, 0.0
+        u, v = world_dir_to_map_uv(rx / rl, ry / rl, rz / rl, rot_u)
+        return 1, u, v, t.mat_prm[m, 3]
+    return -1, 0.0, 0.0, 0.0
+
+
+@njit(cache=True, inline="always")
+def grid_weights(
+    t: Any, table: int, u: float, v: float, alpha: float,
+) -> tuple[int, int, int, int, float, float, int, int, float]:
+    """Where a condition falls in the head's grid: the four neighbouring nodes' rows
+    (r00, r01, r10, r11), the bilinear weights (a along u, b along v), the row offsets of the
+    two roughness blocks mixed (off0, off1) and the weight c of the second (see the module
+    docstring). Diffuse conditions use the first block alone (c = 0)."""
+    nv = t.grid[0]
+    nu = t.grid[1]
+    fu = u * nu - 0.5
+    fj = math.floor(fu)
+    a = fu - fj
+    j0 = int(fj) + nu if fj < 0.0 else int(fj)
+    j1 = j0 + 1 if j0 + 1 < nu else 0
+    fv = min(max(v * (nv - 1), 0.0), nv - 1.0)
+    i0 = min(int(fv), nv - 1)
+    b = fv - i0
+    i1 = min(i0 + 1, nv - 1)
+    c = 0.0
+    off0 = 0
+    off1 = 0
+    if table == 1:
+        na = t.alphas.shape[0]
+        ai = 0
+        while ai < na - 2 and t.alphas[ai + 1] <= alpha:
+            ai += 1
+        lo = math.log(t.alphas[ai])
+        c = min(max((math.log(max(alpha, 1e-6)) - lo) / (math.log(t.alphas[ai + 1]) - lo), 0.0), 1.0)
+        off0 = nv * nu * (1 + ai)
+        off1 = off0 + nv * nu
+    return i0 * nu + j0, i0 * nu + j1, i1 * nu + j0, i1 * nu + j1, a, b, off0, off1, c
+
+
+@njit(cache=True, inline="always")
+def bilinear(hp: Any, cell: int, r00: int, r01: int, r10: int, r11: int, a: float, b: float, off: int) -> float:
+    """A cell's probability under the bilinear mixture of four grid rows of one block."""
+    return ((1.0 - b) * ((1.0 - a) * hp[cell, r00 + off] + a * hp[cell, r01 + off])
+            + b * ((1.0 - a) * hp[cell, r10 + off] + a * hp[cell, r11 + off]))
+
+
+@njit(cache=True, inline="always")
+def pdf_uv_at(
+    t: Any, table: int, g: tuple[int, int, int, int, float, float, int, int, float], su: float, sv: float,
+) -> float:
+    """Density on the map's square at (su, sv) for a condition (the mixture of the module
+    docstring); ``g`` is the condition's :func:`grid_weights`."""
+    h, w = t.map_func.shape
+    p_map = pdf_2d(t.map_func, t.map_integral[0], su, sv)
+    if table < 0:
+        return p_map
+    r00, r01, r10, r11, a, b, off0, off1, c = g
+    i = min(int(sv * h), h - 1)
+    j = min(int(su * w), w - 1)
+    ci = t.cell_of_row[i]
+    cj = t.cell_of_col[j]
+    cell = ci * (t.col0.shape[0] - 1) + cj
+    p_cell = bilinear(t.head_p, cell, r00, r01, r10, r11, a, b, off0)
+    if c > 0.0:
+        p_cell = (1.0 - c) * p_cell + c * bilinear(t.head_p, cell, r00, r01, r10, r11, a, b, off1)
+    if p_cell <= 0.0:
+        return t.eps[0] * p_map
+    r = i - t.row0[ci]
+    cc = j - t.col0[cj]
+    p_tail = ((t.tail_row_cdf[ci, cj, r + 1] - t.tail_row_cdf[ci, cj, r])
+              * (t.tail_col_cdf[i, cj, cc + 1] - t.tail_col_cdf[i, cj, cc]) * h * w)
+    return t.eps[0] * p_map + (1.0 - t.eps[0]) * p_cell * p_tail
+
+
+@njit(cache=True, inline="always")
+def pick(x: float, w1: float) -> tuple[bool, float]:
+    """Choose the second of two options with probability w1 from a uniform x, and return x
+    stretched back to [0, 1) for the next choice."""
+    if w1 > 0.0 and x >= 1.0 - w1:
+        return True, min((x - (1.0 - w1)) / w1, 1.0 - 1e-16)
+    return False, min(x / (1.0 - w1), 1.0 - 1e-16)
+
+
+@njit(cache=True, inline="always")
+def sample_uv_at(t: Any, k: int, rot_u: float, u0: float, u1: float) -> tuple[float, float, float]:
+    """Entry k: a point (su, sv) of the map's square and its density under the mixture."""
+    table, cu, cv, alpha = condition_at(t, k, rot_u)
+    g = grid_weights(t, table, cu, cv, alpha)
+    eps = t.eps[0]
+    h, w = t.map_func.shape
+    if table < 0 or u0 < eps:
+        # the defensive term: the map's own piecewise distribution
+        x = u0 / eps if table >= 0 else u0
+        su, sv, _ = sample_2d(t.map_cond_cdf, t.map_cond_guide, t.map_marg_cdf, min(x, 1.0 - 1e-16), u1)
+        return su, sv, pdf_uv_at(t, table, g, su, sv)
+    r00, r01, r10, r11, a, b, off0, off1, c = g
+    x = (u0 - eps) / (1.0 - eps)
+    # the component: a roughness block, then a grid row, then a grid column
+    second, x = pick(x, c)
+    lower, x = pick(x, b)
+    right, x = pick(x, a)
+    row = (r11 if right else r10) if lower else (r01 if right else r00)
+    row += off1 if second else off0
+    # the cell, then the pixel row and column inside it (the tail), each search reusing x
+    cell = find_interval_guided(t.head_cdf[row], t.head_guide[row], x)
+    c0 = float(t.head_cdf[row, cell])
+    pc = float(t.head_cdf[row, cell + 1]) - c0
+    x = min(max((x - c0) / pc, 0.0), 1.0 - 1e-16) if pc > 0.0 else 0.5
+    cw = t.col0.shape[0] - 1
+    ci = min(cell // cw, t.row0.shape[0] - 2)
+    cj = cell % cw
+    nr = t.row0[ci + 1] - t.row0[ci]
+    r = find_interval(t.tail_row_cdf[ci, cj], x, 0, nr)
+    pr = t.tail_row_cdf[ci, cj, r + 1] - t.tail_row_cdf[ci, cj, r]
+    dv = min(max((x - t.tail_row_cdf[ci, cj, r]) / pr, 0.0), 1.0 - 1e-12) if pr > 0.0 else 0.5
+    i = t.row0[ci] + r
+    nc = t.col0[cj + 1] - t.col0[cj]
+    cc = find_interval(t.tail_col_cdf[i, cj], u1, 0, nc)
+    pcol = t.tail_col_cdf[i, cj, cc + 1] - t.tail_col_cdf[i, cj, cc]
+    du = min(max((u1 - t.tail_col_cdf[i, cj, cc]) / pcol, 0.0), 1.0 - 1e-12) if pcol > 0.0 else 0.5
+    j = t.col0[cj] + cc
+    su = (j + du) / w
+    sv = (i + dv) / h
+    return su, sv, pdf_uv_at(t, table, g, su, sv)
+
+
+@njit(cache=True, inline="always")
+def sample_at(
+    k: int, t: Any, rgb: np.ndarray, rot_u: float, u: np.ndarray,
+    wi: np.ndarray, pdf: np.ndarray, le: np.ndarray,
+) -> None:
+    """Entry k: a direction from the product mixture, its solid-angle pdf and radiance."""
+    su, sv, p_uv = sample_uv_at(t, k, rot_u, u[k, 0], u[k, 1])
+    (wi[k, 0], wi[k, 1], wi[k, 2], pdf[k],
+     le[k, 0], le[k, 1], le[k, 2]) = square_sample_to_light(rgb, rot_u, su, sv, p_uv)
+
+
+@njit(cache=True, inline="always")
+def pdf_at(k: int, t: Any, rot_u: float, wi: np.ndarray, out: np.ndarray) -> None:
+    """Entry k: the mixture's solid-angle density of wi[k] under entry k's condition."""
+    su, sv = world_dir_to_map_uv(wi[k, 0], wi[k, 1], wi[k, 2], rot_u)
+    table, cu, cv, alpha = condition_at(t, k, rot_u)
+    g = grid_weights(t, table, cu, cv, alpha)
+    out[k] = uv_to_solid_angle_pdf(pdf_uv_at(t, table, g, su, sv), sv)
+
+
+register_light(ProductTables, sample_at, pdf_at)
+
+
+# ------------------------------------------------------------------ the sampler
+
+
+class ProductSampler:
+    """The ``product`` light sampler: ``sample(u, cond)`` and ``pdf(wi, cond)`` per queue.
+
+    ``model`` is a :class:`tracer.product_model.ProductModel` fitted to ``env``'s pixels.
+    """
+
+    name = "product"
+    conditional = True
+
+    def __init__(self, env: EnvMap, model: ProductModel) -> None:
+        self.env = env
+        self.model = model
+        #: the static tables (what the density depends on, besides the condition)
+        self.tables = model.static()
+
+    def queue_tables(self, cond: Condition, be: Backend) -> ProductTables:
+        """The static tables (on ``be``'s device) joined with one queue's condition."""
+        return ProductTables(*be.tables(self.tables), *cond)
+
+    def sample(self, u: Any, cond: Condition, be: Backend | None = None) -> LightSamples:
+        be = cpu_if_none(be)
+        return LightSamples(*be.light_sample(self.queue_tables(cond, be), self.env, u))
+
+    def pdf(self, wi: Any, cond: Condition, be: Backend | None = None) -> Any:
+        be = cpu_if_none(be)
+        return be.light_pdf(self.queue_tables(cond, be), self.env, wi)
