@@ -237,3 +237,52 @@ def test_density_is_positive_wherever_the_map_is_lit(samplers: dict) -> None:
     d = np.array([[math.sin(ph) * math.sin(th), math.cos(th), -math.cos(ph) * math.sin(th)]])
     for cond_name in CONDITIONS:
         assert s.pdf(d, condition(cond_name, 1))[0] > 0, cond_name
+
+
+@pytest.mark.parametrize("edit", [
+    {"cells": [16, 8]}, {"cells": [0, 4]}, {"grid": [1, 32]}, {"eps": 0.0}, {"eps": 3.0},
+    {"cells": None}, {"eps": None}, {"alphas": [0.1]}, {"alphas": [0.0, 0.1]}, {"alphas": [0.2, 0.2]},
+], ids=lambda e: "-".join(f"{k}={v}" for k, v in e.items()))
+def test_model_with_inconsistent_tables_is_refused(tmp_path: Path, samplers: dict, edit: dict) -> None:
+    """A file whose metadata does not match its tables (or makes no density) is corrupt: a
+    cell grid that does not fit the map would sample cells without pixels (measured pdf
+    integrals 0.44-0.85), eps <= 0 drops the defensive term, bad roughness values divide by 0."""
+    import json
+
+    s = samplers["one_hot"]
+    path = tmp_path / "m.npz"
+    save_product_model(s.model, path)
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(arrays["meta"].tobytes().decode())
+    if "alphas" in edit:
+        arrays["alphas"] = np.array(edit["alphas"], np.float64)
+    else:
+        meta.update(edit)
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    np.savez(path, **arrays)
+    with pytest.raises(TracerError, match="corrupt"):
+        load_product_model(path, s.env)
+
+
+def test_converge_refuses_one_model_file_for_flow_and_product(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tracer.cli import main
+
+    rc = main(["converge", str(ROOT / "scenes" / "spheres.toml"), "--samplers", "mis-flow,mis-product",
+               "--flow-model", str(tmp_path / "m.pt"), "--out", str(tmp_path / "c")])
+    assert rc == 2
+    assert "both flow and product" in capsys.readouterr().err
+
+
+def test_host_conditions_on_the_cpu_and_device_tables_agree(samplers: dict) -> None:
+    """The per-material blend (roughness blocks) is computed once per scene arrays and gives
+    the same densities as a fresh sampler."""
+    s = samplers["constant"]
+    d = np.random.default_rng(7).normal(size=(1000, 3))
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    c = condition("ggx0.4-oblique", 1000)
+    a = s.pdf(d, c)
+    fresh = ProductSampler(s.env, s.model)
+    np.testing.assert_array_equal(fresh.pdf(d, c), a)

@@ -188,6 +188,10 @@ def cmd_converge(args: argparse.Namespace) -> None:
     for s in samplers:
         if s not in valid:
             raise TracerError(f"unknown sampler {s!r} in --samplers; choose from {', '.join(sorted(valid))}")
+    uses = {kind for kind in ("flow", "product") if any(kind in s.split("-") for s in samplers)}
+    if args.flow_model is not None and len(uses) > 1:
+        raise TracerError(f"--flow-model {args.flow_model} is one model file, but the sweep has both flow "
+                          "and product samplers; sweep them separately")
     opts = RenderOptions(scene=args.scene, envmap=args.envmap, resolution=args.resolution,
                          max_depth=args.max_depth, seed=args.seed, flow_model=args.flow_model)
     summary = run_converge(opts, samplers, parse_spp_list(args.spp), args.out, args.ref_spp,

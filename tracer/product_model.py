@@ -45,6 +45,7 @@ from tracer.samplers.product import (
     ProductTables,
     condition_at,
     grid_weights,
+    material_blend,
     pdf_uv_at,
 )
 from tracer.sphere_map import uv_to_dir
@@ -274,14 +275,31 @@ def load_product_model(path: Path | str, env: EnvMap) -> ProductModel:
         raise TracerError(f"product model {p} was fitted to another map ({meta.get('map')!r}), "
                           f"not {env.name!r}")
     density = colour_density(env)
-    ch, cw = (int(x) for x in meta["cells"])
-    nv, nu = (int(x) for x in meta["grid"])
+    h, w = density.shape
     head, alphas = arrays["head_w"], arrays["alphas"]
-    rows = nv * nu * (1 + alphas.shape[0])
-    if (head.shape != (rows, ch * cw) or not np.all(np.isfinite(head)) or np.any(head < 0)
-            or list(density.shape) != meta.get("map_shape")):
-        raise TracerError(f"product model {p} is corrupt: its tables do not match its metadata")
-    return ProductModel(density, head, (ch, cw), (nv, nu), alphas, float(meta["eps"]), meta)
+    try:
+        ch, cw = (int(x) for x in meta["cells"])
+        nv, nu = (int(x) for x in meta["grid"])
+        eps = float(meta["eps"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise TracerError(f"product model {p} is corrupt: bad metadata ({type(e).__name__}: {e})") from None
+    problems = []
+    if not (1 <= ch <= h and 1 <= cw <= w):
+        problems.append(f"cells {ch}x{cw} do not fit the {h}x{w} map")
+    if nv < 2 or nu < 1:
+        problems.append(f"condition grid {nv}x{nu} is too small")
+    if not (math.isfinite(eps) and 0.0 < eps <= 1.0):
+        problems.append(f"defensive fraction {eps} is not in (0, 1]")
+    if (alphas.ndim != 1 or len(alphas) == 1 or not np.all(np.isfinite(alphas)) or np.any(alphas <= 0)
+            or np.any(np.diff(alphas) <= 0)):
+        problems.append("roughness values are not positive and strictly increasing")
+    elif head.shape != (nv * nu * (1 + alphas.shape[0]), ch * cw):
+        problems.append("the head's shape does not match the grids")
+    if not np.all(np.isfinite(head)) or np.any(head < 0) or list(density.shape) != meta.get("map_shape"):
+        problems.append("the head is not finite and nonnegative, or the map's shape differs")
+    if problems:
+        raise TracerError(f"product model {p} is corrupt: {'; '.join(problems)}")
+    return ProductModel(density, head, (ch, cw), (nv, nu), alphas, eps, meta)
 
 
 def product_cache_path(env: EnvMap) -> Path:
@@ -347,8 +365,8 @@ def _kl_one(t: Any, func: np.ndarray, rot_u: float, fsum: float, k: int) -> tupl
     tx, ty, tz, bx, by, bz = onb(nx, ny, nz)
     ox, oy, oz = t.wo[p, 0], t.wo[p, 1], t.wo[p, 2]
     lox, loy, loz = ox * tx + oy * ty + oz * tz, ox * bx + oy * by + oz * bz, ox * nx + oy * ny + oz * nz
-    table, cu, cv, alpha = condition_at(t, k, rot_u)
-    g = grid_weights(t, table, cu, cv, alpha)
+    table, cu, cv, mm = condition_at(t, k, rot_u)
+    g = grid_weights(t, mm, cu, cv)
     target = np.zeros((h, w))
     for i in range(h):
         for j in range(w):
@@ -386,7 +404,8 @@ def _kl_rows(t: Any, func: np.ndarray, rot_u: float) -> np.ndarray:
 def mean_kl(model: ProductModel, cond: Condition) -> dict[str, float]:
     """KL(exact product || model) and KL(exact product || piecewise), averaged over ``cond``
     (map frame, no rotation), in nats; conditions whose product is zero are left out."""
-    t = ProductTables(*model.static(), *cond)
+    static = model.static()
+    t = ProductTables(*static, *cond, material_blend(cond.mat_kind, cond.mat_prm, static.alphas, static.grid))
     kl = _kl_rows(t, t.map_func, 0.0)
     used = np.any(kl != 0.0, axis=1)
     return {"kl_product": float(kl[used, 0].mean()), "kl_piecewise": float(kl[used, 1].mean()),

@@ -85,8 +85,15 @@ class ProductStatic(NamedTuple):
     eps: np.ndarray  # (1,) defensive fraction
 
 
+class MaterialBlend(NamedTuple):
+    """The scene's :func:`material_blend` (a tables tuple, so a back-end copies it once)."""
+
+    blend: np.ndarray
+
+
 class ProductTables(NamedTuple):
-    """:class:`ProductStatic` fields followed by one queue's condition (:class:`Condition`)."""
+    """:class:`ProductStatic` fields, one queue's condition (:class:`Condition`) and the
+    scene's material blend."""
 
     map_cond_cdf: Any
     map_cond_guide: Any
@@ -111,15 +118,17 @@ class ProductTables(NamedTuple):
     mat: Any  # (N,) material per path
     mat_kind: Any  # (K,) the scene's material kinds
     mat_prm: Any  # (K, 8) the scene's material parameters
+    blend: Any  # (K, 3) per material: the head rows' offsets of its two roughness blocks and
+    #             the weight of the second (material_blend)
 
 
 # ------------------------------------------------------------------ per-entry device code
 
 
 @njit(cache=True, inline="always")
-def condition_at(t: Any, k: int, rot_u: float) -> tuple[int, float, float, float]:
-    """(table, u, v, alpha) of entry k: table 0 = diffuse (the normal's map coordinates),
-    1 = conductor (the mirror direction's map coordinates and the roughness), -1 = none."""
+def condition_at(t: Any, k: int, rot_u: float) -> tuple[int, float, float, int]:
+    """(table, u, v, material) of entry k: table 0 = diffuse (u, v: the normal's map
+    coordinates), 1 = conductor (the mirror direction's), -1 = none (the map term alone)."""
     p = t.idx[k]
     m = t.mat[p]
     kind = t.mat_kind[m]
@@ -131,25 +140,45 @@ def condition_at(t: Any, k: int, rot_u: float) -> tuple[int, float, float, float
         if d < 0.0:  # two-sided: the lit side is wo's
             nx, ny, nz = -nx, -ny, -nz
         u, v = world_dir_to_map_uv(nx, ny, nz, rot_u)
-        return 0, u, v, 0.0
+        return 0, u, v, m
     if kind == CONDUCTOR:
         rx, ry, rz = 2.0 * d * nx - ox, 2.0 * d * ny - oy, 2.0 * d * nz - oz
         rl = math.sqrt(rx * rx + ry * ry + rz * rz)
         if rl == 0.0:
-            return -1, 0.0, 0.0, 0.0
+            return -1, 0.0, 0.0, m
         u, v = world_dir_to_map_uv(rx / rl, ry / rl, rz / rl, rot_u)
-        return 1, u, v, t.mat_prm[m, 3]
-    return -1, 0.0, 0.0, 0.0
+        return 1, u, v, m
+    return -1, 0.0, 0.0, m
+
+
+def material_blend(mat_kind: np.ndarray, mat_prm: np.ndarray, alphas: np.ndarray,
+                   grid: np.ndarray) -> np.ndarray:
+    """(K, 3) per material: row offsets of the two roughness blocks its lobe mixes and the
+    weight of the second, linear in log alpha between the tabulated roughnesses (clamped at
+    the ends); zeros for materials that use the diffuse tables or none. Computed once per
+    scene on the host, so the per-entry code reads three numbers instead of searching the
+    roughness table and taking logarithms."""
+    out = np.zeros((len(mat_kind), 3))
+    block = int(grid[0]) * int(grid[1])
+    if len(alphas) < 2:
+        return out
+    la = np.log(alphas)
+    for m, kind in enumerate(np.asarray(mat_kind)):
+        if kind != CONDUCTOR:
+            continue
+        x = math.log(max(float(mat_prm[m, 3]), 1e-6))
+        ai = int(np.clip(np.searchsorted(la, x, side="right") - 1, 0, len(la) - 2))
+        c = min(max((x - la[ai]) / (la[ai + 1] - la[ai]), 0.0), 1.0)
+        out[m] = (block * (1 + ai), block * (2 + ai), c)
+    return out
 
 
 @njit(cache=True, inline="always")
-def grid_weights(
-    t: Any, table: int, u: float, v: float, alpha: float,
-) -> tuple[int, int, int, int, float, float, int, int, float]:
+def grid_weights(t: Any, m: int, u: float, v: float) -> tuple[int, int, int, int, float, float, int, int, float]:
     """Where a condition falls in the head's grid: the four neighbouring nodes' rows
     (r00, r01, r10, r11), the bilinear weights (a along u, b along v), the row offsets of the
-    two roughness blocks mixed (off0, off1) and the weight c of the second (see the module
-    docstring). Diffuse conditions use the first block alone (c = 0)."""
+    two roughness blocks mixed (off0, off1) and the weight c of the second, from material
+    m's :func:`material_blend` row (diffuse: the first block alone, c = 0)."""
     nv = t.grid[0]
     nu = t.grid[1]
     fu = u * nu - 0.5
@@ -161,18 +190,9 @@ def grid_weights(
     i0 = min(int(fv), nv - 1)
     b = fv - i0
     i1 = min(i0 + 1, nv - 1)
-    c = 0.0
-    off0 = 0
-    off1 = 0
-    if table == 1:
-        na = t.alphas.shape[0]
-        ai = 0
-        while ai < na - 2 and t.alphas[ai + 1] <= alpha:
-            ai += 1
-        lo = math.log(t.alphas[ai])
-        c = min(max((math.log(max(alpha, 1e-6)) - lo) / (math.log(t.alphas[ai + 1]) - lo), 0.0), 1.0)
-        off0 = nv * nu * (1 + ai)
-        off1 = off0 + nv * nu
+    off0 = int(t.blend[m, 0])
+    off1 = int(t.blend[m, 1])
+    c = t.blend[m, 2]
     return i0 * nu + j0, i0 * nu + j1, i1 * nu + j0, i1 * nu + j1, a, b, off0, off1, c
 
 
@@ -223,8 +243,8 @@ def pick(x: float, w1: float) -> tuple[bool, float]:
 @njit(cache=True, inline="always")
 def sample_uv_at(t: Any, k: int, rot_u: float, u0: float, u1: float) -> tuple[float, float, float]:
     """Entry k: a point (su, sv) of the map's square and its density under the mixture."""
-    table, cu, cv, alpha = condition_at(t, k, rot_u)
-    g = grid_weights(t, table, cu, cv, alpha)
+    table, cu, cv, m = condition_at(t, k, rot_u)
+    g = grid_weights(t, m, cu, cv)
     eps = t.eps[0]
     h, w = t.map_func.shape
     if table < 0 or u0 < eps:
@@ -278,8 +298,8 @@ def sample_at(
 def pdf_at(k: int, t: Any, rot_u: float, wi: np.ndarray, out: np.ndarray) -> None:
     """Entry k: the mixture's solid-angle density of wi[k] under entry k's condition."""
     su, sv = world_dir_to_map_uv(wi[k, 0], wi[k, 1], wi[k, 2], rot_u)
-    table, cu, cv, alpha = condition_at(t, k, rot_u)
-    g = grid_weights(t, table, cu, cv, alpha)
+    table, cu, cv, m = condition_at(t, k, rot_u)
+    g = grid_weights(t, m, cu, cv)
     out[k] = uv_to_solid_angle_pdf(pdf_uv_at(t, table, g, su, sv), sv)
 
 
@@ -303,10 +323,30 @@ class ProductSampler:
         self.model = model
         #: the static tables (what the density depends on, besides the condition)
         self.tables = model.static()
+        self._blends: dict[int, tuple[Any, Any]] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_blends"} | {"_blends": {}}
+
+    def _blend(self, cond: Condition, be: Backend) -> Any:
+        """:func:`material_blend` of the scene's materials, on ``be``'s device (once per scene)."""
+        key = id(cond.mat_prm)
+        if key not in self._blends:
+            host = [a.copy_to_host() if hasattr(a, "copy_to_host") else np.asarray(a)
+                    for a in (cond.mat_kind, cond.mat_prm)]
+            blend = MaterialBlend(material_blend(*host, self.tables.alphas, self.tables.grid))
+            self._blends[key] = (cond.mat_prm, be.tables(blend).blend)  # keeps mat_prm's id alive
+        return self._blends[key][1]
 
     def queue_tables(self, cond: Condition, be: Backend) -> ProductTables:
-        """The static tables (on ``be``'s device) joined with one queue's condition."""
-        return ProductTables(*be.tables(self.tables), *cond)
+        """The static tables (on ``be``'s device) joined with one queue's condition (arrays
+        of the back-end: the integrator's queues; host arrays are copied, not cached)."""
+        if be.name != "cpu" and any(isinstance(a, np.ndarray) for a in cond):
+            from numba import cuda
+
+            cond = Condition(*(cuda.to_device(np.ascontiguousarray(a)) if isinstance(a, np.ndarray) else a
+                               for a in cond))
+        return ProductTables(*be.tables(self.tables), *cond, self._blend(cond, be))
 
     def sample(self, u: Any, cond: Condition, be: Backend | None = None) -> LightSamples:
         be = cpu_if_none(be)
