@@ -21,6 +21,7 @@ from numba import cuda, typeof
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tracer import kernels_cuda as KC
+from tracer.samplers.alias import AliasTables
 from tracer.samplers.flow import SquareDensities, SquareSamples
 from tracer.samplers.piecewise import PiecewiseTables
 from tracer.samplers.uniform import UniformTables
@@ -37,14 +38,14 @@ GEOM = (t((1, 3)), t(1), t((1, 3, 3)), t((1, 3)), t((1, 3)), I1, I1, I1, I1, I1)
 i, f = typeof(1), typeof(1.0)
 
 SIGS = {
-    "_generate_camera_rays": (t((5, 3)), i, i, i, i, i, i, F3, F3, F3, F3, B1, F1, B1),
+    "_generate_camera_rays": (t((5, 3)), i, i, i, i, i, i, i, F3, F3, F3, F3, B1, F1, B1, F1),
     "_intersect_closest": (*GEOM, I1, F3, F3, F1, I1, F2),
     "_surface_interaction": (*GEOM, t((1, 3, 3)), I1, I1, I1, F3, F3, F1, I1, F2, F3, F3, F3, I1),
     "_handle_escaped": (I1, i, i, f, F3, F1, F3, F3, B1, F1, B1),
     "_trace_shadow_rays": (*GEOM, F3, F3, F3, F1, I1, I1, B1),
-    "_shade_and_scatter": (I1, i, i, I1, I1, i, f, i, F3, F3, F3, I1, I1, t((2, 8)), F3, F1, F3, B1,
-                           F3, F3, F3, F3, B1, F1, B1),
-    "_light_uniforms": (I1, i, i, I1, I1, F2),
+    "_shade_and_scatter": (I1, i, i, i, I1, I1, i, f, i, f, F3, F3, F3, I1, I1, t((2, 8)), F3, F1,
+                           F3, B1, F3, F3, F3, F3, B1, F1, B1, F1),
+    "_light_uniforms": (I1, i, i, i, I1, I1, F2),
     "_accumulate": (F3, i, F3, F3, I1, I1),
     "paths": (i, i, i, I1, I1, I1),
     "split_escaped": (I1, F1, I1, F2, I1, I1, F1, I1, F2, I1),
@@ -58,6 +59,7 @@ TABLES = {
     "uniform": UniformTables(np.zeros(1)),
     "piecewise": PiecewiseTables(np.zeros((2, 5)), np.zeros((2, 2)), np.zeros(3), np.zeros((2, 4)),
                                  np.ones(1)),
+    "alias": AliasTables(np.zeros((2, 2)), np.zeros((2, 4, 2)), np.zeros((2, 4)), np.ones(1)),
 }
 for _name, _tab in TABLES.items():
     SIGS[f"_light_sample[{_name}]"] = (typeof(_tab), F32_3, f, F2, F3, F1, F3)

@@ -4,8 +4,9 @@
 
 Renders ``scenes/spheres.toml`` at ``size`` x ``size`` with every sampler on the CPU and on
 the CUDA back-end (after a warm-up that compiles the kernels) and prints paths per second of
-each and their ratio; then light samples and pdf evaluations per second of ``flow`` and
-``piecewise`` on the GPU at batches of 64k to 4M (median of 5, device-synchronised). The
+each and their ratio; then light samples and pdf evaluations per second of ``flow``,
+``piecewise`` and ``alias`` on the GPU at batches of 64k to 4M (median of 5,
+device-synchronised). The
 flow is a briefly fitted pixel flow (its speed, not its fit, is measured here). Needs a
 CUDA GPU; run by ``benchmarks/gpu_check.sh``.
 """
@@ -29,13 +30,15 @@ from tracer.backend import CPU, make_backend
 from tracer.envmap import load_envmap
 from tracer.integrator import render
 from tracer.samplers import make_strategy
+from tracer.samplers.alias import AliasSampler
 from tracer.samplers.flow import fit_map_flow, make_flow_sampler
 from tracer.samplers.piecewise import PiecewiseSampler
 from tracer.scene import load_scene
 from tracer.scene_data import scene_data
 
 SCENE = ROOT / "scenes" / "spheres.toml"
-CASES = [("uniform", {}), ("piecewise", {}), ("flow", {}), ("product", {}), ("bsdf", {}), ("mis", {}),
+CASES = [("uniform", {}), ("piecewise", {}), ("alias", {}), ("flow", {}), ("product", {}), ("bsdf", {}),
+         ("mis", {}), ("mis", {"light": "alias"}), ("mis", {"sequence": "sobol"}),
          ("mis", {"light": "flow"}), ("mis", {"light": "product"})]
 
 
@@ -77,8 +80,10 @@ def main() -> None:
               f"{rates['cuda'] / rates['cpu']:>9.1f}{means['cuda']:>11.4f}{means['cpu']:>11.4f}")
 
     print("\n== light sampling alone on the GPU (median of 5, synchronised) ==")
-    print(f"{'batch':>9}{'flow Ms/s':>11}{'pw Ms/s':>10}{'flow Mpdf/s':>13}{'pw Mpdf/s':>11}")
-    samplers = {"flow": make_flow_sampler(env, model_path=model), "piecewise": PiecewiseSampler(env)}
+    print(f"{'batch':>9}{'flow Ms/s':>11}{'pw Ms/s':>10}{'alias Ms/s':>12}{'flow Mpdf/s':>13}"
+          f"{'pw Mpdf/s':>11}{'alias Mpdf/s':>14}")
+    samplers = {"flow": make_flow_sampler(env, model_path=model), "piecewise": PiecewiseSampler(env),
+                "alias": AliasSampler(env)}
     for batch in (1 << 16, 1 << 18, 1 << 20, 1 << 22):
         u = cuda.to_device(np.random.default_rng(0).random((batch, 2)))
         row = []
@@ -97,8 +102,8 @@ def main() -> None:
                 gpu.sync()
                 tp.append(time.perf_counter() - t0)
             row.append((batch / statistics.median(ts) / 1e6, batch / statistics.median(tp) / 1e6))
-        (fs, fp), (ps, pp) = row
-        print(f"{batch:>9}{fs:>11.1f}{ps:>10.1f}{fp:>13.1f}{pp:>11.1f}")
+        (fs, fp), (ps, pp), (as_, ap) = row
+        print(f"{batch:>9}{fs:>11.1f}{ps:>10.1f}{as_:>12.1f}{fp:>13.1f}{pp:>11.1f}{ap:>14.1f}")
 
 
 if __name__ == "__main__":

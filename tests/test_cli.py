@@ -161,6 +161,7 @@ def test_bad_env_scale(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
         (["--resolution", "16"], "--resolution"),
         (["--max-depth", "-1"], "--max-depth"),
         (["--light", "bsdf"], "--light"),
+        (["--sequence", "halton"], "--sequence"),
     ],
 )
 def test_bad_flags_are_argparse_errors(
@@ -281,6 +282,7 @@ def test_render_writes_outputs_and_log(tmp_path: Path, capsys: pytest.CaptureFix
     assert log["spp"] == 2
     assert log["resolution"] == [16, 16]
     assert log["max_depth"] == 5 and log["seed"] == 0  # from furnace.toml / the defaults
+    assert log["sequence"] == "independent"
     assert log["paths_per_second"] > 0
     assert log["mean_pixel_variance"] >= 0
     assert log["nan_inf_samples"] == 0
@@ -291,6 +293,20 @@ def test_render_writes_outputs_and_log(tmp_path: Path, capsys: pytest.CaptureFix
     assert np.all(np.isfinite(img))
     # the furnace: the corners see only the environment, radiance exactly 1
     np.testing.assert_allclose(img[[0, 0, -1, -1], [0, -1, 0, -1]], 1.0, rtol=1e-6)
+
+
+def test_sequence_sobol_changes_the_numbers_and_the_resume_key(tmp_path: Path) -> None:
+    """--sequence sobol is logged, draws other numbers than the default, and is part of the
+    checkpoint key (a render of one sequence is never resumed with the other)."""
+    logs = {}
+    for seq in ("independent", "sobol"):
+        out = tmp_path / f"{seq}.exr"
+        assert main(["render", str(FURNACE), "--spp", "4", "--resolution", "8x8", "--out", str(out),
+                     "--no-progress", "--sequence", seq, "--sampler", "bsdf"]) == 0  # fmt: skip
+        logs[seq] = json.loads(out.with_suffix(".json").read_text())
+        assert logs[seq]["sequence"] == seq
+    assert logs["independent"]["render_key"] != logs["sobol"]["render_key"]
+    assert not np.array_equal(read_exr(tmp_path / "independent.exr"), read_exr(tmp_path / "sobol.exr"))
 
 
 def test_reference_adds_error_metrics(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

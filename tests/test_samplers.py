@@ -11,6 +11,7 @@ from tests.chi2 import chi2_test, equal_area_theta_edges
 from tests.conftest import real_envmaps
 from tracer.envmap import EnvMap, constant_map, one_hot_map
 from tracer.hdr_io import read_image
+from tracer.samplers.alias import AliasSampler, build_alias
 from tracer.samplers.base import LightSampler
 from tracer.samplers.piecewise import PiecewiseSampler
 from tracer.samplers.uniform import UniformSampler
@@ -40,10 +41,12 @@ MAPS = {
     "real": real_map,
 }
 COMPENSATE = [False, True]
+#: the two samplers of the map's piecewise-constant density (binary search, alias tables)
+TABULATED = {"piecewise": PiecewiseSampler, "alias": AliasSampler}
 #: chi-square tests in this file, for the Sidak correction: test_uniform_chi2 (one),
-#: test_piecewise_chi2 (every map in both modes), test_piecewise_chi2_rotated and
-#: test_piecewise_on_all_black_map_is_uniform_on_square (one each)
-N_TESTS = 1 + len(MAPS) * len(COMPENSATE) + 1 + 1
+#: test_tabulated_chi2 (every map in both modes, both samplers), test_tabulated_chi2_rotated
+#: (both samplers) and test_piecewise_on_all_black_map_is_uniform_on_square (one)
+N_TESTS = 1 + len(MAPS) * len(COMPENSATE) * len(TABULATED) + len(TABULATED) + 1
 
 
 def pixel_grid(h: int, w: int) -> tuple[np.ndarray, int, int]:
@@ -94,27 +97,68 @@ def test_uniform_chi2() -> None:
     run_chi2(sampler, equal_area_theta_edges(MAX_ROWS // 2), MAX_COLS // 2, sub=2)
 
 
+@pytest.mark.parametrize("kind", list(TABULATED))
 @pytest.mark.parametrize("compensate", COMPENSATE, ids=["plain", "compensated"])
 @pytest.mark.parametrize("map_name", list(MAPS))
-def test_piecewise_chi2(map_name: str, compensate: bool) -> None:
+def test_tabulated_chi2(map_name: str, compensate: bool, kind: str) -> None:
     env = EnvMap(MAPS[map_name]())
-    run_chi2(PiecewiseSampler(env, compensate), *pixel_grid(*env.shape))
+    run_chi2(TABULATED[kind](env, compensate), *pixel_grid(*env.shape))
 
 
-def test_piecewise_chi2_rotated() -> None:
+@pytest.mark.parametrize("kind", list(TABULATED))
+def test_tabulated_chi2_rotated(kind: str) -> None:
     """A rotation shifts the pixel columns by rot_u: 0.3 * 120 = 36 and 120 / 3 = 40 are whole,
     so 120 phi cells still have the shifted pixel edges among their edges."""
     env = EnvMap(three_by_two(), rot_u=0.3)
     n_phi = 120
     assert (0.3 * n_phi).is_integer() and n_phi % env.shape[1] == 0
-    run_chi2(PiecewiseSampler(env), np.pi * np.arange(MAX_ROWS + 1) / MAX_ROWS, n_phi)
+    run_chi2(TABULATED[kind](env), np.pi * np.arange(MAX_ROWS + 1) / MAX_ROWS, n_phi)
+
+
+def alias_probabilities(table: np.ndarray) -> np.ndarray:
+    """The probability of each cell that an alias table (n, 2) implies."""
+    n = table.shape[0]
+    p = table[:, 0].copy()
+    np.add.at(p, table[:, 1].astype(np.int64), 1.0 - table[:, 0])
+    return p / n
+
+
+@pytest.mark.parametrize("weights", [
+    np.array([1.0]), np.array([0.0, 3.0, 0.0, 1.0]), np.array([1e-30, 1.0, 1e30]),
+    np.random.default_rng(7).random(1000) ** 8, np.zeros(5),
+], ids=["one", "zeros-between", "huge-range", "random", "all-zero"])
+def test_alias_table_reproduces_the_weights(weights: np.ndarray) -> None:
+    """Vose's table gives every cell exactly its share (uniform when all weights are 0), and a
+    cell of weight 0 is never kept by its own slot nor anybody's alias."""
+    table = np.empty((weights.size, 2))
+    build_alias(weights, table)
+    want = weights / weights.sum() if weights.sum() > 0 else np.full(weights.size, 1 / weights.size)
+    np.testing.assert_allclose(alias_probabilities(table), want, rtol=1e-9, atol=1e-15)
+    assert np.all((table[:, 0] >= 0) & (table[:, 0] <= 1))
+    if weights.sum() > 0:
+        zero = weights == 0
+        assert np.all(table[zero, 0] == 0)
+        assert not np.any(zero[table[table[:, 0] < 1, 1].astype(np.int64)])
+
+
+def test_alias_pdf_is_piecewise_pdf() -> None:
+    """The two samplers of one map have the same density, bit for bit, and their samples
+    fall on the pixels in the same proportions (counted, not only chi-squared)."""
+    env = EnvMap(real_map(), rot_u=0.2)
+    pw, al = PiecewiseSampler(env), AliasSampler(env)
+    rng = np.random.default_rng(8)
+    d = rng.normal(size=(100_000, 3))
+    d /= np.linalg.norm(d, axis=1)[:, None]
+    np.testing.assert_array_equal(al.pdf(d), pw.pdf(d))
+    s = al.sample(rng.random((100_000, 2)))
+    np.testing.assert_array_equal(al.pdf(s.wi), pw.pdf(s.wi))
 
 
 @pytest.mark.parametrize("compensate", [False, True])
 @pytest.mark.parametrize("map_name", list(MAPS))
 def test_pdf_of_sample_is_sample_pdf(map_name: str, compensate: bool) -> None:
     env = EnvMap(MAPS[map_name](), rot_u=0.1)
-    for sampler in (UniformSampler(env), PiecewiseSampler(env, compensate)):
+    for sampler in (UniformSampler(env), PiecewiseSampler(env, compensate), AliasSampler(env, compensate)):
         s = sampler.sample(np.random.default_rng(3).random((50_000, 2)))
         ok = s.pdf > 0
         np.testing.assert_allclose(sampler.pdf(s.wi)[ok], s.pdf[ok], rtol=1e-6)

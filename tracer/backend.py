@@ -18,6 +18,7 @@ import numpy as np
 
 from tracer import kernels
 from tracer.errors import TracerError
+from tracer.pool import Pooling
 
 if TYPE_CHECKING:
     import torch
@@ -41,6 +42,8 @@ class Backend(Protocol):
     # ---- queues
     def empty(self, shape: Any, dtype: Any = np.float64) -> Any: ...
     def zeros(self, shape: Any, dtype: Any = np.float64) -> Any: ...
+    def out(self, key: str, shape: Any, dtype: Any = np.float64) -> Any: ...
+    def pooled(self) -> Backend: ...
     def paths(self, n: int, pix0: int, nslab: int, sample0: int) -> tuple[Any, Any, Any]: ...
     def split_escaped(self, idx: Any, hit_t: Any, hit_prim: Any, hit_b: Any) -> tuple[Any, ...]: ...
     def gather(self, a: Any, idx: Any) -> Any: ...
@@ -93,7 +96,7 @@ def _f64(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a, np.float64)
 
 
-class CpuBackend:
+class CpuBackend(Pooling):
     """NumPy arrays, parallel Numba kernels."""
 
     name = "cpu"
@@ -108,23 +111,29 @@ class CpuBackend:
 
     def paths(self, n: int, pix0: int, nslab: int, sample0: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """All path ids of a batch over pixels pix0 .. pix0 + nslab - 1, each path's pixel and sample."""
-        p = np.arange(n)
-        return p, pix0 + p % nslab, sample0 + p // nslab
+        idx = self.out("paths.idx", n, np.int64)
+        pixel_of = self.out("paths.pixel", n, np.int64)
+        sample_of = self.out("paths.sample", n, np.int64)
+        kernels.paths(pix0, nslab, sample0, pixel_of, sample_of, idx)
+        return idx, pixel_of, sample_of
 
     def split_escaped(
         self, idx: np.ndarray, hit_t: np.ndarray, hit_prim: np.ndarray, hit_b: np.ndarray
     ) -> tuple[np.ndarray, ...]:
-        """(escaped path ids, hit path ids and their hit records)."""
-        esc = hit_prim < 0
-        hit = ~esc
-        return idx[esc], idx[hit], hit_t[hit], hit_prim[hit], hit_b[hit]
+        """(escaped path ids, hit path ids and their hit records), both in queue order."""
+        esc, hits, t_out, prim_out, b_out = self.split_outputs(idx.shape[0])
+        ne, nh = kernels.split_escaped(idx, hit_t, hit_prim, hit_b, esc, hits, t_out, prim_out, b_out)
+        return esc[:ne], hits[:nh], t_out[:nh], prim_out[:nh], b_out[:nh]
 
     def gather(self, a: np.ndarray, idx: np.ndarray) -> np.ndarray:
-        return a[idx]
+        out = self.out("gather", (idx.shape[0], a.shape[1]), a.dtype)
+        kernels.gather_rows(a, idx, out)
+        return out
 
     def compact(self, idx: np.ndarray, alive: np.ndarray) -> np.ndarray:
-        """The queue entries whose path is still alive."""
-        return idx[alive[idx]]
+        """The queue entries whose path is still alive, in queue order."""
+        out = self.out("compact", idx.shape[0], np.int64)
+        return out[: kernels.compact(idx, alive, out)]
 
     def sync(self) -> None:
         pass
@@ -139,17 +148,21 @@ class CpuBackend:
         pass
 
     def env_eval(self, env: EnvMap, dirs: np.ndarray) -> np.ndarray:
-        return env.eval(dirs)
+        out = self.out("env_eval", (dirs.shape[0], 3))
+        kernels.env_eval(env.rgb, env.rot_u, _f64(dirs), out)
+        return out
 
     def light_sample(self, tables: NamedTuple, env: EnvMap, u: np.ndarray) -> tuple[Any, Any, Any]:
         n = u.shape[0]
-        wi, pdf, le = np.empty((n, 3)), np.empty(n), np.empty((n, 3))
+        wi = self.out("light_sample.wi", (n, 3))
+        pdf = self.out("light_sample.pdf", n)
+        le = self.out("light_sample.le", (n, 3))
         sample, _ = kernels.light_kernels(tables)
         sample(tables, env.rgb, env.rot_u, _f64(u), wi, pdf, le)
         return wi, pdf, le
 
     def light_pdf(self, tables: NamedTuple, env: EnvMap, wi: np.ndarray) -> np.ndarray:
-        out = np.empty(wi.shape[0])
+        out = self.out("light_pdf", wi.shape[0])
         _, pdf = kernels.light_kernels(tables)
         pdf(tables, env.rot_u, _f64(wi), out)
         return out
@@ -159,7 +172,7 @@ class CpuBackend:
         return tables
 
     def map_uv(self, env: EnvMap, dirs: np.ndarray) -> np.ndarray:
-        out = np.empty((dirs.shape[0], 2))
+        out = self.out("map_uv", (dirs.shape[0], 2))
         kernels.map_uv(env.rot_u, _f64(dirs), out)
         return out
 

@@ -18,6 +18,7 @@ import numpy as np
 from numba import cuda
 
 from tracer import kernels_cuda as KC
+from tracer.pool import Pooling
 from tracer.scene_data import SceneData
 
 if TYPE_CHECKING:
@@ -37,7 +38,7 @@ class DeviceEnv(NamedTuple):
     rot_u: float
 
 
-class CudaBackend:
+class CudaBackend(Pooling):
     """Device arrays and the kernels of :mod:`tracer.kernels_cuda`."""
 
     name = "cuda"
@@ -64,31 +65,27 @@ class CudaBackend:
         return _dev(np.zeros(shape, dtype))
 
     def paths(self, n: int, pix0: int, nslab: int, sample0: int) -> tuple[Any, Any, Any]:
-        idx = cuda.device_array(n, np.int64)
-        pixel_of = cuda.device_array(n, np.int64)
-        sample_of = cuda.device_array(n, np.int64)
+        idx = self.out("paths.idx", n, np.int64)
+        pixel_of = self.out("paths.pixel", n, np.int64)
+        sample_of = self.out("paths.sample", n, np.int64)
         KC.paths[KC.grid(n)](pix0, nslab, sample0, pixel_of, sample_of, idx)
         return idx, pixel_of, sample_of
 
     def split_escaped(self, idx: Any, hit_t: Any, hit_prim: Any, hit_b: Any) -> tuple[Any, ...]:
         n = idx.shape[0]
-        esc = cuda.device_array(n, np.int64)
-        hits = cuda.device_array(n, np.int64)
-        t_out = cuda.device_array(n)
-        prim_out = cuda.device_array(n, np.int64)
-        b_out = cuda.device_array((n, 2))
+        esc, hits, t_out, prim_out, b_out = self.split_outputs(n)
         counts = _dev(np.zeros(2, np.int64))
         KC.split_escaped[KC.grid(n)](idx, hit_t, hit_prim, hit_b, esc, hits, t_out, prim_out, b_out, counts)
         ne, nh = (int(c) for c in counts.copy_to_host())
         return esc[:ne], hits[:nh], t_out[:nh], prim_out[:nh], b_out[:nh]
 
     def gather(self, a: Any, idx: Any) -> Any:
-        out = cuda.device_array((idx.shape[0], a.shape[1]), a.dtype)
+        out = self.out("gather", (idx.shape[0], a.shape[1]), a.dtype)
         KC.gather_rows[KC.grid(idx.shape[0])](a, idx, out)
         return out
 
     def compact(self, idx: Any, alive: Any) -> Any:
-        out = cuda.device_array(idx.shape[0], np.int64)
+        out = self.out("compact", idx.shape[0], np.int64)
         count = _dev(np.zeros(1, np.int64))
         KC.compact[KC.grid(idx.shape[0])](idx, alive, out, count)
         return out[: int(count.copy_to_host()[0])]
@@ -118,7 +115,7 @@ class CudaBackend:
 
     def env_eval(self, env: EnvMap, dirs: Any) -> Any:
         d = self._env(env)
-        out = cuda.device_array((dirs.shape[0], 3))
+        out = self.out("env_eval", (dirs.shape[0], 3))
         KC.env_eval[KC.grid(dirs.shape[0])](d.rgb, d.rot_u, dirs, out)
         return out
 
@@ -137,17 +134,19 @@ class CudaBackend:
     def light_sample(self, tables: NamedTuple, env: EnvMap, u: Any) -> tuple[Any, Any, Any]:
         n = u.shape[0]
         d = self._env(env)
-        wi, pdf, le = cuda.device_array((n, 3)), cuda.device_array(n), cuda.device_array((n, 3))
+        wi = self.out("light_sample.wi", (n, 3))
+        pdf = self.out("light_sample.pdf", n)
+        le = self.out("light_sample.le", (n, 3))
         KC.light_sample(self._tables(tables), d.rgb, d.rot_u, u, wi, pdf, le)
         return wi, pdf, le
 
     def light_pdf(self, tables: NamedTuple, env: EnvMap, wi: Any) -> Any:
-        out = cuda.device_array(wi.shape[0])
+        out = self.out("light_pdf", wi.shape[0])
         KC.light_pdf(self._tables(tables), float(env.rot_u), wi, out)
         return out
 
     def map_uv(self, env: EnvMap, dirs: Any) -> Any:
-        out = cuda.device_array((dirs.shape[0], 2))
+        out = self.out("map_uv", (dirs.shape[0], 2))
         KC.map_uv(float(env.rot_u), dirs, out)
         return out
 

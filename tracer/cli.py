@@ -97,7 +97,7 @@ def _nonneg_int(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from tracer.samplers import LIGHTS, SAMPLERS
+    from tracer.samplers import LIGHTS, SAMPLERS, SEQUENCES
 
     p = _Parser(
         prog="tracer",
@@ -119,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--resolution", type=_resolution, help="WIDTHxHEIGHT")
     r.add_argument("--max-depth", type=_nonneg_int, help="maximum number of bounces")
     r.add_argument("--seed", type=_seed, help="random seed")
+    r.add_argument("--sequence", choices=SEQUENCES, default="independent",
+                   help="sample sequence: independent hashed numbers, or Owen-scrambled Sobol "
+                        "(stratified per pixel; best at power-of-two spp)")
     r.add_argument("--out", type=Path, help="output EXR (PNG and JSON go beside it)")
     r.add_argument("--exposure", type=_finite_float, default=0.0, help="PNG exposure in stops")
     r.add_argument("--tonemap", choices=("filmic", "srgb"), default="filmic", help="PNG tone curve")
@@ -171,6 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--resolution", type=_resolution)
     c.add_argument("--max-depth", type=_nonneg_int)
     c.add_argument("--seed", type=_seed)
+    c.add_argument("--sequence", choices=SEQUENCES, default="independent",
+                   help="sample sequence of every swept sampler (the reference stays independent)")
     c.add_argument("--flow-model", type=Path)
     c.add_argument("--no-progress", action="store_true")
     c.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
@@ -184,7 +189,7 @@ def cmd_converge(args: argparse.Namespace) -> None:
     from tracer.samplers import SAMPLERS
 
     samplers = [s.strip() for s in args.samplers.split(",") if s.strip()]
-    valid = set(SAMPLERS) | {"mis-flow", "mis-uniform", "mis-piecewise", "mis-product"}
+    valid = set(SAMPLERS) | {"mis-flow", "mis-uniform", "mis-piecewise", "mis-alias", "mis-product"}
     for s in samplers:
         if s not in valid:
             raise TracerError(f"unknown sampler {s!r} in --samplers; choose from {', '.join(sorted(valid))}")
@@ -193,7 +198,8 @@ def cmd_converge(args: argparse.Namespace) -> None:
         raise TracerError(f"--flow-model {args.flow_model} is one model file, but the sweep has both flow "
                           "and product samplers; sweep them separately")
     opts = RenderOptions(scene=args.scene, envmap=args.envmap, resolution=args.resolution,
-                         max_depth=args.max_depth, seed=args.seed, flow_model=args.flow_model)
+                         max_depth=args.max_depth, seed=args.seed, flow_model=args.flow_model,
+                         sequence=args.sequence)
     summary = run_converge(opts, samplers, parse_spp_list(args.spp), args.out, args.ref_spp,
                            args.reference, progress=not args.no_progress, ray=args.ray)
     print(format_table(summary))
@@ -294,7 +300,8 @@ def cmd_render(args: argparse.Namespace) -> None:
         scene=args.scene, sampler=args.sampler, light=args.light, heuristic=args.heuristic,
         compensate=args.compensate, envmap=args.envmap, env_scale=args.env_scale,
         env_rotation=args.env_rotation, spp=args.spp, resolution=args.resolution,
-        max_depth=args.max_depth, seed=args.seed, out=args.out, exposure=args.exposure,
+        max_depth=args.max_depth, seed=args.seed, sequence=args.sequence, out=args.out,
+        exposure=args.exposure,
         tonemap=args.tonemap, progress=not args.no_progress, reference=args.reference,
         flow_model=args.flow_model, device=args.device, resume=args.resume,
         checkpoint_every=args.checkpoint_every, keep_checkpoint=args.keep_checkpoint,

@@ -236,7 +236,7 @@ def run_converge(
     snapshots: dict[str, dict[int, np.ndarray]] = {}
     bias: dict[str, dict[str, Any]] = {}
     jobs = {name: make_sweep_job(name, base, light, opts.flow_model, data, env, width, height,
-                                 list(spp_list), max_depth, seed, progress)
+                                 list(spp_list), max_depth, seed, progress, opts.sequence)
             for name, (base, light) in strategies.items()}
     sweeps = out_dir / "sweeps"
     results: dict[str, SweepResult] = {}
@@ -277,6 +277,7 @@ def run_converge(
             w.writerow(asdict(p))
     summary = {
         "scene": str(opts.scene), "resolution": [width, height], "max_depth": max_depth, "seed": seed,
+        "sequence": opts.sequence,
         "envmap": env.name, "reference": ref_note, "reference_mean_relative_variance": ref_noise,
         "points": [asdict(p) for p in points], "bias": bias,
     }
@@ -307,13 +308,13 @@ class SweepJob:
 
 def make_sweep_job(name: str, base: str, light: str, flow_model: Path | None, data: SceneData,
                    env: EnvMap, width: int, height: int, spp_list: list[int], max_depth: int,
-                   seed: int, progress: bool = False) -> SweepJob:
+                   seed: int, progress: bool = False, sequence: str = "independent") -> SweepJob:
     """Build the strategy of sampler ``name`` and the key of its sweep."""
     t0 = time.perf_counter()
     flow_opts: dict = {"progress": progress}
     if flow_model and any(m in (base, light) for m in MODEL_SAMPLERS):
         flow_opts["model_path"] = flow_model
-    st = make_strategy(base, env, light=light, **flow_opts)
+    st = make_strategy(base, env, light=light, sequence=sequence, **flow_opts)
     setup = time.perf_counter() - t0
     key = content_key("flowtracer-sweep-v1", name, spp_list,
                       render_key(data, env, st, width, height, max_depth, seed))

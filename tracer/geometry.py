@@ -284,15 +284,18 @@ def build_geometry(sphere_c: np.ndarray, sphere_r: np.ndarray, tri_v: np.ndarray
 def _slab(
     nmin: np.ndarray, nmax: np.ndarray, node: int, ox: float, oy: float, oz: float,
     ix: float, iy: float, iz: float, dx: float, dy: float, dz: float, tmax: float,
-) -> bool:
-    """Does the ray enter the node's box before tmax (slab test, Kay and Kajiya 1986)?"""
+) -> float:
+    """Where the ray enters the node's box (slab test, Kay and Kajiya 1986): the entry t,
+    or infinity if it misses the box before tmax."""
     ax, bx = _slab_axis(nmin[node, 0], nmax[node, 0], ox, ix, dx)
     ay, by = _slab_axis(nmin[node, 1], nmax[node, 1], oy, iy, dy)
     az, bz = _slab_axis(nmin[node, 2], nmax[node, 2], oz, iz, dz)
     tn = max(max(ax, ay), max(az, 0.0))
     tf = min(min(bx, by), min(bz, tmax))
     # the factor is pbrt's conservative rounding: never miss a box that the ray grazes
-    return tn <= tf * 1.0000000000000004
+    if tn <= tf * 1.0000000000000004:
+        return tn
+    return math.inf
 
 
 @njit(cache=True, inline="always")
@@ -319,24 +322,27 @@ def trace(
     g: Geometry, ox: float, oy: float, oz: float, dx: float, dy: float, dz: float,
     tmax: float, any_hit: bool, stack: np.ndarray,
 ) -> tuple[float, int, float, float]:
-    """Closest (or, with ``any_hit``, any) intersection: (t, prim, b1, b2); prim = -1 on a miss."""
+    """Closest (or, with ``any_hit``, any) intersection: (t, prim, b1, b2); prim = -1 on a miss.
+
+    Ordered traversal: at an interior node both children's boxes are tested, the nearer
+    entered child is visited next and the farther one pushed; a child the ray misses is
+    never pushed. A popped node is tested again against the closest hit found since (closest
+    hit only), so boxes behind it are skipped.
+    """
     n_sph = g.sphere_r.shape[0]
-    if g.prim_order.shape[0] == 0:  # an empty scene
-        return tmax, -1, 0.0, 0.0
-    ix, iy, iz = _inv(dx), _inv(dy), _inv(dz)
-    neg = (dx < 0.0, dy < 0.0, dz < 0.0)
     best_t = tmax
     best_p = -1
     best_b1 = 0.0
     best_b2 = 0.0
-    stack[0] = 0
-    sp = 1
-    while sp > 0:
-        sp -= 1
-        node = stack[sp]
-        if not _slab(g.node_min, g.node_max, node, ox, oy, oz, ix, iy, iz, dx, dy, dz, best_t):
-            continue
+    if g.prim_order.shape[0] == 0:  # an empty scene
+        return best_t, best_p, best_b1, best_b2
+    ix, iy, iz = _inv(dx), _inv(dy), _inv(dz)
+    nmin, nmax = g.node_min, g.node_max
+    node = 0 if _slab(nmin, nmax, 0, ox, oy, oz, ix, iy, iz, dx, dy, dz, best_t) < math.inf else -1
+    sp = 0
+    while node >= 0:
         cnt = g.node_count[node]
+        nxt = -1
         if cnt > 0:
             first = g.node_left[node]
             for k in range(first, first + cnt):
@@ -356,12 +362,25 @@ def trace(
                     if any_hit:
                         return best_t, best_p, best_b1, best_b2
         else:
-            # visit the near child first: push the far one below it
-            if neg[g.node_axis[node]]:
-                stack[sp] = g.node_left[node]
-                stack[sp + 1] = g.node_right[node]
-            else:
-                stack[sp] = g.node_right[node]
-                stack[sp + 1] = g.node_left[node]
-            sp += 2
+            left = g.node_left[node]
+            right = g.node_right[node]
+            tl = _slab(nmin, nmax, left, ox, oy, oz, ix, iy, iz, dx, dy, dz, best_t)
+            tr = _slab(nmin, nmax, right, ox, oy, oz, ix, iy, iz, dx, dy, dz, best_t)
+            if tl < math.inf and tr < math.inf:
+                if tr < tl:
+                    left, right = right, left
+                stack[sp] = right
+                sp += 1
+                nxt = left
+            elif tl < math.inf:
+                nxt = left
+            elif tr < math.inf:
+                nxt = right
+        # nothing entered here: the next pushed node that is still in front of the best hit
+        while nxt < 0 and sp > 0:
+            sp -= 1
+            cand = stack[sp]
+            if any_hit or _slab(nmin, nmax, cand, ox, oy, oz, ix, iy, iz, dx, dy, dz, best_t) < math.inf:
+                nxt = cand
+        node = nxt
     return best_t, best_p, best_b1, best_b2

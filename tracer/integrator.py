@@ -34,6 +34,7 @@ import numpy as np
 from tracer.backend import CPU, Backend, bind_light
 from tracer.envmap import EnvMap
 from tracer.film import Film
+from tracer.rng import SAMPLINGS
 from tracer.samplers.base import Condition
 from tracer.samplers.strategy import Strategy
 from tracer.scene_data import SceneData
@@ -42,6 +43,8 @@ from tracer.scene_data import SceneData
 DEFAULT_BATCH_PATHS = 1 << 18
 #: Russian roulette starts at this depth (pbrt-v4: depth > 1)
 RR_DEPTH = 2
+#: the most probable continuation under Russian roulette (Mitsuba 3: 0.95; 1 = pbrt-v4)
+RR_CAP = 0.95
 
 
 @dataclass
@@ -69,24 +72,26 @@ class Queues:
     alive: np.ndarray = field(init=False)
     prev_pdf: np.ndarray = field(init=False)  # BSDF pdf of the last sampled direction (MIS)
     prev_delta: np.ndarray = field(init=False)  # the last bounce was a delta lobe
+    eta_scale: np.ndarray = field(init=False)  # product of eta^2 over refractions (roulette)
     conditional: bool = False  # keep the shading condition per path (a product sampler)
     cond_n: np.ndarray | None = field(init=False, default=None)  # shading normal at the last hit
     cond_wo: np.ndarray | None = field(init=False, default=None)  # outgoing direction there
     cond_mat: np.ndarray | None = field(init=False, default=None)  # material there
 
     def __post_init__(self) -> None:
-        n, be = self.n, self.be
+        n, out = self.n, self.be.out  # from the render's pool: allocated once per render
         if self.conditional:
-            self.cond_n = be.empty((n, 3))
-            self.cond_wo = be.empty((n, 3))
-            self.cond_mat = be.zeros(n, np.int64)
-        self.ro = be.empty((n, 3))
-        self.rd = be.empty((n, 3))
-        self.beta = be.empty((n, 3))
-        self.radiance = be.empty((n, 3))
-        self.alive = be.empty(n, np.bool_)
-        self.prev_pdf = be.empty(n)
-        self.prev_delta = be.empty(n, np.bool_)
+            self.cond_n = out("q.cond_n", (n, 3))
+            self.cond_wo = out("q.cond_wo", (n, 3))
+            self.cond_mat = out("q.cond_mat", n, np.int64)
+        self.ro = out("q.ro", (n, 3))
+        self.rd = out("q.rd", (n, 3))
+        self.beta = out("q.beta", (n, 3))
+        self.radiance = out("q.radiance", (n, 3))
+        self.alive = out("q.alive", n, np.bool_)
+        self.prev_pdf = out("q.prev_pdf", n)
+        self.prev_delta = out("q.prev_delta", n, np.bool_)
+        self.eta_scale = out("q.eta_scale", n)
 
 
 def render_batch(
@@ -95,8 +100,14 @@ def render_batch(
     be: Backend = CPU, pix0: int = 0, nslab: int | None = None,
 ) -> None:
     """Trace samples ``sample0 .. sample0 + spp_batch - 1`` of the pixels ``pix0 .. pix0 +
-    nslab - 1`` (row-major; all of them by default) into ``film``."""
+    nslab - 1`` (row-major; all of them by default) into ``film``.
+
+    Every queue and per-bounce array comes from ``be.out`` under a stage's key: with a
+    pooled back-end (:meth:`tracer.pool.Pooling.pooled`, as :func:`render` passes) they are
+    allocated once per render and reused at every depth of every batch.
+    """
     K = be.k
+    out = be.out
     nslab = width * height - pix0 if nslab is None else nslab
     scene = be.scene(scene)
     light = bind_light(strategy.light, be)
@@ -111,11 +122,12 @@ def render_batch(
         return Condition(queue, q.cond_n, q.cond_wo, q.cond_mat, scene.mat_kind, scene.mat_prm)
 
     mode = strategy.mode
+    sampling = SAMPLINGS[strategy.sequence]
     g = scene.geom
     clock = Clock(be, times)
 
-    K.generate_camera_rays(scene.camera, width, height, pix0, nslab, sample0, seed, q.ro, q.rd,
-                           q.beta, q.radiance, q.alive, q.prev_pdf, q.prev_delta)
+    K.generate_camera_rays(scene.camera, width, height, pix0, nslab, sample0, seed, sampling, q.ro,
+                           q.rd, q.beta, q.radiance, q.alive, q.prev_pdf, q.prev_delta, q.eta_scale)
     clock.lap("shade")
 
     for depth in range(max_depth + 1):
@@ -123,9 +135,9 @@ def render_batch(
             break
         # ---- intersect_closest
         m = idx.shape[0]
-        hit_t = be.empty(m)
-        hit_prim = be.empty(m, np.int64)
-        hit_b = be.empty((m, 2))
+        hit_t = out("hit_t", m)
+        hit_prim = out("hit_prim", m, np.int64)
+        hit_b = out("hit_b", (m, 2))
         K.intersect_closest(g, idx, q.ro, q.rd, hit_t, hit_prim, hit_b)
         clock.lap("trace")
         esc_idx, idx, hit_t, hit_prim, hit_b = be.split_escaped(idx, hit_t, hit_prim, hit_b)
@@ -134,7 +146,8 @@ def render_batch(
         if esc_idx.shape[0]:
             dirs = be.gather(q.rd, esc_idx)
             le = be.env_eval(env, dirs)
-            lpdf = light.pdf(dirs, condition(esc_idx)) if mode == K.MIS and depth > 0 else be.zeros(esc_idx.shape[0])
+            # (the light pdf is read only under MIS after the first bounce)
+            lpdf = light.pdf(dirs, condition(esc_idx)) if mode == K.MIS and depth > 0 else out("no_pdf", esc_idx.shape[0])
             clock.lap("light")
             K.handle_escaped(esc_idx, depth, mode, strategy.power, le, lpdf, q.beta, q.radiance,
                              q.alive, q.prev_pdf, q.prev_delta)
@@ -143,33 +156,34 @@ def render_batch(
         if depth == max_depth or m == 0:
             break
         # ---- surface_interaction
-        pos = be.empty((m, 3))
-        ng = be.empty((m, 3))
-        ns = be.empty((m, 3))
-        mat = be.empty(m, np.int64)
+        pos = out("pos", (m, 3))
+        ng = out("ng", (m, 3))
+        ns = out("ns", (m, 3))
+        mat = out("mat", m, np.int64)
         K.surface_interaction(g, scene.tri_normals, scene.sphere_mat, scene.tri_mat, idx, q.ro, q.rd,
                               hit_t, hit_prim, hit_b, pos, ng, ns, mat)
         if conditional:
             K.record_condition(idx, ns, q.rd, mat, q.cond_n, q.cond_wo, q.cond_mat)
         clock.lap("shade")
         # ---- sample_light + trace_shadow_rays
-        unocc = be.zeros(m, np.bool_)
+        unocc = out("unoccluded", m, np.bool_)  # every entry written by trace_shadow_rays
         if light is not None and mode != K.BSDF_ONLY:
-            u = be.empty((m, 2))
-            K.light_uniforms(idx, depth, seed, sample_of, pixel_of, u)
+            u = out("light_u", (m, 2))
+            K.light_uniforms(idx, depth, seed, sampling, sample_of, pixel_of, u)
             ls = light.sample(u, condition(idx))
             lwi, lpdf, lle = ls.wi, ls.pdf, ls.le
             clock.lap("light")
             K.trace_shadow_rays(g, pos, ng, lwi, lpdf, mat, scene.mat_kind, unocc)
             clock.lap("trace")
-        else:
-            lwi = be.zeros((m, 3))
-            lpdf = be.zeros(m)
-            lle = be.zeros((m, 3))
+        else:  # BSDF sampling alone: shade_and_scatter reads no light sample
+            lwi = out("no_light.wi", (m, 3))
+            lpdf = out("no_light.pdf", m)
+            lle = out("no_light.le", (m, 3))
         # ---- shade_and_scatter
-        K.shade_and_scatter(idx, depth, seed, sample_of, pixel_of, mode, strategy.power, RR_DEPTH,
-                            pos, ng, ns, mat, scene.mat_kind, scene.mat_prm, lwi, lpdf, lle, unocc,
-                            q.ro, q.rd, q.beta, q.radiance, q.alive, q.prev_pdf, q.prev_delta)
+        K.shade_and_scatter(idx, depth, seed, sampling, sample_of, pixel_of, mode, strategy.power,
+                            RR_DEPTH, RR_CAP, pos, ng, ns, mat, scene.mat_kind, scene.mat_prm, lwi,
+                            lpdf, lle, unocc, q.ro, q.rd, q.beta, q.radiance, q.alive, q.prev_pdf,
+                            q.prev_delta, q.eta_scale)
         idx = be.compact(idx, q.alive)
         clock.lap("shade")
 
@@ -215,6 +229,7 @@ def render(
     """
     film = Film(width, height) if film is None else film
     times = StageTimes() if times is None else times
+    be = be.pooled()  # queues and per-bounce arrays allocated once for the whole render
     npix = width * height
     # a batch is at most batch_paths paths: several samples of every pixel, or one sample of
     # a slab of pixels (so memory stays bounded whatever the resolution)

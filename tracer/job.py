@@ -47,6 +47,7 @@ class RenderOptions:
     resolution: tuple[int, int] | None = None
     max_depth: int | None = None
     seed: int | None = None
+    sequence: str = "independent"  # the sample sequence: independent or sobol
     out: Path | None = None
     exposure: float = 0.0
     tonemap: str = "filmic"
@@ -131,7 +132,8 @@ def run_render(opts: RenderOptions) -> dict[str, Any]:
     flow_opts: dict = {"progress": opts.progress}
     if opts.flow_model is not None:
         flow_opts["model_path"] = opts.flow_model
-    strategy = make_strategy(sampler, env, opts.light, opts.heuristic, opts.compensate, **flow_opts)
+    strategy = make_strategy(sampler, env, opts.light, opts.heuristic, opts.compensate,
+                             sequence=opts.sequence, **flow_opts)
     data = scene_data(scene, width, height)
 
     # ---- where to start: afresh, or from the checkpoint of this very render
@@ -217,6 +219,7 @@ def run_render(opts: RenderOptions) -> dict[str, Any]:
         "resolution": [width, height],
         "max_depth": max_depth,
         "seed": seed,
+        "sequence": strategy.sequence,
         "device": "ray" if opts.ray is not None else be.name,
         "time_s": {"setup_compile": setup_s, "render": seconds, **times.as_dict()},
         "paths": paths,

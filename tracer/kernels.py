@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from tracer.envmap import world_dir_to_map_uv
+from tracer.envmap import env_lookup, world_dir_to_map_uv
 from tracer.geometry import STACK_SIZE, Geometry
 from tracer.light_dispatch import cacheable, light_pdf_at, light_sample_at
 from tracer.stages import (
@@ -39,13 +39,13 @@ __all__ = ["BSDF_ONLY", "MIS", "NEE_ONLY"]
 @njit(cache=True, parallel=True)
 def generate_camera_rays(
     cam: np.ndarray, width: int, height: int, pix0: int, nslab: int, sample0: int, seed: int,
-    ro: np.ndarray, rd: np.ndarray, beta: np.ndarray, radiance: np.ndarray,
-    alive: np.ndarray, prev_pdf: np.ndarray, prev_delta: np.ndarray,
+    sampling: int, ro: np.ndarray, rd: np.ndarray, beta: np.ndarray, radiance: np.ndarray,
+    alive: np.ndarray, prev_pdf: np.ndarray, prev_delta: np.ndarray, eta_scale: np.ndarray,
 ) -> None:
     """Primary rays: path p is pixel pix0 + p % nslab, sample sample0 + p // nslab."""
     for p in prange(ro.shape[0]):
-        generate_camera_rays_at(p, cam, width, height, pix0, nslab, sample0, seed, ro, rd, beta,
-                                radiance, alive, prev_pdf, prev_delta)
+        generate_camera_rays_at(p, cam, width, height, pix0, nslab, sample0, seed, sampling, ro,
+                                rd, beta, radiance, alive, prev_pdf, prev_delta, eta_scale)
 
 
 @njit(cache=True, parallel=True)
@@ -101,19 +101,20 @@ def trace_shadow_rays(
 
 @njit(cache=True, parallel=True)
 def shade_and_scatter(
-    idx: np.ndarray, depth: int, seed: int, sample_of: np.ndarray, pixel_of: np.ndarray,
-    mode: int, power: float, rr_depth: int,
+    idx: np.ndarray, depth: int, seed: int, sampling: int, sample_of: np.ndarray,
+    pixel_of: np.ndarray, mode: int, power: float, rr_depth: int, rr_cap: float,
     pos: np.ndarray, ng: np.ndarray, ns: np.ndarray, mat: np.ndarray,
     mat_kind: np.ndarray, mat_prm: np.ndarray,
     light_wi: np.ndarray, light_pdf: np.ndarray, light_le: np.ndarray, unoccluded: np.ndarray,
     ro: np.ndarray, rd: np.ndarray, beta: np.ndarray, radiance: np.ndarray, alive: np.ndarray,
-    prev_pdf: np.ndarray, prev_delta: np.ndarray,
+    prev_pdf: np.ndarray, prev_delta: np.ndarray, eta_scale: np.ndarray,
 ) -> None:
     """Next-event estimation with the light sample, then BSDF sampling and Russian roulette."""
     for k in prange(idx.shape[0]):
-        shade_and_scatter_at(k, idx, depth, seed, sample_of, pixel_of, mode, power, rr_depth,
-                             pos, ng, ns, mat, mat_kind, mat_prm, light_wi, light_pdf, light_le,
-                             unoccluded, ro, rd, beta, radiance, alive, prev_pdf, prev_delta)
+        shade_and_scatter_at(k, idx, depth, seed, sampling, sample_of, pixel_of, mode, power,
+                             rr_depth, rr_cap, pos, ng, ns, mat, mat_kind, mat_prm, light_wi,
+                             light_pdf, light_le, unoccluded, ro, rd, beta, radiance, alive,
+                             prev_pdf, prev_delta, eta_scale)
 
 
 @njit(cache=True, parallel=True)
@@ -128,12 +129,12 @@ def record_condition(
 
 @njit(cache=True, parallel=True)
 def light_uniforms(
-    idx: np.ndarray, depth: int, seed: int, sample_of: np.ndarray, pixel_of: np.ndarray,
-    out: np.ndarray,
+    idx: np.ndarray, depth: int, seed: int, sampling: int, sample_of: np.ndarray,
+    pixel_of: np.ndarray, out: np.ndarray,
 ) -> None:
     """The (M, 2) uniforms that drive the light sampler at this bounce."""
     for k in prange(idx.shape[0]):
-        light_uniforms_at(k, idx, depth, seed, sample_of, pixel_of, out)
+        light_uniforms_at(k, idx, depth, seed, sampling, sample_of, pixel_of, out)
 
 
 @njit(cache=True, parallel=True)
@@ -144,6 +145,70 @@ def accumulate(
     """Welford's running mean and M2 per pixel; NaN/Inf samples are dropped and counted."""
     for pix in prange(n_pix):
         accumulate_at(pix, radiance, n_pix, mean, m2, count, bad)
+
+
+# ------------------------------------------------------------------------ queue handling
+
+
+@njit(cache=True, parallel=True)
+def paths(
+    pix0: int, nslab: int, sample0: int, pixel_of: np.ndarray, sample_of: np.ndarray, idx: np.ndarray
+) -> None:
+    """Path ids of a batch and each path's pixel and sample index."""
+    for p in prange(idx.shape[0]):
+        idx[p] = p
+        pixel_of[p] = pix0 + p % nslab
+        sample_of[p] = sample0 + p // nslab
+
+
+@njit(cache=True)
+def split_escaped(
+    idx: np.ndarray, hit_t: np.ndarray, hit_prim: np.ndarray, hit_b: np.ndarray,
+    esc: np.ndarray, hits: np.ndarray, t_out: np.ndarray, prim_out: np.ndarray, b_out: np.ndarray,
+) -> tuple[int, int]:
+    """Append each entry to the escaped queue or, with its hit record, to the hit queue
+    (serial and order-preserving: one pass of a few ns per entry). Returns both lengths."""
+    ne = 0
+    nh = 0
+    for k in range(idx.shape[0]):
+        if hit_prim[k] < 0:
+            esc[ne] = idx[k]
+            ne += 1
+        else:
+            hits[nh] = idx[k]
+            t_out[nh] = hit_t[k]
+            prim_out[nh] = hit_prim[k]
+            b_out[nh, 0] = hit_b[k, 0]
+            b_out[nh, 1] = hit_b[k, 1]
+            nh += 1
+    return ne, nh
+
+
+@njit(cache=True)
+def compact(idx: np.ndarray, alive: np.ndarray, out: np.ndarray) -> int:
+    """Write the entries of idx whose path is alive to out, in order; returns how many."""
+    n = 0
+    for k in range(idx.shape[0]):
+        if alive[idx[k]]:
+            out[n] = idx[k]
+            n += 1
+    return n
+
+
+@njit(cache=True, parallel=True)
+def gather_rows(a: np.ndarray, idx: np.ndarray, out: np.ndarray) -> None:
+    """out[k] = a[idx[k]]."""
+    for k in prange(idx.shape[0]):
+        for c in range(a.shape[1]):
+            out[k, c] = a[idx[k], c]
+
+
+@njit(cache=True, parallel=True)
+def env_eval(rgb: np.ndarray, rot_u: float, dirs: np.ndarray, out: np.ndarray) -> None:
+    """Radiance arriving from each world direction."""
+    for k in prange(dirs.shape[0]):
+        u, v = world_dir_to_map_uv(dirs[k, 0], dirs[k, 1], dirs[k, 2], rot_u)
+        out[k, 0], out[k, 1], out[k, 2] = env_lookup(rgb, u, v)
 
 
 # ------------------------------------------------------------------------- light sampling

@@ -47,18 +47,17 @@ def grid(n: int) -> tuple[int, int]:
 
 
 @cuda.jit(cache=True)
-def _generate_camera_rays(cam, width, height, pix0, nslab, sample0, seed, ro, rd, beta, radiance,
-                          alive, prev_pdf, prev_delta):
+def _generate_camera_rays(cam, width, height, pix0, nslab, sample0, seed, sampling, ro, rd, beta,
+                          radiance, alive, prev_pdf, prev_delta, eta_scale):
     p = cuda.grid(1)
     if p < ro.shape[0]:
-        generate_camera_rays_at(p, cam, width, height, pix0, nslab, sample0, seed, ro, rd, beta,
-                                radiance, alive, prev_pdf, prev_delta)
+        generate_camera_rays_at(p, cam, width, height, pix0, nslab, sample0, seed, sampling, ro,
+                                rd, beta, radiance, alive, prev_pdf, prev_delta, eta_scale)
 
 
-def generate_camera_rays(cam, width, height, pix0, nslab, sample0, seed, ro, rd, beta, radiance,
-                         alive, prev_pdf, prev_delta):
-    _generate_camera_rays[grid(ro.shape[0])](cam, width, height, pix0, nslab, sample0, seed, ro,
-                                             rd, beta, radiance, alive, prev_pdf, prev_delta)
+def generate_camera_rays(cam, width, height, pix0, nslab, sample0, seed, sampling, ro, *queues):
+    _generate_camera_rays[grid(ro.shape[0])](cam, width, height, pix0, nslab, sample0, seed,
+                                             sampling, ro, *queues)
 
 
 @cuda.jit(cache=True)
@@ -121,14 +120,15 @@ def trace_shadow_rays(g, pos, ng, wi, light_pdf, mat, mat_kind, unoccluded):
 
 
 @cuda.jit(cache=True)
-def _shade_and_scatter(idx, depth, seed, sample_of, pixel_of, mode, power, rr_depth, pos, ng,
-                       ns, mat, mat_kind, mat_prm, light_wi, light_pdf, light_le, unoccluded, ro,
-                       rd, beta, radiance, alive, prev_pdf, prev_delta):
+def _shade_and_scatter(idx, depth, seed, sampling, sample_of, pixel_of, mode, power, rr_depth,
+                       rr_cap, pos, ng, ns, mat, mat_kind, mat_prm, light_wi, light_pdf, light_le,
+                       unoccluded, ro, rd, beta, radiance, alive, prev_pdf, prev_delta, eta_scale):
     k = cuda.grid(1)
     if k < idx.shape[0]:
-        shade_and_scatter_at(k, idx, depth, seed, sample_of, pixel_of, mode, power, rr_depth,
-                             pos, ng, ns, mat, mat_kind, mat_prm, light_wi, light_pdf, light_le,
-                             unoccluded, ro, rd, beta, radiance, alive, prev_pdf, prev_delta)
+        shade_and_scatter_at(k, idx, depth, seed, sampling, sample_of, pixel_of, mode, power,
+                             rr_depth, rr_cap, pos, ng, ns, mat, mat_kind, mat_prm, light_wi,
+                             light_pdf, light_le, unoccluded, ro, rd, beta, radiance, alive,
+                             prev_pdf, prev_delta, eta_scale)
 
 
 def shade_and_scatter(idx, *args):
@@ -147,14 +147,14 @@ def record_condition(idx, ns, rd, mat, cond_n, cond_wo, cond_mat):
 
 
 @cuda.jit(cache=True)
-def _light_uniforms(idx, depth, seed, sample_of, pixel_of, out):
+def _light_uniforms(idx, depth, seed, sampling, sample_of, pixel_of, out):
     k = cuda.grid(1)
     if k < idx.shape[0]:
-        light_uniforms_at(k, idx, depth, seed, sample_of, pixel_of, out)
+        light_uniforms_at(k, idx, depth, seed, sampling, sample_of, pixel_of, out)
 
 
-def light_uniforms(idx, depth, seed, sample_of, pixel_of, out):
-    _light_uniforms[grid(idx.shape[0])](idx, depth, seed, sample_of, pixel_of, out)
+def light_uniforms(idx, depth, seed, sampling, sample_of, pixel_of, out):
+    _light_uniforms[grid(idx.shape[0])](idx, depth, seed, sampling, sample_of, pixel_of, out)
 
 
 @cuda.jit(cache=True)

@@ -68,7 +68,7 @@ def _lookup(tables: types.Type, which: int) -> Callable[..., None] | None:
     return None
 
 
-@overload(light_sample_at, target="generic")
+@overload(light_sample_at, target="generic", inline="always")
 def _light_sample_at_impl(k, tables, rgb, rot_u, u, wi, pdf, le):
     fn = _lookup(tables, 0)
     if fn is None:
@@ -80,7 +80,7 @@ def _light_sample_at_impl(k, tables, rgb, rot_u, u, wi, pdf, le):
     return impl
 
 
-@overload(light_pdf_at, target="generic")
+@overload(light_pdf_at, target="generic", inline="always")
 def _light_pdf_at_impl(k, tables, rot_u, wi, out):
     fn = _lookup(tables, 1)
     if fn is None:

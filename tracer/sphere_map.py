@@ -47,8 +47,12 @@ def uv_to_dir(u: float, v: float) -> tuple[float, float, float]:
 @njit(cache=True, inline="always")
 def dir_to_uv(x: float, y: float, z: float) -> tuple[float, float]:
     """Point of the unit square for a unit direction; u in [0, 1), v in [0, 1]."""
-    yc = min(1.0, max(-1.0, y))
-    theta = math.acos(yc)
+    if abs(y) < 0.9:
+        theta = math.acos(y)
+    else:
+        # near a pole acos loses half the digits (a direction 1e-6 from the pole came back
+        # with sin(theta) off by 1e-6); atan2 of (sin, cos) keeps them, at a higher cost
+        theta = math.atan2(math.sqrt(x * x + z * z), y)
     phi = math.atan2(x, -z)
     if phi < 0.0:
         phi += 2.0 * math.pi

@@ -17,7 +17,7 @@ from numba import njit
 
 from tracer.bsdf import DIELECTRIC, bsdf_eval, bsdf_sample
 from tracer.geometry import Geometry, trace
-from tracer.rng import bounce_dim, uniform
+from tracer.rng import bounce_dim, draw
 
 #: Integrator strategies (how escaped rays and light samples are weighted)
 NEE_ONLY = 0
@@ -62,8 +62,8 @@ def mis_weight(pa: float, pb: float, power: float) -> float:
 def generate_camera_rays_at(
     p: int,
     cam: np.ndarray, width: int, height: int, pix0: int, nslab: int, sample0: int, seed: int,
-    ro: np.ndarray, rd: np.ndarray, beta: np.ndarray, radiance: np.ndarray,
-    alive: np.ndarray, prev_pdf: np.ndarray, prev_delta: np.ndarray,
+    sampling: int, ro: np.ndarray, rd: np.ndarray, beta: np.ndarray, radiance: np.ndarray,
+    alive: np.ndarray, prev_pdf: np.ndarray, prev_delta: np.ndarray, eta_scale: np.ndarray,
 ) -> None:
     """Primary rays for every path of a batch over the pixels ``pix0 .. pix0 + nslab - 1``:
     path p is pixel ``pix0 + p % nslab``, sample ``sample0 + p // nslab``."""
@@ -71,8 +71,8 @@ def generate_camera_rays_at(
     s = sample0 + p // nslab
     x = pix % width
     y = pix // width
-    sx = 2.0 * (x + uniform(seed, pix, s, 0)) / width - 1.0
-    sy = 1.0 - 2.0 * (y + uniform(seed, pix, s, 1)) / height
+    sx = 2.0 * (x + draw(sampling, seed, pix, s, 0)) / width - 1.0
+    sy = 1.0 - 2.0 * (y + draw(sampling, seed, pix, s, 1)) / height
     dx = cam[1, 0] + sx * cam[2, 0] + sy * cam[3, 0]
     dy = cam[1, 1] + sx * cam[2, 1] + sy * cam[3, 1]
     dz = cam[1, 2] + sx * cam[2, 2] + sy * cam[3, 2]
@@ -85,6 +85,7 @@ def generate_camera_rays_at(
     alive[p] = True
     prev_pdf[p] = 0.0
     prev_delta[p] = False
+    eta_scale[p] = 1.0
 
 
 @njit(cache=True, inline="always")
@@ -201,15 +202,23 @@ def trace_shadow_rays_at(
 @njit(cache=True, inline="always")
 def shade_and_scatter_at(
     k: int,
-    idx: np.ndarray, depth: int, seed: int, sample_of: np.ndarray, pixel_of: np.ndarray,
-    mode: int, power: float, rr_depth: int,
+    idx: np.ndarray, depth: int, seed: int, sampling: int, sample_of: np.ndarray,
+    pixel_of: np.ndarray, mode: int, power: float, rr_depth: int, rr_cap: float,
     pos: np.ndarray, ng: np.ndarray, ns: np.ndarray, mat: np.ndarray,
     mat_kind: np.ndarray, mat_prm: np.ndarray,
     light_wi: np.ndarray, light_pdf: np.ndarray, light_le: np.ndarray, unoccluded: np.ndarray,
     ro: np.ndarray, rd: np.ndarray, beta: np.ndarray, radiance: np.ndarray, alive: np.ndarray,
-    prev_pdf: np.ndarray, prev_delta: np.ndarray,
+    prev_pdf: np.ndarray, prev_delta: np.ndarray, eta_scale: np.ndarray,
 ) -> None:
-    """Next-event estimation with the light sample, then BSDF sampling and Russian roulette."""
+    """Next-event estimation with the light sample, then BSDF sampling and Russian roulette.
+
+    Russian roulette (pbrt-v4 ``PathIntegrator``, Mitsuba 3 ``path.cpp``) from depth
+    ``rr_depth`` on: the path goes on with probability ``c = min(max(beta) * eta_scale,
+    rr_cap)`` when that is below 1, and is divided by c. ``eta_scale`` is the product of the
+    eta^2 of the refractions so far: radiance that enters glass is divided by eta^2, which is
+    not a loss of energy, so without it roulette would kill paths inside glass as if they
+    were dim. ``rr_cap`` < 1 (Mitsuba's 0.95) also ends bright paths now and then.
+    """
     p = idx[k]
     m = mat[k]
     kind = mat_kind[m]
@@ -241,9 +250,9 @@ def shade_and_scatter_at(
     # ---- BSDF sampling: the continuation of the path
     pix = pixel_of[p]
     smp = sample_of[p]
-    u0 = uniform(seed, pix, smp, bounce_dim(depth, 2))
-    u1 = uniform(seed, pix, smp, bounce_dim(depth, 3))
-    u2 = uniform(seed, pix, smp, bounce_dim(depth, 4))
+    u0 = draw(sampling, seed, pix, smp, bounce_dim(depth, 2))
+    u1 = draw(sampling, seed, pix, smp, bounce_dim(depth, 3))
+    u2 = draw(sampling, seed, pix, smp, bounce_dim(depth, 4))
     lix, liy, liz, wr, wg, wb, bpdf, delta, ok = bsdf_sample(kind, prm, lox, loy, loz, u0, u1, u2)
     if not ok:
         alive[p] = False
@@ -262,16 +271,21 @@ def shade_and_scatter_at(
     b0 = beta[p, 0] * wr
     b1 = beta[p, 1] * wg
     b2 = beta[p, 2] * wb
-    # Russian roulette (pbrt-v4): continue with probability max(beta) when it is below 1
-    bmax = max(b0, max(b1, b2))
-    if depth >= rr_depth and bmax < 1.0:
-        q = max(0.0, 1.0 - bmax)
-        if uniform(seed, pix, smp, bounce_dim(depth, 5)) < q:
-            alive[p] = False
-            return
-        b0 /= 1.0 - q
-        b1 /= 1.0 - q
-        b2 /= 1.0 - q
+    es = eta_scale[p]
+    if transmits and kind == DIELECTRIC:
+        eta = prm[4] if loz >= 0.0 else 1.0 / prm[4]  # entering or leaving (as bsdf_sample)
+        es *= eta * eta
+        eta_scale[p] = es
+    # Russian roulette: go on with probability c = min(max(beta) eta_scale, rr_cap)
+    if depth >= rr_depth:
+        c = min(max(b0, max(b1, b2)) * es, rr_cap)
+        if c < 1.0:
+            if draw(sampling, seed, pix, smp, bounce_dim(depth, 5)) >= c:
+                alive[p] = False
+                return
+            b0 /= c
+            b1 /= c
+            b2 /= c
     beta[p, 0], beta[p, 1], beta[p, 2] = b0, b1, b2
     prev_pdf[p] = bpdf
     prev_delta[p] = delta
@@ -298,13 +312,13 @@ def record_condition_at(
 @njit(cache=True, inline="always")
 def light_uniforms_at(
     k: int,
-    idx: np.ndarray, depth: int, seed: int, sample_of: np.ndarray, pixel_of: np.ndarray,
-    out: np.ndarray,
+    idx: np.ndarray, depth: int, seed: int, sampling: int, sample_of: np.ndarray,
+    pixel_of: np.ndarray, out: np.ndarray,
 ) -> None:
     """The (M, 2) uniforms that drive the light sampler at this bounce."""
     p = idx[k]
-    out[k, 0] = uniform(seed, pixel_of[p], sample_of[p], bounce_dim(depth, 0))
-    out[k, 1] = uniform(seed, pixel_of[p], sample_of[p], bounce_dim(depth, 1))
+    out[k, 0] = draw(sampling, seed, pixel_of[p], sample_of[p], bounce_dim(depth, 0))
+    out[k, 1] = draw(sampling, seed, pixel_of[p], sample_of[p], bounce_dim(depth, 1))
 
 
 @njit(cache=True, inline="always")

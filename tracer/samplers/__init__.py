@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from tracer.envmap import EnvMap
 from tracer.errors import TracerError
+from tracer.rng import SAMPLINGS
 from tracer.samplers.base import LightSampler, LightSamples
 from tracer.samplers.strategy import NEE_ONLY, Strategy
 
 #: values of ``--sampler``
-SAMPLERS = ("uniform", "piecewise", "flow", "product", "bsdf", "mis")
+SAMPLERS = ("uniform", "piecewise", "alias", "flow", "product", "bsdf", "mis")
 #: values of ``--light`` (the light sampler inside ``mis``)
-LIGHTS = ("uniform", "piecewise", "flow", "product")
+LIGHTS = ("uniform", "piecewise", "alias", "flow", "product")
+#: values of ``--sequence``
+SEQUENCES = tuple(SAMPLINGS)
 #: samplers that read a fitted model file (``--flow-model``)
 MODEL_SAMPLERS = ("flow", "product")
 
@@ -27,6 +31,10 @@ def make_light_sampler(name: str, env: EnvMap, compensate: bool = False, **flow_
         from tracer.samplers.piecewise import PiecewiseSampler
 
         return PiecewiseSampler(env, compensate=compensate)
+    if name == "alias":
+        from tracer.samplers.alias import AliasSampler
+
+        return AliasSampler(env, compensate=compensate)
     if name == "flow":
         from tracer.samplers.flow import make_flow_sampler
 
@@ -44,11 +52,22 @@ def make_strategy(
     light: str = "piecewise",
     heuristic: str = "power",
     compensate: bool = False,
+    sequence: str = "independent",
     **flow_opts: Any,
 ) -> Strategy:
-    """The strategy for ``--sampler``; ``light``, ``heuristic``, ``compensate`` apply to ``mis``."""
+    """The strategy for ``--sampler``; ``light``, ``heuristic``, ``compensate`` apply to ``mis``;
+    ``sequence`` (``--sequence``) is the sample sequence of every path."""
     if sampler not in SAMPLERS:
         raise TracerError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
+    if sequence not in SEQUENCES:
+        raise TracerError(f"unknown sample sequence {sequence!r}; choose one of {', '.join(SEQUENCES)}")
+    return dataclasses.replace(_strategy(sampler, env, light, heuristic, compensate, **flow_opts),
+                               sequence=sequence)
+
+
+def _strategy(
+    sampler: str, env: EnvMap, light: str, heuristic: str, compensate: bool, **flow_opts: Any
+) -> Strategy:
     if compensate and sampler != "mis":
         raise TracerError(
             "--compensate drops dim pixels from the light density and is unbiased only under MIS; "
@@ -65,4 +84,4 @@ def make_strategy(
     return Strategy(sampler, NEE_ONLY, make_light_sampler(sampler, env, **flow_opts))
 
 
-__all__ = ["LIGHTS", "MODEL_SAMPLERS", "SAMPLERS", "LightSampler", "LightSamples", "Strategy", "make_light_sampler", "make_strategy"]
+__all__ = ["LIGHTS", "MODEL_SAMPLERS", "SAMPLERS", "SEQUENCES", "LightSampler", "LightSamples", "Strategy", "make_light_sampler", "make_strategy"]

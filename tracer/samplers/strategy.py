@@ -21,6 +21,9 @@ class Strategy:
     mode: int
     light: LightSampler | None
     power: float = 2.0
+    #: the numbers that drive every path: ``independent`` (a hash per pixel, sample and
+    #: dimension) or ``sobol`` (padded Owen-scrambled Sobol, :func:`tracer.rng.sobol_uniform`)
+    sequence: str = "independent"
 
     @property
     def light_name(self) -> str | None:

@@ -1,0 +1,63 @@
+"""Buffers reused across the stages, bounces and batches of one render (both back-ends)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+
+
+class Pool:
+    """Buffers that live as long as one render, reused by every bounce of every batch.
+
+    A stage's output is ``take(key, shape)``: a view of the first ``shape[0]`` rows of the
+    buffer named ``key``, allocated on first use with as many rows as asked (a buffer grows
+    only if a later call asks for more rows). So a render allocates (and the OS maps and
+    zero-fills) its queues once, not at every depth of every batch: on the CPU that page
+    faulting was a third of a render's time. A key's contents are valid until the next
+    ``take`` of the same key; each stage writes its own keys, so a bounce never reads a
+    buffer that the same bounce has overwritten.
+    """
+
+    def __init__(self, alloc: Any) -> None:
+        self.alloc = alloc
+        self.bufs: dict[str, Any] = {}
+
+    def take(self, key: str, shape: Any, dtype: Any = np.float64) -> Any:
+        shape = (int(shape),) if isinstance(shape, (int, np.integer)) else tuple(shape)
+        buf = self.bufs.get(key)
+        if (buf is None or buf.shape[0] < shape[0] or buf.shape[1:] != shape[1:]
+                or buf.dtype != np.dtype(dtype)):
+            buf = self.bufs[key] = self.alloc(shape, dtype)
+        return buf[: shape[0]]
+
+    def nbytes(self) -> int:
+        """Bytes held by the pool's buffers."""
+        return sum(int(b.nbytes) for b in self.bufs.values())
+
+
+class Pooling:
+    """``out`` and ``pooled`` for a back-end whose ``empty`` allocates fresh arrays."""
+
+    pool: Pool | None = None
+
+    def out(self, key: str, shape: Any, dtype: Any = np.float64) -> Any:
+        """An output array for the stage ``key``: from the render's pool when there is one
+        (:meth:`pooled`), else fresh. Its contents are undefined."""
+        if self.pool is None:
+            return self.empty(shape, dtype)  # type: ignore[attr-defined]
+        return self.pool.take(key, shape, dtype)
+
+    def split_outputs(self, n: int) -> tuple[Any, ...]:
+        """Room for ``split_escaped`` of a queue of n entries (the same on every back-end):
+        escaped path ids, hit path ids, and the hits' distance, primitive, barycentrics."""
+        return (self.out("split.esc", n, np.int64), self.out("split.idx", n, np.int64),
+                self.out("split.t", n), self.out("split.prim", n, np.int64),
+                self.out("split.b", (n, 2)))
+
+    def pooled(self) -> Any:
+        """This back-end with a new, empty :class:`Pool` (one per render)."""
+        be = copy.copy(self)
+        be.pool = Pool(be.empty)  # type: ignore[attr-defined]
+        return be
