@@ -123,8 +123,9 @@ def sobol_2d(i: int, dim: int) -> int:
 
 
 @njit(cache=True, inline="always")
-def sobol_uniform(seed: int, pixel: int, sample: int, dim: int) -> float:
-    """Padded, shuffled, Owen-scrambled Sobol (pbrt-v4 ``PaddedSobolSampler``; Burley 2020).
+def sobol_pair(seed: int, pixel: int, sample: int, dim: int) -> tuple[float, float]:
+    """Dimensions (dim, dim + 1), dim even, of a pixel's sample: padded, shuffled,
+    Owen-scrambled Sobol (pbrt-v4 ``PaddedSobolSampler``; Burley 2020).
 
     Dimensions are used in pairs (2j, 2j + 1); each pair of each pixel draws the 2-D Sobol
     point at a scrambled sample index (so pairs are decorrelated from each other), each
@@ -135,8 +136,16 @@ def sobol_uniform(seed: int, pixel: int, sample: int, dim: int) -> float:
     h = lowbias32(h ^ (pixel & MASK32))
     h = lowbias32(h ^ ((pixel >> 32) & MASK32) ^ ((dim >> 1) * 0x85EBCA6B))
     idx = owen_scramble(sample & MASK32, h)
-    x = owen_scramble(sobol_2d(idx, dim & 1), lowbias32(h + (1 + (dim & 1)) * 0xC2B2AE35))
-    return (x >> 8) * (1.0 / 16777216.0)
+    x = owen_scramble(sobol_2d(idx, 0), lowbias32(h + 0xC2B2AE35))
+    y = owen_scramble(sobol_2d(idx, 1), lowbias32(h + 2 * 0xC2B2AE35))
+    return (x >> 8) * (1.0 / 16777216.0), (y >> 8) * (1.0 / 16777216.0)
+
+
+@njit(cache=True, inline="always")
+def sobol_uniform(seed: int, pixel: int, sample: int, dim: int) -> float:
+    """Dimension ``dim`` alone (:func:`sobol_pair` of its pair)."""
+    x, y = sobol_pair(seed, pixel, sample, dim & ~1)
+    return y if dim & 1 else x
 
 
 @njit(cache=True, inline="always")
@@ -145,3 +154,12 @@ def draw(sampling: int, seed: int, pixel: int, sample: int, dim: int) -> float:
     if sampling == SOBOL:
         return sobol_uniform(seed, pixel, sample, dim)
     return uniform(seed, pixel, sample, dim)
+
+
+@njit(cache=True, inline="always")
+def draw2(sampling: int, seed: int, pixel: int, sample: int, dim: int) -> tuple[float, float]:
+    """Dimensions (dim, dim + 1), dim even: the same numbers as two :func:`draw` calls, with
+    the work that a Sobol pair shares (its hash and shuffled index) done once."""
+    if sampling == SOBOL:
+        return sobol_pair(seed, pixel, sample, dim)
+    return uniform(seed, pixel, sample, dim), uniform(seed, pixel, sample, dim + 1)

@@ -17,7 +17,7 @@ from numba import njit
 
 from tracer.bsdf import DIELECTRIC, bsdf_eval, bsdf_sample
 from tracer.geometry import Geometry, trace
-from tracer.rng import bounce_dim, draw
+from tracer.rng import bounce_dim, draw2
 
 #: Integrator strategies (how escaped rays and light samples are weighted)
 NEE_ONLY = 0
@@ -71,8 +71,9 @@ def generate_camera_rays_at(
     s = sample0 + p // nslab
     x = pix % width
     y = pix // width
-    sx = 2.0 * (x + draw(sampling, seed, pix, s, 0)) / width - 1.0
-    sy = 1.0 - 2.0 * (y + draw(sampling, seed, pix, s, 1)) / height
+    jx, jy = draw2(sampling, seed, pix, s, 0)
+    sx = 2.0 * (x + jx) / width - 1.0
+    sy = 1.0 - 2.0 * (y + jy) / height
     dx = cam[1, 0] + sx * cam[2, 0] + sy * cam[3, 0]
     dy = cam[1, 1] + sx * cam[2, 1] + sy * cam[3, 1]
     dz = cam[1, 2] + sx * cam[2, 2] + sy * cam[3, 2]
@@ -250,9 +251,9 @@ def shade_and_scatter_at(
     # ---- BSDF sampling: the continuation of the path
     pix = pixel_of[p]
     smp = sample_of[p]
-    u0 = draw(sampling, seed, pix, smp, bounce_dim(depth, 2))
-    u1 = draw(sampling, seed, pix, smp, bounce_dim(depth, 3))
-    u2 = draw(sampling, seed, pix, smp, bounce_dim(depth, 4))
+    u0, u1 = draw2(sampling, seed, pix, smp, bounce_dim(depth, 2))
+    # the lobe choice and the roulette share a pair of dimensions
+    u2, u_rr = draw2(sampling, seed, pix, smp, bounce_dim(depth, 4))
     lix, liy, liz, wr, wg, wb, bpdf, delta, ok = bsdf_sample(kind, prm, lox, loy, loz, u0, u1, u2)
     if not ok:
         alive[p] = False
@@ -280,7 +281,7 @@ def shade_and_scatter_at(
     if depth >= rr_depth:
         c = min(max(b0, max(b1, b2)) * es, rr_cap)
         if c < 1.0:
-            if draw(sampling, seed, pix, smp, bounce_dim(depth, 5)) >= c:
+            if u_rr >= c:
                 alive[p] = False
                 return
             b0 /= c
@@ -317,8 +318,7 @@ def light_uniforms_at(
 ) -> None:
     """The (M, 2) uniforms that drive the light sampler at this bounce."""
     p = idx[k]
-    out[k, 0] = draw(sampling, seed, pixel_of[p], sample_of[p], bounce_dim(depth, 0))
-    out[k, 1] = draw(sampling, seed, pixel_of[p], sample_of[p], bounce_dim(depth, 1))
+    out[k, 0], out[k, 1] = draw2(sampling, seed, pixel_of[p], sample_of[p], bounce_dim(depth, 0))
 
 
 @njit(cache=True, inline="always")
