@@ -241,18 +241,18 @@ def bench_memory(width: int = 3840, height: int = 2160, spp: int = 16) -> dict:
             f"d = scene_data(s, {width}, {height}); r = render(d, e, make_strategy('mis', e), "
             f"{width}, {height}, {spp}, 5, 0);"
             "hwm = [ln.split()[1] for ln in open('/proc/self/status') if ln.startswith('VmHWM')][0];"
-            "print(r.seconds, r.paths, hwm)")
+            "print(r.seconds, r.paths, r.buffer_bytes, hwm)")
     out = subprocess.run([sys.executable, "-c", code, str(ROOT)], capture_output=True, text=True, check=True)
-    seconds, paths, peak_kib = out.stdout.split()[-3:]
+    seconds, paths, buffer_bytes, peak_kib = out.stdout.split()[-4:]
     peak_kib = int(peak_kib)
     film_mib = width * height * (3 + 3 + 1 + 1) * 8 / 2**20  # mean, m2, count, bad (float64/int64)
-    batch_mib = integrator.DEFAULT_BATCH_PATHS * 8 * 40 / 2**20  # about 40 float64 per path
+    batch_mib = int(buffer_bytes) / 2**20  # the pool's buffers: queues and per-bounce arrays
     res = {"width": width, "height": height, "spp": spp, "peak_rss_mib": peak_kib / 1024,
-           "film_mib": film_mib, "batch_estimate_mib": batch_mib, "seconds": float(seconds),
+           "film_mib": film_mib, "buffers_mib": batch_mib, "seconds": float(seconds),
            "paths_per_s": int(paths) / float(seconds)}
     print(f"\n== memory: scenes/spheres.toml {width}x{height}, {spp} spp, mis, one process ==")
-    print(f"peak RSS {res['peak_rss_mib']:.0f} MiB (film {film_mib:.0f} MiB, one batch of "
-          f"{integrator.DEFAULT_BATCH_PATHS} paths about {batch_mib:.0f} MiB); {res['seconds']:.0f} s, "
+    print(f"peak RSS {res['peak_rss_mib']:.0f} MiB (film {film_mib:.0f} MiB, the buffers of one batch "
+          f"of {integrator.DEFAULT_BATCH_PATHS} paths {batch_mib:.0f} MiB); {res['seconds']:.0f} s, "
           f"{res['paths_per_s'] / 1e6:.2f} Mpaths/s")
     return res
 

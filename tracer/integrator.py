@@ -33,11 +33,13 @@ import numpy as np
 
 from tracer.backend import CPU, Backend, bind_light
 from tracer.envmap import EnvMap
+from tracer.errors import TracerError
 from tracer.film import Film
 from tracer.rng import SAMPLINGS
 from tracer.samplers.base import Condition
 from tracer.samplers.strategy import Strategy
 from tracer.scene_data import SceneData
+from tracer.stages import BSDF_ONLY
 
 #: paths per wavefront batch (all pixels times as many samples as fit)
 DEFAULT_BATCH_PATHS = 1 << 18
@@ -166,7 +168,7 @@ def render_batch(
             K.record_condition(idx, ns, q.rd, mat, q.cond_n, q.cond_wo, q.cond_mat)
         clock.lap("shade")
         # ---- sample_light + trace_shadow_rays
-        unocc = out("unoccluded", m, np.bool_)  # every entry written by trace_shadow_rays
+        unocc = out("unoccluded", m, np.bool_)  # written by trace_shadow_rays (read only then)
         if light is not None and mode != K.BSDF_ONLY:
             u = out("light_u", (m, 2))
             K.light_uniforms(idx, depth, seed, sampling, sample_of, pixel_of, u)
@@ -213,6 +215,7 @@ class RenderResult:
     times: StageTimes
     seconds: float  # wall time of the sample passes (no compile)
     paths: int
+    buffer_bytes: int = 0  # the render's queues and per-bounce arrays (tracer.pool.Pool)
 
 
 def render(
@@ -227,6 +230,8 @@ def render(
     already taken: the sample indices (and so the random numbers) carry on where it stopped.
     ``be`` is the back-end to run on (:func:`tracer.backend.make_backend`); the CPU by default.
     """
+    if strategy.light is None and strategy.mode != BSDF_ONLY:
+        raise TracerError(f"strategy {strategy.name!r} estimates direct light but has no light sampler")
     film = Film(width, height) if film is None else film
     times = StageTimes() if times is None else times
     be = be.pooled()  # queues and per-bounce arrays allocated once for the whole render
@@ -246,4 +251,4 @@ def render(
         s += n
         if progress is not None:
             progress(n)
-    return RenderResult(film, times, time.perf_counter() - t0, npix * spp)
+    return RenderResult(film, times, time.perf_counter() - t0, npix * spp, be.pool.nbytes())

@@ -13,7 +13,8 @@ import numpy as np
 from numba import njit
 
 MASK32 = 0xFFFFFFFF
-#: Random dimensions a path uses per bounce (light 2, BSDF 3, Russian roulette 1, spare 2).
+#: Random dimensions a path uses per bounce, in pairs: light sample (0, 1), BSDF direction
+#: (2, 3), the dielectric's lobe choice and Russian roulette (4, 5), spare (6, 7).
 DIMS_PER_BOUNCE = 8
 #: Dimensions the camera uses before the first bounce (pixel jitter 2).
 CAMERA_DIMS = 2

@@ -251,9 +251,11 @@ def shade_and_scatter_at(
     # ---- BSDF sampling: the continuation of the path
     pix = pixel_of[p]
     smp = sample_of[p]
-    u0, u1 = draw2(sampling, seed, pix, smp, bounce_dim(depth, 2))
-    # the lobe choice and the roulette share a pair of dimensions
-    u2, u_rr = draw2(sampling, seed, pix, smp, bounce_dim(depth, 4))
+    # bsdf_sample draws a direction from (u1, u2) and the dielectric's reflect-or-refract
+    # choice from u0: the direction gets one (stratified, under Sobol) pair of dimensions,
+    # the lobe choice and the roulette the next
+    u1, u2 = draw2(sampling, seed, pix, smp, bounce_dim(depth, 2))
+    u0, u_rr = draw2(sampling, seed, pix, smp, bounce_dim(depth, 4))
     lix, liy, liz, wr, wg, wb, bpdf, delta, ok = bsdf_sample(kind, prm, lox, loy, loz, u0, u1, u2)
     if not ok:
         alive[p] = False
