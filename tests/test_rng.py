@@ -9,7 +9,7 @@ import pytest
 from numba import njit
 from scipy.stats import chisquare
 
-from tracer.rng import SOBOL, draw, owen_scramble, reverse_bits32, sobol_2d, sobol_uniform
+from tracer.rng import owen_scramble, reverse_bits32, sobol_2d, sobol_uniform, uniform
 
 
 @njit(cache=True)
@@ -68,8 +68,8 @@ def test_independent_numbers_are_not_nets() -> None:
     def white(pixel: int) -> np.ndarray:
         out = np.empty((16, 2))
         for s in range(16):
-            out[s, 0] = draw(0, 0, pixel, s, 2)
-            out[s, 1] = draw(0, 0, pixel, s, 3)
+            out[s, 0] = uniform(0, pixel, s, 2)
+            out[s, 1] = uniform(0, pixel, s, 3)
         return out
 
     assert sum(is_net(white(p), 4) for p in range(200)) < 3
@@ -80,7 +80,7 @@ def across_pixels(seed: int, n_pix: int, sample: int, dims: np.ndarray) -> np.nd
     out = np.empty((n_pix, dims.size))
     for p in range(n_pix):
         for j in range(dims.size):
-            out[p, j] = draw(SOBOL, seed, p, sample, dims[j])
+            out[p, j] = sobol_uniform(seed, p, sample, dims[j])
     return out
 
 

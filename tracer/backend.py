@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 import numpy as np
 
 from tracer import kernels
+from tracer.envmap import env_eval_into
 from tracer.errors import TracerError
 from tracer.pool import Pooling
 
@@ -149,7 +150,7 @@ class CpuBackend(Pooling):
 
     def env_eval(self, env: EnvMap, dirs: np.ndarray) -> np.ndarray:
         out = self.out("env_eval", (dirs.shape[0], 3))
-        kernels.env_eval(env.rgb, env.rot_u, _f64(dirs), out)
+        env_eval_into(env.rgb, env.rot_u, _f64(dirs), out)
         return out
 
     def light_sample(self, tables: NamedTuple, env: EnvMap, u: np.ndarray) -> tuple[Any, Any, Any]:

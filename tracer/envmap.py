@@ -65,12 +65,17 @@ def env_lookup(rgb: np.ndarray, u: float, v: float) -> tuple[float, float, float
 
 
 @njit(cache=True, parallel=True)
-def env_eval_batch(rgb: np.ndarray, rot_u: float, dirs: np.ndarray) -> np.ndarray:
-    """Radiance arriving from each world direction: (N, 3) -> (N, 3)."""
-    out = np.empty((dirs.shape[0], 3))
+def env_eval_into(rgb: np.ndarray, rot_u: float, dirs: np.ndarray, out: np.ndarray) -> None:
+    """Radiance arriving from each world direction, (N, 3) into ``out`` (N, 3)."""
     for k in prange(dirs.shape[0]):
         u, v = world_dir_to_map_uv(dirs[k, 0], dirs[k, 1], dirs[k, 2], rot_u)
         out[k, 0], out[k, 1], out[k, 2] = env_lookup(rgb, u, v)
+
+
+def env_eval_batch(rgb: np.ndarray, rot_u: float, dirs: np.ndarray) -> np.ndarray:
+    """Radiance arriving from each world direction: (N, 3) -> (N, 3)."""
+    out = np.empty((dirs.shape[0], 3))
+    env_eval_into(rgb, rot_u, dirs, out)
     return out
 
 

@@ -33,7 +33,6 @@ class Geometry(NamedTuple):
     node_left: np.ndarray  # (M,) left child, or first index into prim_order for a leaf
     node_right: np.ndarray  # (M,) right child
     node_count: np.ndarray  # (M,) primitives in a leaf, 0 for an interior node
-    node_axis: np.ndarray  # (M,) split axis of an interior node
     prim_order: np.ndarray  # (P,) primitive ids in leaf order
 
 
@@ -149,7 +148,6 @@ def build_bvh(
     node_left = np.zeros(cap, np.int64)
     node_right = np.zeros(cap, np.int64)
     node_count = np.zeros(cap, np.int64)
-    node_axis = np.zeros(cap, np.int64)
     order = np.arange(n_prims)
     cent = 0.5 * (bmin + bmax)
     # (node, start, end, depth); a depth-first build holds at most one entry per level + 1
@@ -254,12 +252,11 @@ def build_bvh(
         node_left[node] = left
         node_right[node] = right
         node_count[node] = 0
-        node_axis[node] = axis
         stack[sp, 0], stack[sp, 1], stack[sp, 2], stack[sp, 3] = right, mid, e, depth + 1
         sp += 1
         stack[sp, 0], stack[sp, 1], stack[sp, 2], stack[sp, 3] = left, s, mid, depth + 1
         sp += 1
-    return node_min, node_max, node_left, node_right, node_count, node_axis, order, n_nodes
+    return node_min, node_max, node_left, node_right, node_count, order, n_nodes
 
 
 def build_geometry(sphere_c: np.ndarray, sphere_r: np.ndarray, tri_v: np.ndarray) -> Geometry:
@@ -272,12 +269,11 @@ def build_geometry(sphere_c: np.ndarray, sphere_r: np.ndarray, tri_v: np.ndarray
     if len(bmin) == 0:
         # an empty scene: one empty leaf whose box no ray enters
         nodes = (np.full((1, 3), BIG), np.full((1, 3), -BIG), np.zeros(1, np.int64),
-                 np.zeros(1, np.int64), np.zeros(1, np.int64), np.zeros(1, np.int64),
-                 np.zeros(0, np.int64))
+                 np.zeros(1, np.int64), np.zeros(1, np.int64), np.zeros(0, np.int64))
         return Geometry(sc, sr, tv, *nodes)
-    nmin, nmax, nl, nr, nc, na, order, n = build_bvh(bmin, bmax)
+    nmin, nmax, nl, nr, nc, order, n = build_bvh(bmin, bmax)
     return Geometry(sc, sr, tv, nmin[:n].copy(), nmax[:n].copy(), nl[:n].copy(), nr[:n].copy(),
-                    nc[:n].copy(), na[:n].copy(), order)
+                    nc[:n].copy(), order)
 
 
 @njit(cache=True, inline="always")

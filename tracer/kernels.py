@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from tracer.envmap import env_lookup, world_dir_to_map_uv
+from tracer.envmap import world_dir_to_map_uv
 from tracer.geometry import STACK_SIZE, Geometry
 from tracer.light_dispatch import cacheable, light_pdf_at, light_sample_at
 from tracer.stages import (
@@ -201,14 +201,6 @@ def gather_rows(a: np.ndarray, idx: np.ndarray, out: np.ndarray) -> None:
     for k in prange(idx.shape[0]):
         for c in range(a.shape[1]):
             out[k, c] = a[idx[k], c]
-
-
-@njit(cache=True, parallel=True)
-def env_eval(rgb: np.ndarray, rot_u: float, dirs: np.ndarray, out: np.ndarray) -> None:
-    """Radiance arriving from each world direction."""
-    for k in prange(dirs.shape[0]):
-        u, v = world_dir_to_map_uv(dirs[k, 0], dirs[k, 1], dirs[k, 2], rot_u)
-        out[k, 0], out[k, 1], out[k, 2] = env_lookup(rgb, u, v)
 
 
 # ------------------------------------------------------------------------- light sampling

@@ -150,17 +150,10 @@ def sobol_uniform(seed: int, pixel: int, sample: int, dim: int) -> float:
 
 
 @njit(cache=True, inline="always")
-def draw(sampling: int, seed: int, pixel: int, sample: int, dim: int) -> float:
-    """The number of dimension ``dim`` of a pixel's sample, by the chosen ``sampling``."""
-    if sampling == SOBOL:
-        return sobol_uniform(seed, pixel, sample, dim)
-    return uniform(seed, pixel, sample, dim)
-
-
-@njit(cache=True, inline="always")
 def draw2(sampling: int, seed: int, pixel: int, sample: int, dim: int) -> tuple[float, float]:
-    """Dimensions (dim, dim + 1), dim even: the same numbers as two :func:`draw` calls, with
-    the work that a Sobol pair shares (its hash and shuffled index) done once."""
+    """Dimensions (dim, dim + 1), dim even, of a pixel's sample by the chosen ``sampling``:
+    independent hashes (:func:`uniform`) or a Sobol pair (:func:`sobol_pair`, whose hash and
+    shuffled index serve both numbers)."""
     if sampling == SOBOL:
         return sobol_pair(seed, pixel, sample, dim)
     return uniform(seed, pixel, sample, dim), uniform(seed, pixel, sample, dim + 1)
