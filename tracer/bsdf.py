@@ -25,6 +25,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from tracer.trig import sincos_pi
+
 DIFFUSE = 0
 CONDUCTOR = 1
 DIELECTRIC = 2
@@ -137,9 +139,9 @@ def sample_ggx_vndf(
     t2y = vz * t1x - vx * t1z
     t2z = vx * t1y - vy * t1x
     r = math.sqrt(u1)
-    phi = 2.0 * math.pi * u2
-    p1 = r * math.cos(phi)
-    p2 = r * math.sin(phi)
+    sin_phi, cos_phi = sincos_pi(2.0 * u2)
+    p1 = r * cos_phi
+    p2 = r * sin_phi
     s = 0.5 * (1.0 + vz)
     p2 = (1.0 - s) * math.sqrt(max(0.0, 1.0 - p1 * p1)) + s * p2
     p3 = math.sqrt(max(0.0, 1.0 - p1 * p1 - p2 * p2))
@@ -186,9 +188,9 @@ def bsdf_sample(
     if kind == DIFFUSE:
         # cosine-weighted hemisphere (Malley's method)
         r = math.sqrt(u1)
-        phi = 2.0 * math.pi * u2
-        wix = r * math.cos(phi)
-        wiy = r * math.sin(phi)
+        sin_phi, cos_phi = sincos_pi(2.0 * u2)
+        wix = r * cos_phi
+        wiy = r * sin_phi
         wiz = math.sqrt(max(0.0, 1.0 - u1))
         if wiz <= 0.0:
             return 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, False, False

@@ -70,12 +70,26 @@ def intersect_sphere(
     return -1.0
 
 
+class Shear(NamedTuple):
+    """A ray in the frame of the watertight triangle test: axes permuted so that the
+    direction's largest component is the third, the origin in that order, and the shear
+    that turns the direction into +z (Woop, Benthin and Wald 2013; pbrt-v4 ``Triangle``).
+    Computed once per ray: its three divisions used to be paid at every triangle."""
+
+    kx: int
+    ky: int
+    kz: int
+    ox: float
+    oy: float
+    oz: float
+    sx: float
+    sy: float
+    sz: float
+
+
 @njit(cache=True, inline="always")
-def intersect_triangle(
-    tri: np.ndarray, ox: float, oy: float, oz: float, dx: float, dy: float, dz: float, tmax: float
-) -> tuple[float, float, float]:
-    """Watertight ray-triangle test: (t, b1, b2) or t = -1 for a miss."""
-    # translate to the ray origin and permute so that the ray's largest axis is z
+def ray_shear(ox: float, oy: float, oz: float, dx: float, dy: float, dz: float) -> Shear:
+    """The per-ray part of the watertight ray-triangle test."""
     adx, ady, adz = abs(dx), abs(dy), abs(dz)
     if adx > ady and adx > adz:
         kz = 0
@@ -87,26 +101,32 @@ def intersect_triangle(
     ky = (kx + 1) % 3
     d = (dx * 1.0, dy * 1.0, dz * 1.0)
     o = (ox * 1.0, oy * 1.0, oz * 1.0)
-    dkx, dky, dkz = d[kx], d[ky], d[kz]
-    p0x = tri[0, kx] - o[kx]
-    p0y = tri[0, ky] - o[ky]
-    p0z = tri[0, kz] - o[kz]
-    p1x = tri[1, kx] - o[kx]
-    p1y = tri[1, ky] - o[ky]
-    p1z = tri[1, kz] - o[kz]
-    p2x = tri[2, kx] - o[kx]
-    p2y = tri[2, ky] - o[ky]
-    p2z = tri[2, kz] - o[kz]
+    dkz = d[kz]
+    return Shear(kx, ky, kz, o[kx], o[ky], o[kz], -d[kx] / dkz, -d[ky] / dkz, 1.0 / dkz)
+
+
+@njit(cache=True, inline="always")
+def intersect_triangle_sheared(tri: np.ndarray, r: Shear, tmax: float) -> tuple[float, float, float]:
+    """Watertight ray-triangle test for a ray prepared by :func:`ray_shear`: (t, b1, b2) or
+    t = -1 for a miss."""
+    kx, ky, kz = r.kx, r.ky, r.kz
+    # translate to the ray origin, in the permuted axes
+    p0x = tri[0, kx] - r.ox
+    p0y = tri[0, ky] - r.oy
+    p0z = tri[0, kz] - r.oz
+    p1x = tri[1, kx] - r.ox
+    p1y = tri[1, ky] - r.oy
+    p1z = tri[1, kz] - r.oz
+    p2x = tri[2, kx] - r.ox
+    p2y = tri[2, ky] - r.oy
+    p2z = tri[2, kz] - r.oz
     # shear so that the ray points along +z
-    sx = -dkx / dkz
-    sy = -dky / dkz
-    sz = 1.0 / dkz
-    p0x += sx * p0z
-    p0y += sy * p0z
-    p1x += sx * p1z
-    p1y += sy * p1z
-    p2x += sx * p2z
-    p2y += sy * p2z
+    p0x += r.sx * p0z
+    p0y += r.sy * p0z
+    p1x += r.sx * p1z
+    p1y += r.sy * p1z
+    p2x += r.sx * p2z
+    p2y += r.sy * p2z
     # edge functions
     e0 = p1x * p2y - p1y * p2x
     e1 = p2x * p0y - p2y * p0x
@@ -116,9 +136,9 @@ def intersect_triangle(
     det = e0 + e1 + e2
     if det == 0.0:
         return -1.0, 0.0, 0.0
-    p0z *= sz
-    p1z *= sz
-    p2z *= sz
+    p0z *= r.sz
+    p1z *= r.sz
+    p2z *= r.sz
     t_scaled = e0 * p0z + e1 * p1z + e2 * p2z
     if det < 0.0 and (t_scaled >= 0.0 or t_scaled < tmax * det):
         return -1.0, 0.0, 0.0
@@ -126,6 +146,14 @@ def intersect_triangle(
         return -1.0, 0.0, 0.0
     inv = 1.0 / det
     return t_scaled * inv, e1 * inv, e2 * inv
+
+
+@njit(cache=True, inline="always")
+def intersect_triangle(
+    tri: np.ndarray, ox: float, oy: float, oz: float, dx: float, dy: float, dz: float, tmax: float
+) -> tuple[float, float, float]:
+    """Watertight ray-triangle test: (t, b1, b2) or t = -1 for a miss."""
+    return intersect_triangle_sheared(tri, ray_shear(ox, oy, oz, dx, dy, dz), tmax)
 
 
 @njit(cache=True, inline="always")
@@ -279,13 +307,22 @@ def build_geometry(sphere_c: np.ndarray, sphere_r: np.ndarray, tri_v: np.ndarray
 @njit(cache=True, inline="always")
 def _slab(
     nmin: np.ndarray, nmax: np.ndarray, node: int, ox: float, oy: float, oz: float,
-    ix: float, iy: float, iz: float, dx: float, dy: float, dz: float, tmax: float,
+    ix: float, iy: float, iz: float, tmax: float, parallel: bool,
 ) -> float:
     """Where the ray enters the node's box (slab test, Kay and Kajiya 1986): the entry t,
-    or infinity if it misses the box before tmax."""
-    ax, bx = _slab_axis(nmin[node, 0], nmax[node, 0], ox, ix, dx)
-    ay, by = _slab_axis(nmin[node, 1], nmax[node, 1], oy, iy, dy)
-    az, bz = _slab_axis(nmin[node, 2], nmax[node, 2], oz, iz, dz)
+    or infinity if it misses the box before tmax.
+
+    ``parallel``: a direction component is 0 (its inverse is BIG, :func:`_inv`); only such
+    rays take the per-axis branch, the others' test is branch-free.
+    """
+    if parallel:
+        ax, bx = _slab_axis_parallel(nmin[node, 0], nmax[node, 0], ox, ix)
+        ay, by = _slab_axis_parallel(nmin[node, 1], nmax[node, 1], oy, iy)
+        az, bz = _slab_axis_parallel(nmin[node, 2], nmax[node, 2], oz, iz)
+    else:
+        ax, bx = _slab_axis(nmin[node, 0], nmax[node, 0], ox, ix)
+        ay, by = _slab_axis(nmin[node, 1], nmax[node, 1], oy, iy)
+        az, bz = _slab_axis(nmin[node, 2], nmax[node, 2], oz, iz)
     tn = max(max(ax, ay), max(az, 0.0))
     tf = min(min(bx, by), min(bz, tmax))
     # the factor is pbrt's conservative rounding: never miss a box that the ray grazes
@@ -295,15 +332,22 @@ def _slab(
 
 
 @njit(cache=True, inline="always")
-def _slab_axis(mn: float, mx: float, o: float, inv: float, d: float) -> tuple[float, float]:
-    """The t interval of one slab; a ray parallel to it is inside for all t or for none."""
-    if d == 0.0:
-        if o < mn or o > mx:
-            return BIG, -BIG
-        return -BIG, BIG
+def _slab_axis(mn: float, mx: float, o: float, inv: float) -> tuple[float, float]:
+    """The t interval of one slab."""
     t0 = (mn - o) * inv
     t1 = (mx - o) * inv
     return min(t0, t1), max(t0, t1)
+
+
+@njit(cache=True, inline="always")
+def _slab_axis_parallel(mn: float, mx: float, o: float, inv: float) -> tuple[float, float]:
+    """The t interval of one slab, where the ray may be parallel to it: inside for all t or
+    for none (the product 0 x BIG on the slab's boundary would give an empty interval)."""
+    if inv == BIG:
+        if o < mn or o > mx:
+            return BIG, -BIG
+        return -BIG, BIG
+    return _slab_axis(mn, mx, o, inv)
 
 
 @njit(cache=True, inline="always")
@@ -333,8 +377,10 @@ def trace(
     if g.prim_order.shape[0] == 0:  # an empty scene
         return best_t, best_p, best_b1, best_b2
     ix, iy, iz = _inv(dx), _inv(dy), _inv(dz)
+    parallel = dx == 0.0 or dy == 0.0 or dz == 0.0
+    shear = ray_shear(ox, oy, oz, dx, dy, dz)
     nmin, nmax = g.node_min, g.node_max
-    node = 0 if _slab(nmin, nmax, 0, ox, oy, oz, ix, iy, iz, dx, dy, dz, best_t) < math.inf else -1
+    node = 0 if _slab(nmin, nmax, 0, ox, oy, oz, ix, iy, iz, best_t, parallel) < math.inf else -1
     sp = 0
     while node >= 0:
         cnt = g.node_count[node]
@@ -349,7 +395,7 @@ def trace(
                     b1 = 0.0
                     b2 = 0.0
                 else:
-                    t, b1, b2 = intersect_triangle(g.tri_v[p - n_sph], ox, oy, oz, dx, dy, dz, best_t)
+                    t, b1, b2 = intersect_triangle_sheared(g.tri_v[p - n_sph], shear, best_t)
                 if t > 0.0 and t < best_t:
                     best_t = t
                     best_p = p
@@ -360,8 +406,8 @@ def trace(
         else:
             left = g.node_left[node]
             right = g.node_right[node]
-            tl = _slab(nmin, nmax, left, ox, oy, oz, ix, iy, iz, dx, dy, dz, best_t)
-            tr = _slab(nmin, nmax, right, ox, oy, oz, ix, iy, iz, dx, dy, dz, best_t)
+            tl = _slab(nmin, nmax, left, ox, oy, oz, ix, iy, iz, best_t, parallel)
+            tr = _slab(nmin, nmax, right, ox, oy, oz, ix, iy, iz, best_t, parallel)
             if tl < math.inf and tr < math.inf:
                 if tr < tl:
                     left, right = right, left
@@ -376,7 +422,7 @@ def trace(
         while nxt < 0 and sp > 0:
             sp -= 1
             cand = stack[sp]
-            if any_hit or _slab(nmin, nmax, cand, ox, oy, oz, ix, iy, iz, dx, dy, dz, best_t) < math.inf:
+            if any_hit or _slab(nmin, nmax, cand, ox, oy, oz, ix, iy, iz, best_t, parallel) < math.inf:
                 nxt = cand
         node = nxt
     return best_t, best_p, best_b1, best_b2

@@ -30,6 +30,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from tracer.trig import atan2_pi, sincos_pi
+
 TWO_PI_SQ = 2.0 * math.pi * math.pi
 #: sin(theta) below this counts as a pole: the Jacobian is singular there and the pdf is 0.
 SIN_THETA_MIN = 1e-12
@@ -38,34 +40,31 @@ SIN_THETA_MIN = 1e-12
 @njit(cache=True, inline="always")
 def uv_to_dir(u: float, v: float) -> tuple[float, float, float]:
     """Direction for a point of the unit square (see the module docstring)."""
-    phi = 2.0 * math.pi * u
-    theta = math.pi * v
-    st = math.sin(theta)
-    return math.sin(phi) * st, math.cos(theta), -math.cos(phi) * st
+    sin_phi, cos_phi = sincos_pi(2.0 * u)
+    sin_theta, cos_theta = sincos_pi(v)
+    return sin_phi * sin_theta, cos_theta, -cos_phi * sin_theta
 
 
 @njit(cache=True, inline="always")
 def dir_to_uv(x: float, y: float, z: float) -> tuple[float, float]:
-    """Point of the unit square for a unit direction; u in [0, 1), v in [0, 1]."""
-    if abs(y) < 0.9:
-        theta = math.acos(y)
-    else:
-        # near a pole acos loses half the digits (a direction 1e-6 from the pole came back
-        # with sin(theta) off by 1e-6); atan2 of (sin, cos) keeps them, at a higher cost
-        theta = math.atan2(math.sqrt(x * x + z * z), y)
-    phi = math.atan2(x, -z)
-    if phi < 0.0:
-        phi += 2.0 * math.pi
-    u = phi / (2.0 * math.pi)
+    """Point of the unit square for a unit direction; u in [0, 1), v in [0, 1].
+
+    Both angles by atan2 (theta of (sin, cos) keeps its digits at the poles, where acos of y
+    loses half of them).
+    """
+    v = atan2_pi(math.sqrt(x * x + z * z), y)
+    u = 0.5 * atan2_pi(x, -z)
+    if u < 0.0:
+        u += 1.0
     if u >= 1.0:
         u = 0.0
-    return u, theta / math.pi
+    return u, v
 
 
 @njit(cache=True, inline="always")
 def uv_to_solid_angle_pdf(p_uv: float, v: float) -> float:
     """Solid-angle density from a density on the square: p_uv / (2 pi^2 sin theta)."""
-    st = math.sin(math.pi * v)
+    st = sincos_pi(v)[0]
     if st <= SIN_THETA_MIN:
         return 0.0
     return p_uv / (TWO_PI_SQ * st)

@@ -15,6 +15,7 @@ from numba import njit
 from tracer.envmap import EnvMap, env_lookup, world_dir_to_map_uv
 from tracer.light_dispatch import register_light
 from tracer.samplers.base import TabulatedSampler
+from tracer.trig import sincos_pi
 
 INV_4PI = 1.0 / (4.0 * math.pi)
 
@@ -30,8 +31,8 @@ def uniform_sphere_dir(u0: float, u1: float) -> tuple[float, float, float]:
     """A uniform direction on the sphere from two uniforms."""
     y = 1.0 - 2.0 * u0
     r = math.sqrt(max(0.0, 1.0 - y * y))
-    phi = 2.0 * math.pi * u1
-    return r * math.cos(phi), y, r * math.sin(phi)
+    sin_phi, cos_phi = sincos_pi(2.0 * u1)
+    return r * cos_phi, y, r * sin_phi
 
 
 @njit(cache=True, inline="always")
