@@ -34,7 +34,7 @@ def t(shape: tuple[int, ...] | int, dtype: type = np.float64):
 F1, F2, F3 = t(4), t((4, 2)), t((4, 3))
 I1, B1 = t(4, np.int64), t(4, np.bool_)
 F32_3 = t((2, 4, 3), np.float32)
-GEOM = (t((1, 3)), t(1), t((1, 3, 3)), t((1, 3)), t((1, 3)), I1, I1, I1, I1)
+GEOM = (t((1, 3)), t(1), t((1, 3, 3)), t((1, 24)), t((1, 8), np.int64), I1)
 i, f = typeof(1), typeof(1.0)
 
 SIGS = {

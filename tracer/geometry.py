@@ -2,8 +2,8 @@ r"""Ray-primitive intersection and the BVH over spheres and triangles (Numba).
 
 Primitives are numbered ``0 .. S-1`` for spheres and ``S .. S+T-1`` for triangles. The BVH
 is built by binned SAH (Wald 2007, "On fast Construction of SAH-based Bounding Volume
-Hierarchies"; pbrt-v4 ``aggregates.cpp``) into flat arrays, and traversed front-to-back with
-an explicit stack. The ray-triangle test is the watertight one of Woop, Benthin and Wald
+Hierarchies"; pbrt-v4 ``aggregates.cpp``), collapsed into a 4-wide tree (:func:`collapse_bvh4`)
+stored as flat arrays, and traversed front-to-back with an explicit stack. The ray-triangle test is the watertight one of Woop, Benthin and Wald
 (JCGT 2(1), 2013) as in pbrt: no ray slips between two triangles that share an edge.
 All geometry is float64.
 """
@@ -16,28 +16,38 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-STACK_SIZE = 64
-#: deepest BVH level; a traversal stack of STACK_SIZE entries then never overflows
-MAX_DEPTH = STACK_SIZE - 2
+#: deepest level of the binary build; the 4-wide tree is no deeper
+MAX_DEPTH = 62
+#: traversal stack entries: a 4-wide node pushes at most 3 of its children, so 3 per level
+#: and one to spare never overflow
+STACK_SIZE = 3 * MAX_DEPTH + 2
+#: children of a node of the traversed tree
+WIDTH = 4
 BIG = 1e30
-#: SAH cost of a node step (two box tests) in units of one primitive test. pbrt takes 1/8;
-#: with our scalar traversal a node step costs more than a watertight triangle test, and 2
-#: measured best on the knot (closest hit 270 -> 248 ns per ray; 0.5: 260, 1: 255, 4 with
-#: leaves up to 8: 257; ``mis`` on scenes/knot.toml 1.82 -> 2.0 Mpaths/s)
+#: SAH cost of a node step of the binary build in units of one primitive test. pbrt takes
+#: 1/8; with our scalar traversal a node step costs more than a watertight triangle test:
+#: measured on the knot (binary tree, closest hit, ns per ray): 1/8: 270, 0.5: 260, 1: 255,
+#: 2: 248, 4 with leaves up to 8: 257; after the 4-wide collapse 1, 2 and 4 are within noise
+#: (214-220)
 TRAVERSAL_COST = 2.0
 
 
 class Geometry(NamedTuple):
-    """Scene geometry and its BVH, as the arrays the kernels take (a Numba tuple)."""
+    """Scene geometry and its 4-wide BVH, as the arrays the kernels take (a Numba tuple).
+
+    Node ``n`` holds its (up to) four children: their boxes in ``node_box[n]`` as six rows of
+    four (min x, min y, min z, max x, max y, max z of children 0..3, laid out so the four slab
+    tests read contiguous values) and in ``node_child[n]`` per child a reference (``[0:4]``)
+    and a primitive count (``[4:8]``): count 0 is an interior node (the reference is its
+    row), count > 0 a leaf (its first slot in ``prim_order``), count -1 an empty slot. Node
+    0 is the root; a leaf costs no row of its own.
+    """
 
     sphere_c: np.ndarray  # (S, 3)
     sphere_r: np.ndarray  # (S,)
     tri_v: np.ndarray  # (T, 3, 3)
-    node_min: np.ndarray  # (M, 3)
-    node_max: np.ndarray  # (M, 3)
-    node_left: np.ndarray  # (M,) left child, or first index into prim_order for a leaf
-    node_right: np.ndarray  # (M,) right child
-    node_count: np.ndarray  # (M,) primitives in a leaf, 0 for an interior node
+    node_box: np.ndarray  # (M, 24) the children's boxes, coordinate-major
+    node_child: np.ndarray  # (M, 8) the children's references, then their counts
     prim_order: np.ndarray  # (P,) primitive ids in leaf order
 
 
@@ -292,6 +302,71 @@ def build_bvh(
     return node_min, node_max, node_left, node_right, node_count, order, n_nodes
 
 
+@njit(cache=True)
+def collapse_bvh4(
+    nmin: np.ndarray, nmax: np.ndarray, nl: np.ndarray, nr: np.ndarray, nc: np.ndarray, n: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The 4-wide tree of a binary one (Wald et al. 2008, "Getting rid of packets"; Embree's
+    BVH4 builders): each node takes its binary node's two children and keeps replacing the
+    interior child of largest surface area by its two children until it has four."""
+    box = np.zeros((max(n, 1), 6 * WIDTH))
+    child = np.zeros((max(n, 1), 2 * WIDTH), np.int64)
+    kids = np.empty(WIDTH, np.int64)
+    todo = np.empty(max(n, 1), np.int64)  # (binary node) whose 4-wide node is row todo_row
+    todo_row = np.empty(max(n, 1), np.int64)
+    todo[0] = 0
+    todo_row[0] = 0
+    n_todo = 1
+    n_rows = 1
+    while n_todo > 0:
+        n_todo -= 1
+        b = todo[n_todo]
+        row = todo_row[n_todo]
+        if nc[b] > 0:  # a binary leaf at the top (a tiny scene): the root's one child
+            kids[0] = b
+            k = 1
+        else:
+            kids[0] = nl[b]
+            kids[1] = nr[b]
+            k = 2
+        while k < WIDTH:
+            best = -1
+            best_area = -1.0
+            for j in range(k):
+                if nc[kids[j]] == 0:
+                    a = _area(nmin[kids[j]], nmax[kids[j]])
+                    if a > best_area:
+                        best_area = a
+                        best = j
+            if best < 0:
+                break
+            c = kids[best]
+            kids[best] = nl[c]
+            kids[k] = nr[c]
+            k += 1
+        for j in range(WIDTH):
+            if j >= k:  # an empty slot: never entered (count -1)
+                child[row, j] = 0
+                child[row, WIDTH + j] = -1
+                for a in range(6):
+                    box[row, a * WIDTH + j] = 0.0
+                continue
+            c = kids[j]
+            for a in range(3):
+                box[row, a * WIDTH + j] = nmin[c, a]
+                box[row, (3 + a) * WIDTH + j] = nmax[c, a]
+            child[row, WIDTH + j] = nc[c]
+            if nc[c] > 0:
+                child[row, j] = nl[c]
+            else:
+                child[row, j] = n_rows
+                todo[n_todo] = c
+                todo_row[n_todo] = n_rows
+                n_todo += 1
+                n_rows += 1
+    return box[:n_rows].copy(), child[:n_rows].copy()
+
+
 def build_geometry(sphere_c: np.ndarray, sphere_r: np.ndarray, tri_v: np.ndarray) -> Geometry:
     """Bounds every primitive and builds the BVH over them."""
     sc = np.ascontiguousarray(sphere_c, np.float64).reshape(-1, 3)
@@ -300,40 +375,60 @@ def build_geometry(sphere_c: np.ndarray, sphere_r: np.ndarray, tri_v: np.ndarray
     bmin = np.concatenate([sc - sr[:, None], tv.min(axis=1)]) if len(sc) + len(tv) else np.zeros((0, 3))
     bmax = np.concatenate([sc + sr[:, None], tv.max(axis=1)]) if len(sc) + len(tv) else np.zeros((0, 3))
     if len(bmin) == 0:
-        # an empty scene: one empty leaf whose box no ray enters
-        nodes = (np.full((1, 3), BIG), np.full((1, 3), -BIG), np.zeros(1, np.int64),
-                 np.zeros(1, np.int64), np.zeros(1, np.int64), np.zeros(0, np.int64))
-        return Geometry(sc, sr, tv, *nodes)
+        # an empty scene: a root with four empty slots
+        box = np.zeros((1, 6 * WIDTH))
+        child = np.zeros((1, 2 * WIDTH), np.int64)
+        child[0, WIDTH:] = -1
+        return Geometry(sc, sr, tv, box, child, np.zeros(0, np.int64))
     nmin, nmax, nl, nr, nc, order, n = build_bvh(bmin, bmax)
-    return Geometry(sc, sr, tv, nmin[:n].copy(), nmax[:n].copy(), nl[:n].copy(), nr[:n].copy(),
-                    nc[:n].copy(), order)
+    box, child = collapse_bvh4(nmin, nmax, nl, nr, nc, n)
+    return Geometry(sc, sr, tv, box, child, order)
 
 
 @njit(cache=True, inline="always")
 def _slab(
-    nmin: np.ndarray, nmax: np.ndarray, node: int, ox: float, oy: float, oz: float,
+    box: np.ndarray, node: int, j: int, ox: float, oy: float, oz: float,
     ix: float, iy: float, iz: float, tmax: float, parallel: bool,
 ) -> float:
-    """Where the ray enters the node's box (slab test, Kay and Kajiya 1986): the entry t,
-    or infinity if it misses the box before tmax.
+    """Where the ray enters the box of child ``j`` of ``node`` (slab test, Kay and Kajiya
+    1986): the entry t, or infinity if it misses the box before tmax.
 
     ``parallel``: a direction component is 0 (its inverse is BIG, :func:`_inv`); only such
     rays take the per-axis branch, the others' test is branch-free.
     """
+    w = WIDTH
     if parallel:
-        ax, bx = _slab_axis_parallel(nmin[node, 0], nmax[node, 0], ox, ix)
-        ay, by = _slab_axis_parallel(nmin[node, 1], nmax[node, 1], oy, iy)
-        az, bz = _slab_axis_parallel(nmin[node, 2], nmax[node, 2], oz, iz)
+        ax, bx = _slab_axis_parallel(box[node, j], box[node, 3 * w + j], ox, ix)
+        ay, by = _slab_axis_parallel(box[node, w + j], box[node, 4 * w + j], oy, iy)
+        az, bz = _slab_axis_parallel(box[node, 2 * w + j], box[node, 5 * w + j], oz, iz)
     else:
-        ax, bx = _slab_axis(nmin[node, 0], nmax[node, 0], ox, ix)
-        ay, by = _slab_axis(nmin[node, 1], nmax[node, 1], oy, iy)
-        az, bz = _slab_axis(nmin[node, 2], nmax[node, 2], oz, iz)
+        ax, bx = _slab_axis(box[node, j], box[node, 3 * w + j], ox, ix)
+        ay, by = _slab_axis(box[node, w + j], box[node, 4 * w + j], oy, iy)
+        az, bz = _slab_axis(box[node, 2 * w + j], box[node, 5 * w + j], oz, iz)
     tn = max(max(ax, ay), max(az, 0.0))
     tf = min(min(bx, by), min(bz, tmax))
     # the factor is pbrt's conservative rounding: never miss a box that the ray grazes
     if tn <= tf * 1.0000000000000004:
         return tn
     return math.inf
+
+
+@njit(cache=True, inline="always")
+def _child_t(
+    g: Geometry, node: int, j: int, ox: float, oy: float, oz: float,
+    ix: float, iy: float, iz: float, tmax: float, parallel: bool,
+) -> float:
+    """Entry t of child j of node, infinity for a miss or an empty slot."""
+    t = _slab(g.node_box, node, j, ox, oy, oz, ix, iy, iz, tmax, parallel)
+    return t if g.node_child[node, WIDTH + j] >= 0 else math.inf
+
+
+@njit(cache=True, inline="always")
+def _order(ta: float, ca: int, tb: float, cb: int) -> tuple[float, int, float, int]:
+    """A compare-exchange of the sorting network: the nearer (t, slot) first."""
+    if tb < ta:
+        return tb, cb, ta, ca
+    return ta, ca, tb, cb
 
 
 @njit(cache=True, inline="always")
@@ -369,10 +464,11 @@ def trace(
 ) -> tuple[float, int, float, float]:
     """Closest (or, with ``any_hit``, any) intersection: (t, prim, b1, b2); prim = -1 on a miss.
 
-    Ordered traversal: at an interior node both children's boxes are tested, the nearer
-    entered child is visited next and the farther one pushed; a child the ray misses is
-    never pushed. A popped node is tested again against the closest hit found since (closest
-    hit only), so boxes behind it are skipped.
+    Ordered traversal of the 4-wide tree over child slots (``4 node + j``): at an interior
+    node the four children's boxes are tested, sorted by entry t (a five-exchange sorting
+    network), the nearest entered child is visited next and the other entered ones pushed
+    farthest first; a child the ray misses is never pushed. A popped slot is tested again
+    against the closest hit found since (closest hit only), so boxes behind it are skipped.
     """
     n_sph = g.sphere_r.shape[0]
     best_t = tmax
@@ -384,50 +480,63 @@ def trace(
     ix, iy, iz = _inv(dx), _inv(dy), _inv(dz)
     parallel = dx == 0.0 or dy == 0.0 or dz == 0.0
     shear = ray_shear(ox, oy, oz, dx, dy, dz)
-    nmin, nmax = g.node_min, g.node_max
-    node = 0 if _slab(nmin, nmax, 0, ox, oy, oz, ix, iy, iz, best_t, parallel) < math.inf else -1
+    child = g.node_child
     sp = 0
-    while node >= 0:
-        cnt = g.node_count[node]
-        nxt = -1
-        if cnt > 0:
-            first = g.node_left[node]
-            for k in range(first, first + cnt):
-                p = g.prim_order[k]
-                if p < n_sph:
-                    t = intersect_sphere(g.sphere_c[p, 0], g.sphere_c[p, 1], g.sphere_c[p, 2],
-                                         g.sphere_r[p], ox, oy, oz, dx, dy, dz, 0.0, best_t)
-                    b1 = 0.0
-                    b2 = 0.0
-                else:
-                    t, b1, b2 = intersect_triangle_sheared(g.tri_v[p - n_sph], shear, best_t)
-                if t > 0.0 and t < best_t:
-                    best_t = t
-                    best_p = p
-                    best_b1 = b1
-                    best_b2 = b2
-                    if any_hit:
-                        return best_t, best_p, best_b1, best_b2
-        else:
-            left = g.node_left[node]
-            right = g.node_right[node]
-            tl = _slab(nmin, nmax, left, ox, oy, oz, ix, iy, iz, best_t, parallel)
-            tr = _slab(nmin, nmax, right, ox, oy, oz, ix, iy, iz, best_t, parallel)
-            if tl < math.inf and tr < math.inf:
-                if tr < tl:
-                    left, right = right, left
-                stack[sp] = right
-                sp += 1
-                nxt = left
-            elif tl < math.inf:
-                nxt = left
-            elif tr < math.inf:
-                nxt = right
-        # nothing entered here: the next pushed node that is still in front of the best hit
-        while nxt < 0 and sp > 0:
+    # the root's own children first: the root is visited like any interior node
+    node = 0
+    slot = -1
+    while True:
+        if node >= 0:
+            t0 = _child_t(g, node, 0, ox, oy, oz, ix, iy, iz, best_t, parallel)
+            t1 = _child_t(g, node, 1, ox, oy, oz, ix, iy, iz, best_t, parallel)
+            t2 = _child_t(g, node, 2, ox, oy, oz, ix, iy, iz, best_t, parallel)
+            t3 = _child_t(g, node, 3, ox, oy, oz, ix, iy, iz, best_t, parallel)
+            base = WIDTH * node
+            t0, c0, t1, c1 = _order(t0, base, t1, base + 1)
+            t2, c2, t3, c3 = _order(t2, base + 2, t3, base + 3)
+            t0, c0, t2, c2 = _order(t0, c0, t2, c2)
+            t1, c1, t3, c3 = _order(t1, c1, t3, c3)
+            t1, c1, t2, c2 = _order(t1, c1, t2, c2)
+            # push the entered ones but the nearest, farthest first
+            stack[sp] = c3
+            sp += t3 < math.inf
+            stack[sp] = c2
+            sp += t2 < math.inf
+            stack[sp] = c1
+            sp += t1 < math.inf
+            slot = c0 if t0 < math.inf else -1
+            node = -1
+        # nothing entered here: the next pushed slot that is still in front of the best hit
+        while slot < 0 and sp > 0:
             sp -= 1
             cand = stack[sp]
-            if any_hit or _slab(nmin, nmax, cand, ox, oy, oz, ix, iy, iz, best_t, parallel) < math.inf:
-                nxt = cand
-        node = nxt
+            if any_hit or _slab(g.node_box, cand // WIDTH, cand % WIDTH, ox, oy, oz, ix, iy, iz,
+                                best_t, parallel) < math.inf:
+                slot = cand
+        if slot < 0:
+            break
+        parent = slot // WIDTH
+        j = slot % WIDTH
+        ref = child[parent, j]
+        cnt = child[parent, WIDTH + j]
+        slot = -1
+        if cnt == 0:
+            node = ref
+            continue
+        for k in range(ref, ref + cnt):
+            p = g.prim_order[k]
+            if p < n_sph:
+                t = intersect_sphere(g.sphere_c[p, 0], g.sphere_c[p, 1], g.sphere_c[p, 2],
+                                     g.sphere_r[p], ox, oy, oz, dx, dy, dz, 0.0, best_t)
+                b1 = 0.0
+                b2 = 0.0
+            else:
+                t, b1, b2 = intersect_triangle_sheared(g.tri_v[p - n_sph], shear, best_t)
+            if t > 0.0 and t < best_t:
+                best_t = t
+                best_p = p
+                best_b1 = b1
+                best_b2 = b2
+                if any_hit:
+                    return best_t, best_p, best_b1, best_b2
     return best_t, best_p, best_b1, best_b2
