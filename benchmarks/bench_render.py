@@ -117,8 +117,9 @@ def bench_scene(scene_path: Path, samplers: list[str], spp: int, repeats: int, s
 
 
 def bench_light(scene_path: Path, names: list[str], n: int = 1 << 20, repeats: int = 5) -> dict:
-    """Light samples and pdfs per second of each sampler alone, outputs preallocated."""
-    from tracer import kernels
+    """Light samples and pdfs per second of each sampler alone, through the CPU back-end as
+    the renderer calls it (alias: two kernels, :mod:`tracer.light_dispatch`), outputs pooled."""
+    from tracer.backend import CPU
 
     scene = load_scene(scene_path)
     env = load_envmap(scene.env)
@@ -126,18 +127,18 @@ def bench_light(scene_path: Path, names: list[str], n: int = 1 << 20, repeats: i
     print(f"\n== light sampling alone: {Path(env.name).name} ({h}x{w}), batches of {n} ==")
     print(f"{'sampler':<12}{'Msamples/s':>12}{'Mpdf/s':>10}")
     u = np.random.default_rng(0).random((n, 2))
-    wi, pdf, le, out = np.empty((n, 3)), np.empty(n), np.empty((n, 3)), np.empty(n)
+    be = CPU.pooled()
     rates = {}
     for name in names:
         t = make_light_sampler(name, env).tables
-        kernels.light_sample(t, env.rgb, env.rot_u, u, wi, pdf, le)  # warm-up
-        kernels.light_pdf(t, env.rot_u, wi, out)
+        wi, _, _ = be.light_sample(t, env, u)  # warm-up: compile, fill the pool
+        be.light_pdf(t, env, wi)
         ts, tp = [], []
         for _ in range(repeats):
             t0 = time.perf_counter()
-            kernels.light_sample(t, env.rgb, env.rot_u, u, wi, pdf, le)
+            wi, _, _ = be.light_sample(t, env, u)
             t1 = time.perf_counter()
-            kernels.light_pdf(t, env.rot_u, wi, out)
+            be.light_pdf(t, env, wi)
             tp.append(time.perf_counter() - t1)
             ts.append(t1 - t0)
         rates[name] = (n / statistics.median(ts), n / statistics.median(tp))

@@ -79,3 +79,23 @@ def test_unregistered_tables_are_not_dispatched() -> None:
         from tracer.light_dispatch import light_pdf_at
 
         light_pdf_at(0, Stray(np.zeros(1)), 0.0, np.zeros((1, 3)), np.zeros(1))
+
+
+def test_the_two_kernel_light_sample_equals_the_one_kernel_sample() -> None:
+    """A sampler with a square stage (alias) samples on the CPU in two kernels (table draws,
+    then the conversion); the result is the one-kernel ``sample_at``'s bit for bit."""
+    from tracer import kernels
+    from tracer.backend import CPU
+    from tracer.light_dispatch import has_square
+    from tracer.samplers import make_light_sampler
+
+    rng = np.random.default_rng(3)
+    e = EnvMap(rng.random((16, 32, 3)).astype(np.float32) ** 4, rot_u=0.3)
+    tables = make_light_sampler("alias", e).tables
+    assert has_square(tables)
+    assert not has_square(make_light_sampler("piecewise", e).tables)
+    u = rng.random((5000, 2))
+    wi, pdf, le = (a.copy() for a in CPU.light_sample(tables, e, u))
+    ref = np.empty((5000, 3)), np.empty(5000), np.empty((5000, 3))
+    kernels.light_sample(tables, e.rgb, e.rot_u, u, *ref)
+    assert np.array_equal(wi, ref[0]) and np.array_equal(pdf, ref[1]) and np.array_equal(le, ref[2])

@@ -12,9 +12,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from tracer.envmap import world_dir_to_map_uv
+from tracer.envmap import square_sample_to_light, world_dir_to_map_uv
 from tracer.geometry import STACK_SIZE, Geometry
-from tracer.light_dispatch import cacheable, light_pdf_at, light_sample_at
+from tracer.light_dispatch import cacheable, light_pdf_at, light_sample_at, light_square_at
 from tracer.stages import (
     BSDF_ONLY,
     MIS,
@@ -223,16 +223,35 @@ def light_pdf(tables: tuple, rot_u: float, wi: np.ndarray, out: np.ndarray) -> N
         light_pdf_at(k, tables, rot_u, wi, out)
 
 
+@njit(cache=True, parallel=True)
+def light_square(tables: tuple, u: np.ndarray, sq: np.ndarray) -> None:
+    """Square samples (u, v, p_uv) by the sampler that owns ``tables``: the first half of
+    :func:`light_sample` for samplers that register ``square_at``."""
+    for k in prange(u.shape[0]):
+        light_square_at(k, tables, u, sq)
+
+
+@njit(cache=True, parallel=True)
+def square_to_light(rgb: np.ndarray, rot_u: float, sq: np.ndarray, wi: np.ndarray, pdf: np.ndarray,
+                    le: np.ndarray) -> None:
+    """The second half: square samples -> world direction, solid-angle pdf, radiance."""
+    for k in prange(sq.shape[0]):
+        (wi[k, 0], wi[k, 1], wi[k, 2], pdf[k],
+         le[k, 0], le[k, 1], le[k, 2]) = square_sample_to_light(rgb, rot_u, sq[k, 0], sq[k, 1], sq[k, 2])
+
+
 #: the same kernels without the on-disk cache, for samplers from outside the project
 _light_sample_nocache = njit(parallel=True)(getattr(light_sample, "py_func", light_sample))
 _light_pdf_nocache = njit(parallel=True)(getattr(light_pdf, "py_func", light_pdf))
+_light_square_nocache = njit(parallel=True)(getattr(light_square, "py_func", light_square))
 
 
 def light_kernels(tables: tuple) -> tuple:
-    """(light_sample, light_pdf) for a sampler's tables: cached for the project's samplers."""
+    """(light_sample, light_pdf, light_square) for a sampler's tables: cached for the project's
+    samplers (light_square is meaningful only where the sampler registers ``square_at``)."""
     if cacheable(tables):
-        return light_sample, light_pdf
-    return _light_sample_nocache, _light_pdf_nocache
+        return light_sample, light_pdf, light_square
+    return _light_sample_nocache, _light_pdf_nocache, _light_square_nocache
 
 
 @njit(cache=True, parallel=True)

@@ -115,22 +115,34 @@ def alias_draw(table: np.ndarray, x: float) -> tuple[int, float]:
 
 
 @njit(cache=True, inline="always")
+def square_sample(t: Any, u0: float, u1: float) -> tuple[float, float, float]:
+    """A row, then a pixel of that row, each by one alias-table read: (u, v, p_uv)."""
+    h, w = t.func.shape
+    i, dv = alias_draw(t.marg, u1)
+    j, du = alias_draw(t.cond[i], u0)
+    su = min((j + du) / w, 1.0 - 1e-12)
+    sv = min((i + dv) / h, 1.0)
+    return su, sv, t.func[i, j] / t.integral[0]
+
+
+@njit(cache=True, inline="always")
+def square_at(k: int, t: Any, u: np.ndarray, sq: np.ndarray) -> None:
+    """Entry k: the point of the map's square and its density (the CPU's first kernel)."""
+    sq[k, 0], sq[k, 1], sq[k, 2] = square_sample(t, u[k, 0], u[k, 1])
+
+
+@njit(cache=True, inline="always")
 def sample_at(
     k: int, t: Any, rgb: np.ndarray, rot_u: float, u: np.ndarray,
     wi: np.ndarray, pdf: np.ndarray, le: np.ndarray,
 ) -> None:
-    """Entry k: a row, then a pixel of that row, each by one alias-table read."""
-    h, w = t.func.shape
-    i, dv = alias_draw(t.marg, u[k, 1])
-    j, du = alias_draw(t.cond[i], u[k, 0])
-    su = min((j + du) / w, 1.0 - 1e-12)
-    sv = min((i + dv) / h, 1.0)
-    p_uv = t.func[i, j] / t.integral[0]
+    """Entry k: the square sample, then its direction, pdf and radiance (in one kernel)."""
+    su, sv, p_uv = square_sample(t, u[k, 0], u[k, 1])
     (wi[k, 0], wi[k, 1], wi[k, 2], pdf[k],
      le[k, 0], le[k, 1], le[k, 2]) = square_sample_to_light(rgb, rot_u, su, sv, p_uv)
 
 
-register_light(AliasTables, sample_at, piecewise_pdf_at)
+register_light(AliasTables, sample_at, piecewise_pdf_at, square_at)
 
 
 class AliasSampler(TabulatedSampler):
