@@ -9,7 +9,7 @@ Prints the median nanoseconds per call of
 - the square <-> direction maps of :mod:`tracer.sphere_map`;
 - closest-hit and any-hit traversal of ``scenes/knot.toml``'s BVH for rays from a sphere
   around the knot aimed at random points of its box (the hard rays: most of them reach the
-  mesh), and the BVH's node and leaf counts.
+  mesh), and the BVH's triangle and node counts.
 """
 
 from __future__ import annotations

@@ -13,6 +13,8 @@ from tracer.trig import atan2_pi, sincos_pi
 
 # a few units in the last place of values of size <= 1
 TOL = 4e-16
+#: pi to long-double precision (np.pi in long double would put 1e-16 of phase error in the reference)
+PI_LD = np.longdouble("3.14159265358979323846264338327950288")
 
 
 @njit(cache=True)
@@ -39,7 +41,7 @@ def test_sincos_pi_matches_long_double_on_the_renderer_range() -> None:
     x = np.concatenate([rng.uniform(-2.0, 2.0, 400_000), quarters, np.nextafter(quarters, 3.0),
                         np.nextafter(quarters, -3.0), [1e-300, -1e-300, 1e-9, 0.0]])
     s, c = _sincos_pi_batch(x)
-    xl = x.astype(np.longdouble) * np.pi
+    xl = x.astype(np.longdouble) * PI_LD
     assert np.max(np.abs(s - np.sin(xl))) < TOL
     assert np.max(np.abs(c - np.cos(xl))) < TOL
     # exact (0 and +-1) at the quarter turns pi x = k pi / 2, as a direction's axes should be
@@ -70,12 +72,16 @@ def test_atan2_pi_matches_long_double_in_every_octant(scale: float) -> None:
     y = np.concatenate([y, diag * scale, other * scale])
     x = np.concatenate([x, other * scale, diag * scale])
     got = _atan2_pi_batch(y, x)
-    ref = np.arctan2(y.astype(np.longdouble), x.astype(np.longdouble)) / np.pi
+    ref = np.arctan2(y.astype(np.longdouble), x.astype(np.longdouble)) / PI_LD
     assert np.max(np.abs(got - ref)) < TOL
 
 
-def test_atan2_pi_of_the_origin_is_zero() -> None:
+def test_atan2_pi_of_the_origin_is_zero_and_of_subnormals_exact() -> None:
     assert _atan2_pi_batch(np.zeros(1), np.zeros(1))[0] == 0.0
+    y = np.array([1e-310, 3e-301, -2e-320])
+    x = np.array([2e-310, 1e-301, 5e-321])
+    ref = np.arctan2(y.astype(np.longdouble), x.astype(np.longdouble)) / PI_LD
+    assert np.max(np.abs(_atan2_pi_batch(y, x) - ref)) < TOL
 
 
 @njit(cache=True)

@@ -2,9 +2,10 @@ r"""Ray-primitive intersection and the BVH over spheres and triangles (Numba).
 
 Primitives are numbered ``0 .. S-1`` for spheres and ``S .. S+T-1`` for triangles. The BVH
 is built by binned SAH (Wald 2007, "On fast Construction of SAH-based Bounding Volume
-Hierarchies"; pbrt-v4 ``aggregates.cpp``), collapsed into a 4-wide tree (:func:`collapse_bvh4`)
-stored as flat arrays, and traversed front-to-back with an explicit stack. The ray-triangle test is the watertight one of Woop, Benthin and Wald
-(JCGT 2(1), 2013) as in pbrt: no ray slips between two triangles that share an edge.
+Hierarchies"; pbrt-v4 ``aggregates.cpp``), collapsed into a 4-wide tree
+(:func:`collapse_bvh4`) stored as flat arrays, and traversed front-to-back with an explicit
+stack. The ray-triangle test is the watertight one of Woop, Benthin and Wald (JCGT 2(1),
+2013) as in pbrt: no ray slips between two triangles that share an edge.
 All geometry is float64.
 """
 
@@ -19,7 +20,7 @@ from numba import njit
 #: deepest level of the binary build; the 4-wide tree is no deeper
 MAX_DEPTH = 62
 #: traversal stack entries: a 4-wide node pushes at most 3 of its children, so 3 per level
-#: and one to spare never overflow
+#: (and two to spare) never overflow
 STACK_SIZE = 3 * MAX_DEPTH + 2
 #: children of a node of the traversed tree
 WIDTH = 4

@@ -7,7 +7,8 @@ tables (a ``NamedTuple`` of arrays)::
     pdf_at(k, tables, rot_u, wi, out)                  # entry k: wi[k] -> out[k]
 
 both in solid angle, ``rgb``/``rot_u`` being the environment map and its rotation. The
-sampler's module calls :func:`register_light` with its tables class and the two functions.
+sampler's module calls :func:`register_light` with its tables class and the two functions
+(and the optional third below).
 
 A sampler that draws a point of the map's square may also register its first half::
 
@@ -24,7 +25,7 @@ as pbrt-v4's ``TaggedPointer::Dispatch`` picks a light's ``SampleLi`` by its tag
 compile time). So a new sampler needs no edit of either back-end; both compile a
 specialisation of the same kernel for its tables, and Numba's cache keeps each one.
 
-Without the JIT (``NUMBA_DISABLE_JIT=1``, which the CUDA simulator needs) the same two stubs
+Without the JIT (``NUMBA_DISABLE_JIT=1``, which the CUDA simulator needs) the same stubs
 dispatch in Python through the registry.
 """
 

@@ -50,7 +50,7 @@ def dir_to_uv(x: float, y: float, z: float) -> tuple[float, float]:
     """Point of the unit square for a unit direction; u in [0, 1), v in [0, 1].
 
     Both angles by atan2 (theta of (sin, cos) keeps its digits at the poles, where acos of y
-    loses half of them).
+    loses half of them). At a pole (x = z = 0) the azimuth is undefined; u is then 0.
     """
     v = atan2_pi(math.sqrt(x * x + z * z), y)
     u = 0.5 * atan2_pi(x, -z)

@@ -5,8 +5,9 @@ turn (square -> direction, BSDF azimuths) and :math:`\operatorname{atan2}(y, x) 
 -> square). libm's ``sin`` / ``cos`` / ``acos`` / ``atan2`` cost 8-17 ns a call here, most of it
 range reduction and special cases these arguments never need. Here:
 
-* :func:`sincos_pi`: the argument is reduced in units of :math:`\pi / 2` exactly
-  (:math:`r = x - n/2`, :math:`|r| \le 1/4`, no rounding since :math:`n/2` is a float near x),
+* :func:`sincos_pi`: the argument is reduced in units of :math:`\pi / 2`
+  (:math:`r = x - n/2`, :math:`|r| \le 1/4`, exact since :math:`n/2` is a float near x,
+  except at a rounding tie of :math:`2x + 1/2`, where :math:`|r|` may exceed 1/4 by an ulp),
   then the minimax polynomials of FreeBSD msun's ``__kernel_sin`` / ``__kernel_cos`` (Sun
   Microsystems, 1993: "Permission to use, copy, modify, and distribute this software is freely
   granted, provided that this notice is preserved") on :math:`t = \pi r \in [-\pi/4, \pi/4]`,
@@ -62,7 +63,7 @@ _TAN_PI_8 = 0.41421356237309503
 def sincos_pi(x: float) -> tuple[float, float]:
     """(sin(pi x), cos(pi x)) for finite x of moderate size (the renderer passes [-2, 2])."""
     n = math.floor(2.0 * x + 0.5)  # nearest quarter turn: x = n/2 + r
-    r = x - 0.5 * n  # exact: |r| <= 1/4
+    r = x - 0.5 * n  # exact: |r| <= 1/4 (+ an ulp at a rounding tie)
     t = math.pi * r
     z = t * t
     s = t + t * z * (_S1 + z * (_S2 + z * (_S3 + z * (_S4 + z * (_S5 + z * _S6)))))
@@ -101,7 +102,7 @@ def atan2_pi(y: float, x: float) -> float:
     ay = abs(y)
     # the octant's reflections as arithmetic on 0/1 flags: a -> pi/2 - a, 1 - a, -a
     steep = 1.0 * (ay > ax)
-    a = _atan_unit(min(ax, ay) / max(ax, ay, 1e-300))  # (0, 0) -> 0 / tiny = 0
+    a = _atan_unit(min(ax, ay) / max(ax, ay, 5e-324))  # (0, 0) -> 0 / (least subnormal) = 0
     a = (steep * (0.5 * math.pi) + (1.0 - 2.0 * steep) * a) * (1.0 / math.pi)
     back = 1.0 * (x < 0.0)
     a = back + (1.0 - 2.0 * back) * a
