@@ -26,11 +26,11 @@ STACK_SIZE = 3 * MAX_DEPTH + 2
 WIDTH = 4
 BIG = 1e30
 #: SAH cost of a node step of the binary build in units of one primitive test. pbrt takes
-#: 1/8; with our scalar traversal a node step costs more than a watertight triangle test:
-#: measured on the knot (binary tree, closest hit, ns per ray): 1/8: 270, 0.5: 260, 1: 255,
-#: 2: 248, 4 with leaves up to 8: 257; after the 4-wide collapse 1, 2 and 4 are within noise
-#: (214-220)
-TRAVERSAL_COST = 2.0
+#: 1/8; with our scalar traversal a node step costs about a watertight triangle test.
+#: Measured on the knot (closest hit, ns per ray, benchmarks/bench_micro.py's rays): binary
+#: tree 1/8: 270, 0.5: 260, 1: 255, 2: 248; after the 4-wide collapse 0.5: 229, 1: 219,
+#: 2: 217-220, 4: 219. At 1 and above the spheres scene (4 primitives) is one leaf.
+TRAVERSAL_COST = 1.0
 
 
 class Geometry(NamedTuple):
@@ -470,6 +470,9 @@ def trace(
     network), the nearest entered child is visited next and the other entered ones pushed
     farthest first; a child the ray misses is never pushed. A popped slot is tested again
     against the closest hit found since (closest hit only), so boxes behind it are skipped.
+    An any-hit ray skips the sorting: any order finds an occluder, and the network's
+    unpredictable exchanges cost more than the order saves (shadow rays on the knot 145 ->
+    106 ns).
     """
     n_sph = g.sphere_r.shape[0]
     best_t = tmax
@@ -483,9 +486,14 @@ def trace(
     shear = ray_shear(ox, oy, oz, dx, dy, dz)
     child = g.node_child
     sp = 0
-    # the root's own children first: the root is visited like any interior node
+    # the root's own children first: the root is visited like any interior node, unless it
+    # holds a single child (a scene small enough to be one leaf): then that child's box alone
     node = 0
     slot = -1
+    if child[0, WIDTH + 1] < 0:
+        node = -1
+        if _slab(g.node_box, 0, 0, ox, oy, oz, ix, iy, iz, best_t, parallel) < math.inf:
+            slot = 0
     while True:
         if node >= 0:
             t0 = _child_t(g, node, 0, ox, oy, oz, ix, iy, iz, best_t, parallel)
@@ -493,19 +501,25 @@ def trace(
             t2 = _child_t(g, node, 2, ox, oy, oz, ix, iy, iz, best_t, parallel)
             t3 = _child_t(g, node, 3, ox, oy, oz, ix, iy, iz, best_t, parallel)
             base = WIDTH * node
-            t0, c0, t1, c1 = _order(t0, base, t1, base + 1)
-            t2, c2, t3, c3 = _order(t2, base + 2, t3, base + 3)
-            t0, c0, t2, c2 = _order(t0, c0, t2, c2)
-            t1, c1, t3, c3 = _order(t1, c1, t3, c3)
-            t1, c1, t2, c2 = _order(t1, c1, t2, c2)
-            # push the entered ones but the nearest, farthest first
-            stack[sp] = c3
-            sp += t3 < math.inf
-            stack[sp] = c2
-            sp += t2 < math.inf
-            stack[sp] = c1
-            sp += t1 < math.inf
-            slot = c0 if t0 < math.inf else -1
+            if any_hit:
+                # any order finds an occluder: push every entered child, visit the last
+                for j, tj in ((0, t0), (1, t1), (2, t2), (3, t3)):
+                    stack[sp] = base + j
+                    sp += tj < math.inf
+            else:
+                t0, c0, t1, c1 = _order(t0, base, t1, base + 1)
+                t2, c2, t3, c3 = _order(t2, base + 2, t3, base + 3)
+                t0, c0, t2, c2 = _order(t0, c0, t2, c2)
+                t1, c1, t3, c3 = _order(t1, c1, t3, c3)
+                t1, c1, t2, c2 = _order(t1, c1, t2, c2)
+                # push the entered ones but the nearest, farthest first
+                stack[sp] = c3
+                sp += t3 < math.inf
+                stack[sp] = c2
+                sp += t2 < math.inf
+                stack[sp] = c1
+                sp += t1 < math.inf
+                slot = c0 if t0 < math.inf else -1
             node = -1
         # nothing entered here: the next pushed slot that is still in front of the best hit
         while slot < 0 and sp > 0:
