@@ -383,29 +383,32 @@ def build_geometry(sphere_c: np.ndarray, sphere_r: np.ndarray, tri_v: np.ndarray
         return Geometry(sc, sr, tv, box, child, np.zeros(0, np.int64))
     nmin, nmax, nl, nr, nc, order, n = build_bvh(bmin, bmax)
     box, child = collapse_bvh4(nmin, nmax, nl, nr, nc, n)
+    # one ulp wider on every side, so that the branch-free slab test keeps a ray that lies
+    # in a box's face and parallel to it (see _slab); the first 12 columns are minima
+    box[:, : 3 * WIDTH] = np.nextafter(box[:, : 3 * WIDTH], -np.inf)
+    box[:, 3 * WIDTH:] = np.nextafter(box[:, 3 * WIDTH:], np.inf)
     return Geometry(sc, sr, tv, box, child, order)
 
 
 @njit(cache=True, inline="always")
 def _slab(
     box: np.ndarray, node: int, j: int, ox: float, oy: float, oz: float,
-    ix: float, iy: float, iz: float, tmax: float, parallel: bool,
+    ix: float, iy: float, iz: float, tmax: float,
 ) -> float:
     """Where the ray enters the box of child ``j`` of ``node`` (slab test, Kay and Kajiya
-    1986): the entry t, or infinity if it misses the box before tmax.
+    1986): the entry t, or infinity if it misses the box before tmax. No branch but the last.
 
-    ``parallel``: a direction component is 0 (its inverse is BIG, :func:`_inv`); only such
-    rays take the per-axis branch, the others' test is branch-free.
+    A direction component of 0 has the inverse BIG (:func:`_inv`): an origin strictly inside
+    that slab gets an interval around all t, one outside gets an interval beyond 1e30 x its
+    distance (never entered unless within 1e-30 of the face: a wasted visit at worst). The
+    origin on the face itself would give 0 x BIG = 0 and lose the box, so the stored boxes
+    are widened by one ulp on every side (:func:`build_geometry`): a ray that can touch the
+    geometry is then strictly inside.
     """
     w = WIDTH
-    if parallel:
-        ax, bx = _slab_axis_parallel(box[node, j], box[node, 3 * w + j], ox, ix)
-        ay, by = _slab_axis_parallel(box[node, w + j], box[node, 4 * w + j], oy, iy)
-        az, bz = _slab_axis_parallel(box[node, 2 * w + j], box[node, 5 * w + j], oz, iz)
-    else:
-        ax, bx = _slab_axis(box[node, j], box[node, 3 * w + j], ox, ix)
-        ay, by = _slab_axis(box[node, w + j], box[node, 4 * w + j], oy, iy)
-        az, bz = _slab_axis(box[node, 2 * w + j], box[node, 5 * w + j], oz, iz)
+    ax, bx = _slab_axis(box[node, j], box[node, 3 * w + j], ox, ix)
+    ay, by = _slab_axis(box[node, w + j], box[node, 4 * w + j], oy, iy)
+    az, bz = _slab_axis(box[node, 2 * w + j], box[node, 5 * w + j], oz, iz)
     tn = max(max(ax, ay), max(az, 0.0))
     tf = min(min(bx, by), min(bz, tmax))
     # the factor is pbrt's conservative rounding: never miss a box that the ray grazes
@@ -417,10 +420,10 @@ def _slab(
 @njit(cache=True, inline="always")
 def _child_t(
     g: Geometry, node: int, j: int, ox: float, oy: float, oz: float,
-    ix: float, iy: float, iz: float, tmax: float, parallel: bool,
+    ix: float, iy: float, iz: float, tmax: float,
 ) -> float:
     """Entry t of child j of node, infinity for a miss or an empty slot."""
-    t = _slab(g.node_box, node, j, ox, oy, oz, ix, iy, iz, tmax, parallel)
+    t = _slab(g.node_box, node, j, ox, oy, oz, ix, iy, iz, tmax)
     return t if g.node_child[node, WIDTH + j] >= 0 else math.inf
 
 
@@ -438,17 +441,6 @@ def _slab_axis(mn: float, mx: float, o: float, inv: float) -> tuple[float, float
     t0 = (mn - o) * inv
     t1 = (mx - o) * inv
     return min(t0, t1), max(t0, t1)
-
-
-@njit(cache=True, inline="always")
-def _slab_axis_parallel(mn: float, mx: float, o: float, inv: float) -> tuple[float, float]:
-    """The t interval of one slab, where the ray may be parallel to it: inside for all t or
-    for none (the product 0 x BIG on the slab's boundary would give an empty interval)."""
-    if inv == BIG:
-        if o < mn or o > mx:
-            return BIG, -BIG
-        return -BIG, BIG
-    return _slab_axis(mn, mx, o, inv)
 
 
 @njit(cache=True, inline="always")
@@ -482,7 +474,6 @@ def trace(
     if g.prim_order.shape[0] == 0:  # an empty scene
         return best_t, best_p, best_b1, best_b2
     ix, iy, iz = _inv(dx), _inv(dy), _inv(dz)
-    parallel = dx == 0.0 or dy == 0.0 or dz == 0.0
     shear = ray_shear(ox, oy, oz, dx, dy, dz)
     child = g.node_child
     sp = 0
@@ -492,14 +483,14 @@ def trace(
     slot = -1
     if child[0, WIDTH + 1] < 0:
         node = -1
-        if _slab(g.node_box, 0, 0, ox, oy, oz, ix, iy, iz, best_t, parallel) < math.inf:
+        if _slab(g.node_box, 0, 0, ox, oy, oz, ix, iy, iz, best_t) < math.inf:
             slot = 0
     while True:
         if node >= 0:
-            t0 = _child_t(g, node, 0, ox, oy, oz, ix, iy, iz, best_t, parallel)
-            t1 = _child_t(g, node, 1, ox, oy, oz, ix, iy, iz, best_t, parallel)
-            t2 = _child_t(g, node, 2, ox, oy, oz, ix, iy, iz, best_t, parallel)
-            t3 = _child_t(g, node, 3, ox, oy, oz, ix, iy, iz, best_t, parallel)
+            t0 = _child_t(g, node, 0, ox, oy, oz, ix, iy, iz, best_t)
+            t1 = _child_t(g, node, 1, ox, oy, oz, ix, iy, iz, best_t)
+            t2 = _child_t(g, node, 2, ox, oy, oz, ix, iy, iz, best_t)
+            t3 = _child_t(g, node, 3, ox, oy, oz, ix, iy, iz, best_t)
             base = WIDTH * node
             if any_hit:
                 # any order finds an occluder: push every entered child, visit the last
@@ -526,7 +517,7 @@ def trace(
             sp -= 1
             cand = stack[sp]
             if any_hit or _slab(g.node_box, cand // WIDTH, cand % WIDTH, ox, oy, oz, ix, iy, iz,
-                                best_t, parallel) < math.inf:
+                                best_t) < math.inf:
                 slot = cand
         if slot < 0:
             break
