@@ -346,11 +346,8 @@ def collapse_bvh4(
             kids[k] = nr[c]
             k += 1
         for j in range(WIDTH):
-            if j >= k:  # an empty slot: never entered (count -1)
-                child[row, j] = 0
+            if j >= k:  # an empty slot (box and reference stay 0): never entered, count -1
                 child[row, WIDTH + j] = -1
-                for a in range(6):
-                    box[row, a * WIDTH + j] = 0.0
                 continue
             c = kids[j]
             for a in range(3):
