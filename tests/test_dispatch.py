@@ -81,21 +81,39 @@ def test_unregistered_tables_are_not_dispatched() -> None:
         light_pdf_at(0, Stray(np.zeros(1)), 0.0, np.zeros((1, 3)), np.zeros(1))
 
 
-def test_the_two_kernel_light_sample_equals_the_one_kernel_sample() -> None:
-    """A sampler with a square stage (alias) samples on the CPU in two kernels (table draws,
-    then the conversion); the result is the one-kernel ``sample_at``'s bit for bit."""
+@pytest.mark.parametrize("name", ["piecewise", "alias"])
+def test_grouped_light_kernels_equal_the_per_entry_kernels(name: str) -> None:
+    """Samplers that draw on the square (and tabulate their density there) run on the CPU in
+    groups (tracer.kernels.light_sample_grouped / light_pdf_grouped: piecewise's searches a
+    level at a time across the group); the numbers are the per-entry ``sample_at`` /
+    ``pdf_at``'s, bit for bit. The map's 40 columns leave a short last guide block, and
+    5001 entries a short last group and task."""
     from tracer import kernels
     from tracer.backend import CPU
-    from tracer.light_dispatch import has_square
+    from tracer.light_dispatch import has_square, has_square_pdf
     from tracer.samplers import make_light_sampler
 
     rng = np.random.default_rng(3)
-    e = EnvMap(rng.random((16, 32, 3)).astype(np.float32) ** 4, rot_u=0.3)
-    tables = make_light_sampler("alias", e).tables
-    assert has_square(tables)
-    assert not has_square(make_light_sampler("piecewise", e).tables)
-    u = rng.random((5000, 2))
+    e = EnvMap(rng.random((24, 40, 3)).astype(np.float32) ** 4, rot_u=0.3)
+    tables = make_light_sampler(name, e).tables
+    assert has_square(tables) and has_square_pdf(tables)
+    assert not has_square(make_light_sampler("uniform", e).tables)
+    n = 5001
+    u = rng.random((n, 2))
+    u[:50] = rng.integers(0, 8, (50, 2)) / 8.0  # uniforms on CDF steps and 0 itself
     wi, pdf, le = (a.copy() for a in CPU.light_sample(tables, e, u))
-    ref = np.empty((5000, 3)), np.empty(5000), np.empty((5000, 3))
+    ref = np.empty((n, 3)), np.empty(n), np.empty((n, 3))
     kernels.light_sample(tables, e.rgb, e.rot_u, u, *ref)
     assert np.array_equal(wi, ref[0]) and np.array_equal(pdf, ref[1]) and np.array_equal(le, ref[2])
+    d = rng.normal(size=(n, 3))
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    d[:3] = [[0.0, 1.0, 0.0], [0.0, -1.0, 0.0], [1.0, 0.0, 0.0]]  # the poles and the horizon
+    got = CPU.light_pdf(tables, e, d).copy()
+    want = np.empty(n)
+    kernels.light_pdf(tables, e.rot_u, d, want)
+    assert np.array_equal(got, want)
+    # the grouped radiance lookup against the per-entry functions it schedules
+    from tracer.envmap import env_lookup, world_dir_to_map_uv
+
+    want_le = np.array([env_lookup(e.rgb, *world_dir_to_map_uv(*x, e.rot_u)) for x in d[:300]])
+    assert np.array_equal(CPU.env_eval(e, d)[:300], want_le)

@@ -19,7 +19,7 @@ import numpy as np
 from tracer import kernels
 from tracer.envmap import env_eval_into
 from tracer.errors import TracerError
-from tracer.light_dispatch import has_square
+from tracer.light_dispatch import has_square, has_square_pdf
 from tracer.pool import Pooling
 
 if TYPE_CHECKING:
@@ -159,20 +159,15 @@ class CpuBackend(Pooling):
         wi = self.out("light_sample.wi", (n, 3))
         pdf = self.out("light_sample.pdf", n)
         le = self.out("light_sample.le", (n, 3))
-        sample, _, square = kernels.light_kernels(tables)
-        if has_square(tables):
-            # two kernels: the table draws, then the conversion (see tracer.light_dispatch)
-            sq = self.out("light_sample.square", (n, 3))
-            square(tables, _f64(u), sq)
-            kernels.square_to_light(env.rgb, env.rot_u, sq, wi, pdf, le)
-        else:
-            sample(tables, env.rgb, env.rot_u, _f64(u), wi, pdf, le)
+        sample, _, grouped, _ = kernels.light_kernels(tables)
+        # a sampler that draws on the square runs in groups (see tracer.light_dispatch)
+        (grouped if has_square(tables) else sample)(tables, env.rgb, env.rot_u, _f64(u), wi, pdf, le)
         return wi, pdf, le
 
     def light_pdf(self, tables: NamedTuple, env: EnvMap, wi: np.ndarray) -> np.ndarray:
         out = self.out("light_pdf", wi.shape[0])
-        _, pdf, _ = kernels.light_kernels(tables)
-        pdf(tables, env.rot_u, _f64(wi), out)
+        _, pdf, _, grouped = kernels.light_kernels(tables)
+        (grouped if has_square_pdf(tables) else pdf)(tables, env.rot_u, _f64(wi), out)
         return out
 
     def tables(self, tables: NamedTuple) -> NamedTuple:

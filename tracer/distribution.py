@@ -24,6 +24,19 @@ GUIDE = 32
 
 
 @njit(cache=True, inline="always")
+def cell(n: int, x: float) -> int:
+    """The cell of n equal cells of [0, 1] that x falls in (x = 1 in the last one)."""
+    return min(int(x * n), n - 1)
+
+
+@njit(cache=True, inline="always")
+def narrow(base: int, half: int, c: float, x: float) -> int:
+    """One halving of a binary search: move up by ``half`` when the probed CDF value
+    ``c = cdf[base + half]`` is <= x (a conditional move, not a branch)."""
+    return base + half if c <= x else base
+
+
+@njit(cache=True, inline="always")
 def find_interval(cdf: np.ndarray, x: float, lo: int = 0, n: int = -1) -> int:
     """Largest i in [lo, lo + n - 1] with cdf[i] <= x (binary search); n = -1: all intervals.
 
@@ -36,7 +49,7 @@ def find_interval(cdf: np.ndarray, x: float, lo: int = 0, n: int = -1) -> int:
     base = lo
     while n > 1:
         half = n >> 1
-        base = base + half if cdf[base + half] <= x else base
+        base = narrow(base, half, cdf[base + half], x)
         n -= half
     return base
 
@@ -118,7 +131,17 @@ def sample_2d(
     u0: float,
     u1: float,
 ) -> tuple[float, float, float]:
-    """Sample (u, v) from two uniforms; returns (u, v, p_uv).
+    """Sample (u, v) from two uniforms; returns (u, v, p_uv)."""
+    i = find_interval(marg_cdf, u1)
+    j = find_interval_guided(cond_cdf[i], cond_guide[i], u0)
+    return place_2d(cond_cdf, marg_cdf, i, j, u0, u1)
+
+
+@njit(cache=True, inline="always")
+def place_2d(
+    cond_cdf: np.ndarray, marg_cdf: np.ndarray, i: int, j: int, u0: float, u1: float
+) -> tuple[float, float, float]:
+    """The point of cell (row i, column j) that the uniforms (u0, u1) found it at, and p_uv.
 
     The density is the product of the marginal and conditional cell probabilities times the
     cell count, (c_{j+1} - c_j) W (m_{i+1} - m_i) H, which equals f_ij / integral and reads
@@ -126,10 +149,8 @@ def sample_2d(
     """
     h = marg_cdf.shape[0] - 1
     w = cond_cdf.shape[1] - 1
-    i = find_interval(marg_cdf, u1)
     pm = marg_cdf[i + 1] - marg_cdf[i]
     dv = (u1 - marg_cdf[i]) / pm
-    j = find_interval_guided(cond_cdf[i], cond_guide[i], u0)
     pc = cond_cdf[i, j + 1] - cond_cdf[i, j]
     du = (u0 - cond_cdf[i, j]) / pc
     u = min((j + du) / w, 1.0 - 1e-12)
@@ -138,12 +159,58 @@ def sample_2d(
 
 
 @njit(cache=True, inline="always")
+def sample_2d_group(
+    cond_cdf: np.ndarray, cond_guide: np.ndarray, marg_cdf: np.ndarray, u: np.ndarray,
+    sq: np.ndarray, ij: np.ndarray,
+) -> None:
+    """:func:`sample_2d` of every row of ``u`` (a small group) into ``sq``, level by level.
+
+    The searches run one halving at a time across the group (the levels outer, the entries
+    inner), so the group's table reads at each level are independent of each other and the
+    processor keeps them in flight together; entry by entry, each search is a chain of
+    dependent loads that mostly waits on the cache. A binary search's answer is unique (the
+    largest i with cdf[i] <= x), so the result is :func:`sample_2d`'s, bit for bit.
+    ``ij`` (at least len(u) rows of 2) holds the rows and columns found.
+    """
+    m = u.shape[0]
+    h = marg_cdf.shape[0] - 1
+    w = cond_cdf.shape[1] - 1
+    for e in range(m):
+        ij[e, 0] = 0
+        ij[e, 1] = 0
+    n = h  # the marginal: the row
+    while n > 1:
+        half = n >> 1
+        for e in range(m):
+            b = ij[e, 0]
+            ij[e, 0] = narrow(b, half, marg_cdf[b + half], u[e, 1])
+        n -= half
+    n = cond_guide.shape[1] - 1  # the row's guide: the block of GUIDE columns
+    while n > 1:
+        half = n >> 1
+        for e in range(m):
+            b = ij[e, 1]
+            ij[e, 1] = narrow(b, half, cond_guide[ij[e, 0], b + half], u[e, 0])
+        n -= half
+    for e in range(m):
+        ij[e, 1] *= GUIDE
+    n = GUIDE  # inside the block (the last block of a row may be shorter: probes past
+    while n > 1:  # the row's last interval count as above x)
+        half = n >> 1
+        for e in range(m):
+            b = ij[e, 1]
+            j = min(b + half, w - 1)
+            ij[e, 1] = narrow(b, half, cond_cdf[ij[e, 0], j] if j == b + half else 2.0, u[e, 0])
+        n -= half
+    for e in range(m):
+        sq[e, 0], sq[e, 1], sq[e, 2] = place_2d(cond_cdf, marg_cdf, ij[e, 0], ij[e, 1], u[e, 0], u[e, 1])
+
+
+@njit(cache=True, inline="always")
 def pdf_2d(func: np.ndarray, integral: float, u: float, v: float) -> float:
     """Density p(u, v) on the square."""
     h, w = func.shape
-    i = min(int(v * h), h - 1)
-    j = min(int(u * w), w - 1)
-    return func[i, j] / integral
+    return func[cell(h, v), cell(w, u)] / integral
 
 
 @njit(cache=True, inline="always")
@@ -153,8 +220,8 @@ def invert_2d(
     """The uniforms (u0, u1) that :func:`sample_2d` maps to (u, v): the inverse of sampling."""
     h = marg_cdf.shape[0] - 1
     w = cond_cdf.shape[1] - 1
-    i = min(int(v * h), h - 1)
-    j = min(int(u * w), w - 1)
+    i = cell(h, v)
+    j = cell(w, u)
     u1 = marg_cdf[i] + (v * h - i) * (marg_cdf[i + 1] - marg_cdf[i])
     u0 = cond_cdf[i, j] + (u * w - j) * (cond_cdf[i, j + 1] - cond_cdf[i, j])
     return u0, u1

@@ -12,9 +12,16 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from tracer.envmap import square_sample_to_light, world_dir_to_map_uv
+from tracer.envmap import GROUP, TASK, square_group_to_light, world_dir_to_map_uv
 from tracer.geometry import STACK_SIZE, Geometry
-from tracer.light_dispatch import cacheable, light_pdf_at, light_sample_at, light_square_at
+from tracer.light_dispatch import (
+    cacheable,
+    light_pdf_at,
+    light_sample_at,
+    light_square_group,
+    light_square_pdf,
+)
+from tracer.sphere_map import uv_to_solid_angle_pdf
 from tracer.stages import (
     BSDF_ONLY,
     MIS,
@@ -224,34 +231,56 @@ def light_pdf(tables: tuple, rot_u: float, wi: np.ndarray, out: np.ndarray) -> N
 
 
 @njit(cache=True, parallel=True)
-def light_square(tables: tuple, u: np.ndarray, sq: np.ndarray) -> None:
-    """Square samples (u, v, p_uv) by the sampler that owns ``tables``: the first half of
-    :func:`light_sample` for samplers that register ``square_at``."""
-    for k in prange(u.shape[0]):
-        light_square_at(k, tables, u, sq)
+def light_sample_grouped(
+    tables: tuple, rgb: np.ndarray, rot_u: float, u: np.ndarray,
+    wi: np.ndarray, pdf: np.ndarray, le: np.ndarray,
+) -> None:
+    """:func:`light_sample` for samplers that draw on the map's square (``square_at``), in
+    groups of :data:`tracer.envmap.GROUP` entries: the group's square samples (the sampler's
+    ``square_group`` schedule where it has one), then their directions and pdfs, then their
+    map reads. The same numbers as :func:`light_sample`, bit for bit (tests/test_dispatch.py)."""
+    n = u.shape[0]
+    for task in prange((n + TASK - 1) // TASK):
+        sq = np.empty((GROUP, 3))
+        ij = np.empty((GROUP, 2), np.int64)
+        end = min(n, (task + 1) * TASK)
+        for k0 in range(task * TASK, end, GROUP):
+            m = min(GROUP, end - k0)
+            light_square_group(tables, u[k0:k0 + m], sq, ij)
+            square_group_to_light(rgb, rot_u, sq[:m], k0, wi, pdf, le, ij)
 
 
 @njit(cache=True, parallel=True)
-def square_to_light(rgb: np.ndarray, rot_u: float, sq: np.ndarray, wi: np.ndarray, pdf: np.ndarray,
-                    le: np.ndarray) -> None:
-    """The second half: square samples -> world direction, solid-angle pdf, radiance."""
-    for k in prange(sq.shape[0]):
-        (wi[k, 0], wi[k, 1], wi[k, 2], pdf[k],
-         le[k, 0], le[k, 1], le[k, 2]) = square_sample_to_light(rgb, rot_u, sq[k, 0], sq[k, 1], sq[k, 2])
+def light_pdf_grouped(tables: tuple, rot_u: float, wi: np.ndarray, out: np.ndarray) -> None:
+    """:func:`light_pdf` for samplers with a density on the square (``square_pdf``), in
+    groups: the group's map coordinates (vectorised arithmetic), then its table reads."""
+    n = wi.shape[0]
+    for task in prange((n + TASK - 1) // TASK):
+        uv = np.empty((GROUP, 2))
+        end = min(n, (task + 1) * TASK)
+        for k0 in range(task * TASK, end, GROUP):
+            m = min(GROUP, end - k0)
+            for e in range(m):
+                k = k0 + e
+                uv[e, 0], uv[e, 1] = world_dir_to_map_uv(wi[k, 0], wi[k, 1], wi[k, 2], rot_u)
+            for e in range(m):
+                out[k0 + e] = uv_to_solid_angle_pdf(light_square_pdf(tables, uv[e, 0], uv[e, 1]), uv[e, 1])
 
 
 #: the same kernels without the on-disk cache, for samplers from outside the project
 _light_sample_nocache = njit(parallel=True)(getattr(light_sample, "py_func", light_sample))
 _light_pdf_nocache = njit(parallel=True)(getattr(light_pdf, "py_func", light_pdf))
-_light_square_nocache = njit(parallel=True)(getattr(light_square, "py_func", light_square))
+_light_sample_grouped_nocache = njit(parallel=True)(getattr(light_sample_grouped, "py_func", light_sample_grouped))
+_light_pdf_grouped_nocache = njit(parallel=True)(getattr(light_pdf_grouped, "py_func", light_pdf_grouped))
 
 
 def light_kernels(tables: tuple) -> tuple:
-    """(light_sample, light_pdf, light_square) for a sampler's tables: cached for the project's
-    samplers (light_square is meaningful only where the sampler registers ``square_at``)."""
+    """(light_sample, light_pdf, light_sample_grouped, light_pdf_grouped) for a sampler's
+    tables: cached for the project's samplers. The grouped ones serve only samplers that
+    register ``square_at`` / ``square_pdf`` (:mod:`tracer.light_dispatch`)."""
     if cacheable(tables):
-        return light_sample, light_pdf, light_square
-    return _light_sample_nocache, _light_pdf_nocache, _light_square_nocache
+        return light_sample, light_pdf, light_sample_grouped, light_pdf_grouped
+    return _light_sample_nocache, _light_pdf_nocache, _light_sample_grouped_nocache, _light_pdf_grouped_nocache
 
 
 @njit(cache=True, parallel=True)

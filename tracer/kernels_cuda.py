@@ -1,8 +1,8 @@
 """The wavefront stages as CUDA kernels (numba-cuda), one queue entry per thread.
 
-Twins of :mod:`tracer.kernels`, with the same call signatures (all but the CPU-only two-kernel
-light sample, ``light_square`` / ``square_to_light``: here one thread runs ``sample_at``
-whole, the GPU hides table latency by its warps): each launcher
+Twins of :mod:`tracer.kernels`, with the same call signatures (all but the CPU-only grouped
+light kernels, ``light_sample_grouped`` / ``light_pdf_grouped``: here one thread runs
+``sample_at`` or ``pdf_at`` whole, the GPU hides table latency by its warps): each launcher
 sizes the grid and runs the same per-entry function of :mod:`tracer.stages` (and the same
 per-entry functions of the light samplers, :mod:`tracer.light_dispatch`) as the CPU kernel
 does. The BVH stack is a per-thread local

@@ -10,14 +10,22 @@ both in solid angle, ``rgb``/``rot_u`` being the environment map and its rotatio
 sampler's module calls :func:`register_light` with its tables class and the two functions
 (and the optional third below).
 
-A sampler that draws a point of the map's square may also register its first half::
+A sampler that draws a point of the map's square may also register that first half, and a
+sampler whose density is tabulated on the square, that density::
 
     square_at(k, tables, u, sq)                        # entry k: u[k] -> sq[k] = (u, v, p_uv)
+    square_group(tables, u, sq, ij)                    # the same for every row of a small group u
+    square_pdf(tables, u, v) -> p_uv                   # the density at map coordinates (u, v)
 
-(``sample_at`` being that followed by :func:`tracer.envmap.square_sample_to_light`). The CPU
-back-end then samples in two kernels, the table draws and then the conversion to a direction
-and its radiance: each loop body is short, so more of the entries' table and map reads are
-in flight at once (the alias sampler: 16-30% less time per sample on the bundled maps).
+(``sample_at`` being ``square_at`` followed by :func:`tracer.envmap.square_sample_to_light`,
+and ``pdf_at`` :func:`tracer.envmap.world_dir_to_map_uv`, ``square_pdf`` and
+:func:`tracer.sphere_map.uv_to_solid_angle_pdf`). The CPU back-end then runs such a sampler
+in groups of a few entries (:func:`tracer.kernels.light_sample_grouped`,
+:func:`tracer.kernels.light_pdf_grouped`): each step for the whole group before the next,
+the arithmetic apart from the table reads, so that a group's reads are in flight together
+instead of one dependent chain at a time. ``square_group`` is a sampler's own schedule of
+its draws over a group (``piecewise``: its binary searches a level at a time across the
+group); without it, the group runs ``square_at`` entry by entry.
 The back-ends' kernels (:func:`tracer.kernels.light_sample` and its CUDA twin in
 :mod:`tracer.kernels_cuda`) call :func:`light_sample_at` / :func:`light_pdf_at`, which Numba
 resolves at typing time, by the tables' type, to the registered functions (an ``@overload``,
@@ -37,23 +45,38 @@ from typing import Any
 from numba import types
 from numba.extending import overload
 
-#: tables class -> (sample_at, pdf_at, square_at or None)
-_REGISTRY: dict[type, tuple[Callable[..., None], Callable[..., None], Callable[..., None] | None]] = {}
+#: tables class -> (sample_at, pdf_at, square_at, square_group, square_pdf), the last three
+#: None where not registered
+_REGISTRY: dict[type, tuple[Callable[..., Any] | None, ...]] = {}
+SAMPLE, PDF, SQUARE, SQUARE_GROUP, SQUARE_PDF = range(5)
 
 
 def register_light(
     tables: type, sample_at: Callable[..., None], pdf_at: Callable[..., None],
-    square_at: Callable[..., None] | None = None,
+    square_at: Callable[..., None] | None = None, square_group: Callable[..., None] | None = None,
+    square_pdf: Callable[..., float] | None = None,
 ) -> None:
-    """Make ``sample_at`` / ``pdf_at`` (and optionally ``square_at``) the per-entry functions
-    of samplers whose tables are ``tables``."""
-    _REGISTRY[tables] = (sample_at, pdf_at, square_at)
+    """Make ``sample_at`` / ``pdf_at`` (and optionally ``square_at``, ``square_group``,
+    ``square_pdf``) the device functions of samplers whose tables are ``tables``."""
+    if square_group is not None and square_at is None:
+        raise ValueError("a sampler that registers square_group must register square_at too")
+    _REGISTRY[tables] = (sample_at, pdf_at, square_at, square_group, square_pdf)
+
+
+def _has(tables: Any, which: int) -> bool:
+    entry = _REGISTRY.get(type(tables))
+    return entry is not None and entry[which] is not None
 
 
 def has_square(tables: Any) -> bool:
-    """Does the sampler owning ``tables`` register a square stage (``square_at``)?"""
-    entry = _REGISTRY.get(type(tables))
-    return entry is not None and entry[2] is not None
+    """Does the sampler owning ``tables`` draw on the square (``square_at``)? Its samples
+    can then run in groups on the CPU."""
+    return _has(tables, SQUARE)
+
+
+def has_square_pdf(tables: Any) -> bool:
+    """Does the sampler owning ``tables`` register its density on the square (``square_pdf``)?"""
+    return _has(tables, SQUARE_PDF)
 
 
 def registered(tables: Any) -> bool:
@@ -74,17 +97,28 @@ def cacheable(tables: Any) -> bool:
 
 def light_sample_at(k: int, tables: Any, rgb: Any, rot_u: float, u: Any, wi: Any, pdf: Any, le: Any) -> None:
     """Entry k of a light sample batch by the sampler that owns ``tables``."""
-    _REGISTRY[type(tables)][0](k, tables, rgb, rot_u, u, wi, pdf, le)
+    _REGISTRY[type(tables)][SAMPLE](k, tables, rgb, rot_u, u, wi, pdf, le)
 
 
 def light_pdf_at(k: int, tables: Any, rot_u: float, wi: Any, out: Any) -> None:
     """Entry k of a light pdf batch by the sampler that owns ``tables``."""
-    _REGISTRY[type(tables)][1](k, tables, rot_u, wi, out)
+    _REGISTRY[type(tables)][PDF](k, tables, rot_u, wi, out)
 
 
-def light_square_at(k: int, tables: Any, u: Any, sq: Any) -> None:
-    """Entry k of a batch of square samples by the sampler that owns ``tables``."""
-    _REGISTRY[type(tables)][2](k, tables, u, sq)
+def light_square_group(tables: Any, u: Any, sq: Any, ij: Any) -> None:
+    """Square samples (u, v, p_uv) of a group of uniforms ``u`` into ``sq`` by the sampler
+    that owns ``tables`` (its ``square_group``, else ``square_at`` entry by entry)."""
+    entry = _REGISTRY[type(tables)]
+    if entry[SQUARE_GROUP] is not None:
+        entry[SQUARE_GROUP](tables, u, sq, ij)
+    else:
+        for e in range(u.shape[0]):
+            entry[SQUARE](e, tables, u, sq)
+
+
+def light_square_pdf(tables: Any, u: float, v: float) -> float:
+    """The density on the map's square at (u, v) of the sampler that owns ``tables``."""
+    return _REGISTRY[type(tables)][SQUARE_PDF](tables, u, v)
 
 
 def _lookup(tables: types.Type, which: int) -> Callable[..., None] | None:
@@ -95,7 +129,7 @@ def _lookup(tables: types.Type, which: int) -> Callable[..., None] | None:
 
 @overload(light_sample_at, target="generic", inline="always")
 def _light_sample_at_impl(k, tables, rgb, rot_u, u, wi, pdf, le):
-    fn = _lookup(tables, 0)
+    fn = _lookup(tables, SAMPLE)
     if fn is None:
         return None
 
@@ -107,7 +141,7 @@ def _light_sample_at_impl(k, tables, rgb, rot_u, u, wi, pdf, le):
 
 @overload(light_pdf_at, target="generic", inline="always")
 def _light_pdf_at_impl(k, tables, rot_u, wi, out):
-    fn = _lookup(tables, 1)
+    fn = _lookup(tables, PDF)
     if fn is None:
         return None
 
@@ -117,13 +151,32 @@ def _light_pdf_at_impl(k, tables, rot_u, wi, out):
     return impl
 
 
-@overload(light_square_at, target="generic", inline="always")
-def _light_square_at_impl(k, tables, u, sq):
-    fn = _lookup(tables, 2)
+@overload(light_square_group, target="generic", inline="always")
+def _light_square_group_impl(tables, u, sq, ij):
+    group = _lookup(tables, SQUARE_GROUP)
+    if group is not None:
+        def impl(tables, u, sq, ij):
+            group(tables, u, sq, ij)
+
+        return impl
+    one = _lookup(tables, SQUARE)
+    if one is None:
+        return None
+
+    def impl_each(tables, u, sq, ij):
+        for e in range(u.shape[0]):
+            one(e, tables, u, sq)
+
+    return impl_each
+
+
+@overload(light_square_pdf, target="generic", inline="always")
+def _light_square_pdf_impl(tables, u, v):
+    fn = _lookup(tables, SQUARE_PDF)
     if fn is None:
         return None
 
-    def impl(k, tables, u, sq):
-        fn(k, tables, u, sq)
+    def impl(tables, u, v):
+        return fn(tables, u, v)
 
     return impl

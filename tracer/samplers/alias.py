@@ -34,6 +34,7 @@ from tracer.envmap import EnvMap, square_sample_to_light
 from tracer.light_dispatch import register_light
 from tracer.samplers.base import TabulatedSampler
 from tracer.samplers.piecewise import pdf_at as piecewise_pdf_at
+from tracer.samplers.piecewise import square_pdf as piecewise_square_pdf
 
 
 class AliasTables(NamedTuple):
@@ -127,7 +128,7 @@ def square_sample(t: Any, u0: float, u1: float) -> tuple[float, float, float]:
 
 @njit(cache=True, inline="always")
 def square_at(k: int, t: Any, u: np.ndarray, sq: np.ndarray) -> None:
-    """Entry k: the point of the map's square and its density (the CPU's first kernel)."""
+    """Entry k: the point of the map's square and its density (the CPU runs it in groups)."""
     sq[k, 0], sq[k, 1], sq[k, 2] = square_sample(t, u[k, 0], u[k, 1])
 
 
@@ -142,7 +143,7 @@ def sample_at(
      le[k, 0], le[k, 1], le[k, 2]) = square_sample_to_light(rgb, rot_u, su, sv, p_uv)
 
 
-register_light(AliasTables, sample_at, piecewise_pdf_at, square_at)
+register_light(AliasTables, sample_at, piecewise_pdf_at, square_at, square_pdf=piecewise_square_pdf)
 
 
 class AliasSampler(TabulatedSampler):

@@ -17,7 +17,13 @@ from typing import Any, NamedTuple
 import numpy as np
 from numba import njit
 
-from tracer.distribution import build_distribution_2d, invert_2d_batch, pdf_2d, sample_2d
+from tracer.distribution import (
+    build_distribution_2d,
+    invert_2d_batch,
+    pdf_2d,
+    sample_2d,
+    sample_2d_group,
+)
 from tracer.envmap import EnvMap, square_sample_to_light, world_dir_to_map_uv
 from tracer.light_dispatch import register_light
 from tracer.samplers.base import TabulatedSampler
@@ -35,6 +41,18 @@ class PiecewiseTables(NamedTuple):
 
 
 @njit(cache=True, inline="always")
+def square_at(k: int, t: Any, u: np.ndarray, sq: np.ndarray) -> None:
+    """Entry k: two binary searches give the point (u, v) of the square and p_uv."""
+    sq[k, 0], sq[k, 1], sq[k, 2] = sample_2d(t.cond_cdf, t.cond_guide, t.marg_cdf, u[k, 0], u[k, 1])
+
+
+@njit(cache=True, inline="always")
+def square_group(t: Any, u: np.ndarray, sq: np.ndarray, ij: np.ndarray) -> None:
+    """:func:`square_at` of a group, the searches a level at a time across it (the CPU)."""
+    sample_2d_group(t.cond_cdf, t.cond_guide, t.marg_cdf, u, sq, ij)
+
+
+@njit(cache=True, inline="always")
 def sample_at(
     k: int, t: Any, rgb: np.ndarray, rot_u: float, u: np.ndarray,
     wi: np.ndarray, pdf: np.ndarray, le: np.ndarray,
@@ -46,13 +64,19 @@ def sample_at(
 
 
 @njit(cache=True, inline="always")
+def square_pdf(t: Any, u: float, v: float) -> float:
+    """The tabulated density p_uv of the pixel at map coordinates (u, v)."""
+    return pdf_2d(t.func, t.integral[0], u, v)
+
+
+@njit(cache=True, inline="always")
 def pdf_at(k: int, t: Any, rot_u: float, wi: np.ndarray, out: np.ndarray) -> None:
     """Entry k: the tabulated density of the pixel wi sees, in solid angle."""
     u, v = world_dir_to_map_uv(wi[k, 0], wi[k, 1], wi[k, 2], rot_u)
-    out[k] = uv_to_solid_angle_pdf(pdf_2d(t.func, t.integral[0], u, v), v)
+    out[k] = uv_to_solid_angle_pdf(square_pdf(t, u, v), v)
 
 
-register_light(PiecewiseTables, sample_at, pdf_at)
+register_light(PiecewiseTables, sample_at, pdf_at, square_at, square_group, square_pdf)
 
 
 class PiecewiseSampler(TabulatedSampler):
