@@ -122,16 +122,17 @@ def square_group_to_light(
     p_uv) into entries ``k0 ..`` of wi, pdf, le: the arithmetic of the whole group first,
     then its map reads (``pix``: scratch of at least len(sq) rows of 2)."""
     h, w, _ = rgb.shape
-    for e in range(sq.shape[0]):
-        u, v = sq[e, 0], sq[e, 1]
-        k = k0 + e
-        wi[k, 0], wi[k, 1], wi[k, 2] = map_uv_to_world_dir(u, v, rot_u)
-        pdf[k] = uv_to_solid_angle_pdf(sq[e, 2], v)
+    for e in range(sq.shape[0]):  # in place: sq's row becomes the direction, then the pdf
+        u, v, p_uv = sq[e, 0], sq[e, 1], sq[e, 2]
         pix[e, 0] = cell(h, v)
         pix[e, 1] = cell(w, u)
+        sq[e, 0], sq[e, 1], sq[e, 2] = map_uv_to_world_dir(u, v, rot_u)
+        sq[e, 3] = uv_to_solid_angle_pdf(p_uv, v)
     for e in range(sq.shape[0]):
+        k = k0 + e
+        wi[k, 0], wi[k, 1], wi[k, 2], pdf[k] = sq[e, 0], sq[e, 1], sq[e, 2], sq[e, 3]
         i, j = pix[e, 0], pix[e, 1]
-        le[k0 + e, 0], le[k0 + e, 1], le[k0 + e, 2] = rgb[i, j, 0], rgb[i, j, 1], rgb[i, j, 2]
+        le[k, 0], le[k, 1], le[k, 2] = rgb[i, j, 0], rgb[i, j, 1], rgb[i, j, 2]
 
 
 def row_sin_theta(h: int) -> np.ndarray:

@@ -3,8 +3,11 @@
 Each kernel runs its stage's per-entry function from :mod:`tracer.stages` over a queue of
 path indices (``idx``) in a ``prange`` loop; :mod:`tracer.kernels_cuda` runs the same
 functions one entry per GPU thread. The light-sampling kernels run whichever sampler's
-per-entry functions its tables select (:mod:`tracer.light_dispatch`). The traversal stages work in chunks so that each
-thread allocates its BVH stack once. See :mod:`tracer.integrator` for the order of stages.
+per-entry functions its tables select (:mod:`tracer.light_dispatch`); for samplers that draw
+and tabulate on the map's square, the grouped light kernels run those functions a group of
+entries at a time (a step for the whole group, then the next), which keeps the group's table
+reads in flight together. The traversal stages work in chunks so that each thread allocates
+its BVH stack once. See :mod:`tracer.integrator` for the order of stages.
 """
 
 from __future__ import annotations
@@ -241,7 +244,7 @@ def light_sample_grouped(
     map reads. The same numbers as :func:`light_sample`, bit for bit (tests/test_dispatch.py)."""
     n = u.shape[0]
     for task in prange((n + TASK - 1) // TASK):
-        sq = np.empty((GROUP, 3))
+        sq = np.empty((GROUP, 4))
         ij = np.empty((GROUP, 2), np.int64)
         end = min(n, (task + 1) * TASK)
         for k0 in range(task * TASK, end, GROUP):
