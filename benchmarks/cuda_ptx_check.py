@@ -42,7 +42,7 @@ SIGS = {
     "_intersect_closest": (*GEOM, I1, F3, F3, F1, I1, F2),
     "_surface_interaction": (*GEOM, t((1, 3, 3)), I1, I1, I1, F3, F3, F1, I1, F2, F3, F3, F3, I1),
     "_handle_escaped": (I1, i, i, f, F3, F1, F3, F3, B1, F1, B1),
-    "_trace_shadow_rays": (*GEOM, F3, F3, F3, F1, I1, I1, B1),
+    "_trace_shadow_rays": (*GEOM, I1, F3, F3, F3, F3, F1, I1, I1, B1),
     "_shade_and_scatter": (I1, i, i, i, I1, I1, i, f, i, f, F3, F3, F3, I1, I1, t((2, 8)), F3, F1,
                            F3, B1, F3, F3, F3, F3, B1, F1, B1, F1),
     "_light_uniforms": (I1, i, i, i, I1, I1, F2),

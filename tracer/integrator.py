@@ -175,7 +175,7 @@ def render_batch(
             ls = light.sample(u, condition(idx))
             lwi, lpdf, lle = ls.wi, ls.pdf, ls.le
             clock.lap("light")
-            K.trace_shadow_rays(g, pos, ng, lwi, lpdf, mat, scene.mat_kind, unocc)
+            K.trace_shadow_rays(g, idx, q.rd, pos, ng, lwi, lpdf, mat, scene.mat_kind, unocc)
             clock.lap("trace")
         else:  # BSDF sampling alone: shade_and_scatter reads no light sample
             lwi = out("no_light.wi", (m, 3))

@@ -98,15 +98,16 @@ def handle_escaped(
 
 @njit(cache=True, parallel=True)
 def trace_shadow_rays(
-    g: Geometry, pos: np.ndarray, ng: np.ndarray, wi: np.ndarray, light_pdf: np.ndarray,
-    mat: np.ndarray, mat_kind: np.ndarray, unoccluded: np.ndarray,
+    g: Geometry, idx: np.ndarray, rd: np.ndarray, pos: np.ndarray, ng: np.ndarray,
+    wi: np.ndarray, light_pdf: np.ndarray, mat: np.ndarray, mat_kind: np.ndarray,
+    unoccluded: np.ndarray,
 ) -> None:
     """Visibility of the environment along each light sample (any-hit rays to infinity)."""
     n = pos.shape[0]
     for c in prange((n + CHUNK - 1) // CHUNK):
         stack = np.empty(STACK_SIZE, np.int64)
         for k in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
-            trace_shadow_rays_at(k, g, pos, ng, wi, light_pdf, mat, mat_kind, unoccluded, stack)
+            trace_shadow_rays_at(k, g, idx, rd, pos, ng, wi, light_pdf, mat, mat_kind, unoccluded, stack)
 
 
 @njit(cache=True, parallel=True)

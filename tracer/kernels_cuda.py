@@ -108,17 +108,18 @@ def handle_escaped(idx, depth, mode, power, le, light_pdf, beta, radiance, alive
 
 
 @cuda.jit(cache=True)
-def _trace_shadow_rays(sc, sr, tv, nbox, nchild, order, pos, ng, wi, light_pdf,
+def _trace_shadow_rays(sc, sr, tv, nbox, nchild, order, idx, rd, pos, ng, wi, light_pdf,
                        mat, mat_kind, unoccluded):
     k = cuda.grid(1)
     if k < pos.shape[0]:
         stack = cuda.local.array(STACK_SIZE, int64)
         g = Geometry(sc, sr, tv, nbox, nchild, order)
-        trace_shadow_rays_at(k, g, pos, ng, wi, light_pdf, mat, mat_kind, unoccluded, stack)
+        trace_shadow_rays_at(k, g, idx, rd, pos, ng, wi, light_pdf, mat, mat_kind, unoccluded, stack)
 
 
-def trace_shadow_rays(g, pos, ng, wi, light_pdf, mat, mat_kind, unoccluded):
-    _trace_shadow_rays[grid(pos.shape[0])](*g, pos, ng, wi, light_pdf, mat, mat_kind, unoccluded)
+def trace_shadow_rays(g, idx, rd, pos, ng, wi, light_pdf, mat, mat_kind, unoccluded):
+    _trace_shadow_rays[grid(pos.shape[0])](*g, idx, rd, pos, ng, wi, light_pdf, mat, mat_kind,
+                                           unoccluded)
 
 
 @cuda.jit(cache=True)

@@ -187,11 +187,21 @@ def handle_escaped_at(
 @njit(cache=True, inline="always")
 def trace_shadow_rays_at(
     k: int,
-    g: Geometry, pos: np.ndarray, ng: np.ndarray, wi: np.ndarray, light_pdf: np.ndarray,
-    mat: np.ndarray, mat_kind: np.ndarray, unoccluded: np.ndarray, stack: np.ndarray,
+    g: Geometry, idx: np.ndarray, rd: np.ndarray, pos: np.ndarray, ng: np.ndarray,
+    wi: np.ndarray, light_pdf: np.ndarray, mat: np.ndarray, mat_kind: np.ndarray,
+    unoccluded: np.ndarray, stack: np.ndarray,
 ) -> None:
-    """Visibility of the environment along each light sample (any-hit rays to infinity)."""
-    if light_pdf[k] <= 0.0 or mat_kind[mat[k]] == DIELECTRIC:
+    """Visibility of the environment along each light sample (any-hit rays to infinity).
+
+    Only samples that can contribute are traced: none through glass (a delta BSDF), none
+    of zero density, and none on the other side of the geometric surface from the outgoing
+    direction, which :func:`shade_and_scatter_at` discards by the same test (so skipping
+    them changes no pixel: an unoccluded flag of False means "adds nothing")."""
+    p = idx[k]
+    gx, gy, gz = ng[k, 0], ng[k, 1], ng[k, 2]
+    side_o = -(rd[p, 0] * gx + rd[p, 1] * gy + rd[p, 2] * gz)
+    side_i = wi[k, 0] * gx + wi[k, 1] * gy + wi[k, 2] * gz
+    if light_pdf[k] <= 0.0 or mat_kind[mat[k]] == DIELECTRIC or not side_i * side_o > 0.0:
         unoccluded[k] = False
         return
     ox, oy, oz = offset_origin(pos[k, 0], pos[k, 1], pos[k, 2], ng[k, 0], ng[k, 1], ng[k, 2],
