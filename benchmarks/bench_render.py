@@ -118,7 +118,8 @@ def bench_scene(scene_path: Path, samplers: list[str], spp: int, repeats: int, s
 
 def bench_light(scene_path: Path, names: list[str], n: int = 1 << 20, repeats: int = 5) -> dict:
     """Light samples and pdfs per second of each sampler alone, through the CPU back-end as
-    the renderer calls it (alias: two kernels, :mod:`tracer.light_dispatch`), outputs pooled."""
+    the renderer calls it (piecewise and alias: the grouped kernels, :mod:`tracer.light_dispatch`),
+    outputs pooled."""
     from tracer.backend import CPU
 
     scene = load_scene(scene_path)

@@ -199,7 +199,10 @@ def trace_shadow_rays_at(
     them changes no pixel: an unoccluded flag of False means "adds nothing")."""
     p = idx[k]
     gx, gy, gz = ng[k, 0], ng[k, 1], ng[k, 2]
-    side_o = -(rd[p, 0] * gx + rd[p, 1] * gy + rd[p, 2] * gz)
+    # the same expressions as shade_and_scatter_at's, operation for operation (a compiler
+    # that fuses multiply-adds then rounds both alike)
+    wox, woy, woz = -rd[p, 0], -rd[p, 1], -rd[p, 2]
+    side_o = wox * gx + woy * gy + woz * gz
     side_i = wi[k, 0] * gx + wi[k, 1] * gy + wi[k, 2] * gz
     if light_pdf[k] <= 0.0 or mat_kind[mat[k]] == DIELECTRIC or not side_i * side_o > 0.0:
         unoccluded[k] = False
