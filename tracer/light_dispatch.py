@@ -8,7 +8,7 @@ tables (a ``NamedTuple`` of arrays)::
 
 both in solid angle, ``rgb``/``rot_u`` being the environment map and its rotation. The
 sampler's module calls :func:`register_light` with its tables class and the two functions
-(and the optional third below).
+(and any of the optional three below).
 
 A sampler that draws a point of the map's square may also register that first half, and a
 sampler whose density is tabulated on the square, that density::

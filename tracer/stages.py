@@ -191,16 +191,15 @@ def trace_shadow_rays_at(
     wi: np.ndarray, light_pdf: np.ndarray, mat: np.ndarray, mat_kind: np.ndarray,
     unoccluded: np.ndarray, stack: np.ndarray,
 ) -> None:
-    """Visibility of the environment along each light sample (any-hit rays to infinity).
+    """Whether each light sample contributes: visible from the hit point (an any-hit ray to
+    infinity) and able to count at all, which :func:`shade_and_scatter_at` reads from
+    ``unoccluded`` alone.
 
-    Only samples that can contribute are traced: none through glass (a delta BSDF), none
-    of zero density, and none on the other side of the geometric surface from the outgoing
-    direction, which :func:`shade_and_scatter_at` discards by the same test (so skipping
-    them changes no pixel: an unoccluded flag of False means "adds nothing")."""
+    Samples that cannot count are not traced: none through glass (a delta BSDF), none of
+    zero density, and none on the other side of the geometric surface from the outgoing
+    direction (the light would arrive from behind the surface it is to reflect from)."""
     p = idx[k]
     gx, gy, gz = ng[k, 0], ng[k, 1], ng[k, 2]
-    # the same expressions as shade_and_scatter_at's, operation for operation (a compiler
-    # that fuses multiply-adds then rounds both alike)
     wox, woy, woz = -rd[p, 0], -rd[p, 1], -rd[p, 2]
     side_o = wox * gx + woy * gy + woz * gz
     side_i = wi[k, 0] * gx + wi[k, 1] * gy + wi[k, 2] * gz
@@ -246,21 +245,20 @@ def shade_and_scatter_at(
     lox = wox * tx + woy * ty + woz * tz
     loy = wox * bx + woy * by + woz * bz
     loz = wox * nx + woy * ny + woz * nz
-    # ---- next-event estimation: the light sample, if visible and on the lit side
+    # ---- next-event estimation: the light sample, if it contributes (visible, on the lit
+    # side, of positive density: trace_shadow_rays_at decided)
     if mode != BSDF_ONLY and unoccluded[k]:
         wx, wy, wz = light_wi[k, 0], light_wi[k, 1], light_wi[k, 2]
-        side_i = wx * gx + wy * gy + wz * gz
-        if side_i * side_o > 0.0:
-            lix = wx * tx + wy * ty + wz * tz
-            liy = wx * bx + wy * by + wz * bz
-            liz = wx * nx + wy * ny + wz * nz
-            fr, fg, fb, bpdf = bsdf_eval(kind, prm, lox, loy, loz, lix, liy, liz)
-            lp = light_pdf[k]
-            w = mis_weight(lp, bpdf, power) if mode == MIS else 1.0
-            s = w / lp
-            radiance[p, 0] += beta[p, 0] * fr * light_le[k, 0] * s
-            radiance[p, 1] += beta[p, 1] * fg * light_le[k, 1] * s
-            radiance[p, 2] += beta[p, 2] * fb * light_le[k, 2] * s
+        lix = wx * tx + wy * ty + wz * tz
+        liy = wx * bx + wy * by + wz * bz
+        liz = wx * nx + wy * ny + wz * nz
+        fr, fg, fb, bpdf = bsdf_eval(kind, prm, lox, loy, loz, lix, liy, liz)
+        lp = light_pdf[k]
+        w = mis_weight(lp, bpdf, power) if mode == MIS else 1.0
+        s = w / lp
+        radiance[p, 0] += beta[p, 0] * fr * light_le[k, 0] * s
+        radiance[p, 1] += beta[p, 1] * fg * light_le[k, 1] * s
+        radiance[p, 2] += beta[p, 2] * fb * light_le[k, 2] * s
     # ---- BSDF sampling: the continuation of the path
     pix = pixel_of[p]
     smp = sample_of[p]
