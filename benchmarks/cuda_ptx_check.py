@@ -5,7 +5,16 @@
 Needs numba-cuda with NVVM (``pip install "numba-cuda[cu12]"``), no driver. It types each
 kernel of tracer.kernels_cuda with the argument types the CUDA backend launches it with and
 runs ``numba.cuda.compile_ptx``: a check that the shared device code is valid CUDA, for
-machines where no GPU is at hand.
+machines where no GPU is at hand. The light kernels are compiled once per registered
+sampler (:mod:`tracer.light_dispatch`), with the tables a real sampler of a bundled map
+hands them (the product sampler's for one queue of conditions); every registered tables
+class must be among them.
+
+numba-cuda compiles the device functions that an ``@overload`` resolves to for the current
+device's compute capability, which it asks the driver for; here it is told the one asked
+for instead. The CUDA simulator cannot stand in for this check: it runs the kernels as
+Python, so code that NVVM cannot lower passes there (the light dispatcher's overloads,
+inlined by Numba's CPU inliner into CUDA kernels, did: tests/test_cuda_ptx.py).
 """
 
 from __future__ import annotations
@@ -14,17 +23,24 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, NamedTuple
 
 import numpy as np
 from numba import cuda, typeof
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 from tracer import kernels_cuda as KC
-from tracer.samplers.alias import AliasTables
+from tracer import light_dispatch
+from tracer.backend import CPU
+from tracer.envmap import load_envmap
+from tracer.product_model import build_product_model, random_conditions
+from tracer.samplers import make_strategy
 from tracer.samplers.flow import SquareDensities, SquareSamples
-from tracer.samplers.piecewise import PiecewiseTables
-from tracer.samplers.uniform import UniformTables
+from tracer.samplers.product import ProductSampler
+from tracer.scene import load_scene
 
 
 def t(shape: tuple[int, ...] | int, dtype: type = np.float64):
@@ -46,6 +62,7 @@ SIGS = {
     "_shade_and_scatter": (I1, i, i, i, I1, I1, i, f, i, f, F3, F3, F3, I1, I1, t((2, 8)), F3, F1,
                            F3, B1, F3, F3, F3, F3, B1, F1, B1, F1),
     "_light_uniforms": (I1, i, i, i, I1, I1, F2),
+    "_record_condition": (I1, F3, F3, I1, F3, F3, I1),
     "_accumulate": (F3, i, F3, F3, I1, I1),
     "paths": (i, i, i, I1, I1, I1),
     "split_escaped": (I1, F1, I1, F2, I1, I1, F1, I1, F2, I1),
@@ -54,26 +71,49 @@ SIGS = {
     "env_eval": (F32_3, f, F3, F3),
     "_map_uv": (f, F3, F2),
 }
-# the light kernels, once per registered sampler's tables (tracer.light_dispatch)
-TABLES = {
-    "uniform": UniformTables(np.zeros(1)),
-    "piecewise": PiecewiseTables(np.zeros((2, 5)), np.zeros((2, 2)), np.zeros(3), np.zeros((2, 4)),
-                                 np.ones(1)),
-    "alias": AliasTables(np.zeros((2, 2)), np.zeros((2, 4, 2)), np.zeros((2, 4)), np.ones(1)),
-}
-for _name, _tab in TABLES.items():
-    SIGS[f"_light_sample[{_name}]"] = (typeof(_tab), F32_3, f, F2, F3, F1, F3)
-    SIGS[f"_light_pdf[{_name}]"] = (typeof(_tab), f, F3, F1)
-SIGS["_light_sample[flow]"] = (typeof(SquareSamples(np.zeros((4, 2)), np.zeros(4))), F32_3, f, F2, F3, F1, F3)
-SIGS["_light_pdf[flow]"] = (typeof(SquareDensities(np.zeros(4))), f, F3, F1)
+
+
+def sampler_tables() -> dict[str, NamedTuple]:
+    """The tables each registered light sampler hands the light kernels, on a bundled map."""
+    env = load_envmap(load_scene(ROOT / "scenes" / "spheres.toml").env)
+    tables: dict[str, Any] = {n: make_strategy(n, env).light.tables for n in ("uniform", "piecewise", "alias")}
+    cond = random_conditions(8)[0]
+    tables["product"] = ProductSampler(env, build_product_model(env)).queue_tables(cond, CPU)
+    # the flow's Torch output, as the light kernels read it
+    tables["flow-sample"] = SquareSamples(np.zeros((4, 2)), np.zeros(4))
+    tables["flow-pdf"] = SquareDensities(np.zeros(4))
+    missing = set(light_dispatch._REGISTRY) - {type(t) for t in tables.values()}
+    if missing:
+        raise SystemExit(f"registered light tables without a case here: {sorted(c.__name__ for c in missing)}")
+    return tables
+
+
+def light_signatures() -> dict[str, tuple]:
+    """The light kernels' argument types, once per registered sampler's tables."""
+    sigs = {}
+    for name, tab in sampler_tables().items():
+        if not name.endswith("-pdf"):
+            sigs[f"_light_sample[{name}]"] = (typeof(tab), F32_3, f, F2, F3, F1, F3)
+        if not name.endswith("-sample"):
+            sigs[f"_light_pdf[{name}]"] = (typeof(tab), f, F3, F1)
+    return sigs
+
+
+def tell_compute_capability(cc: tuple[int, int]) -> None:
+    """Make numba-cuda compile overloads' device functions for ``cc`` without asking a driver."""
+    from numba.cuda import dispatcher
+
+    dispatcher.get_current_device = lambda: SimpleNamespace(compute_capability=cc)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cc", default="9.0", help="compute capability, e.g. 8.0 or 9.0")
     cc = tuple(int(x) for x in ap.parse_args().cc.split("."))
+    tell_compute_capability(cc)
+    sigs = {**SIGS, **light_signatures()}
     failed = 0
-    for name, sig in SIGS.items():
+    for name, sig in sigs.items():
         kernel = getattr(KC, name.split("[")[0])
         t0 = time.perf_counter()
         try:
@@ -82,7 +122,7 @@ def main() -> None:
         except Exception as e:  # noqa: BLE001 - report every kernel
             failed += 1
             print(f"FAIL  {name}: {str(e).splitlines()[0]}")
-    print(f"{len(SIGS) - failed} of {len(SIGS)} kernels compiled to PTX for sm_{cc[0]}{cc[1]}")
+    print(f"{len(sigs) - failed} of {len(sigs)} kernels compiled to PTX for sm_{cc[0]}{cc[1]}")
     sys.exit(1 if failed else 0)
 
 

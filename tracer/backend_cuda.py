@@ -43,6 +43,12 @@ class CudaBackend(Pooling):
 
     name = "cuda"
     k = KC
+    #: 4M paths (about 1.8 GB of queues): a GPU needs millions of threads in flight, and every
+    #: stage call costs a launch and, for splits and compactions, a copy of a count to the
+    #: host. On an H200, spheres.toml at 1024x1024 16 spp with ``mis``: 14 Mpaths/s in
+    #: batches of 2^18 paths, 101 in batches of 2^22 (benchmarks/profile_stages.py --device
+    #: cuda --batch, with a device sync around every call)
+    batch_paths = 1 << 22
 
     def __init__(self) -> None:
         import torch

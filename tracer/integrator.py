@@ -41,8 +41,9 @@ from tracer.samplers.strategy import Strategy
 from tracer.scene_data import SceneData
 from tracer.stages import BSDF_ONLY
 
-#: paths per wavefront batch (all pixels times as many samples as fit)
-DEFAULT_BATCH_PATHS = 1 << 18
+#: paths per wavefront batch on the CPU (all pixels times as many samples as fit); each
+#: back-end has its own (``Backend.batch_paths``)
+DEFAULT_BATCH_PATHS = CPU.batch_paths
 #: Russian roulette starts at this depth (pbrt-v4: depth > 1)
 RR_DEPTH = 2
 #: the most probable continuation under Russian roulette (Mitsuba 3: 0.95; 1 = pbrt-v4)
@@ -220,7 +221,7 @@ class RenderResult:
 
 def render(
     scene: SceneData, env: EnvMap, strategy: Strategy, width: int, height: int, spp: int,
-    max_depth: int, seed: int, batch_paths: int = DEFAULT_BATCH_PATHS,
+    max_depth: int, seed: int, batch_paths: int | None = None,
     progress: Callable[[int], None] | None = None, spp_start: int = 0,
     film: Film | None = None, times: StageTimes | None = None, be: Backend = CPU,
 ) -> RenderResult:
@@ -229,11 +230,14 @@ def render(
     To continue a render, pass its ``film`` and ``times`` and ``spp_start`` = the samples
     already taken: the sample indices (and so the random numbers) carry on where it stopped.
     ``be`` is the back-end to run on (:func:`tracer.backend.make_backend`); the CPU by default.
+    A batch is at most ``batch_paths`` paths (the back-end's ``batch_paths`` by default); the
+    image does not depend on it.
     """
     if strategy.light is None and strategy.mode != BSDF_ONLY:
         raise TracerError(f"strategy {strategy.name!r} estimates direct light but has no light sampler")
     film = Film(width, height) if film is None else film
     times = StageTimes() if times is None else times
+    batch_paths = be.batch_paths if batch_paths is None else batch_paths
     be = be.pooled()  # queues and per-bounce arrays allocated once for the whole render
     npix = width * height
     # a batch is at most batch_paths paths: several samples of every pixel, or one sample of

@@ -23,7 +23,7 @@ from tracer.envmap import EnvMap, load_envmap, require_light
 from tracer.errors import TracerError
 from tracer.film import Film, save_png
 from tracer.hdr_io import write_exr
-from tracer.integrator import DEFAULT_BATCH_PATHS, StageTimes, render
+from tracer.integrator import StageTimes, render
 from tracer.outputs import check_output_path, publish_set, remove_stale_temps
 from tracer.progress import progress_bar
 from tracer.samplers import MODEL_SAMPLERS, make_strategy
@@ -164,7 +164,7 @@ def run_render(opts: RenderOptions) -> dict[str, Any]:
 
         chunk = default_chunk(opts.ray, spp - done)
     else:
-        chunk = max(1, DEFAULT_BATCH_PATHS // (width * height))
+        chunk = max(1, be.batch_paths // (width * height))
     if opts.ray is None:
         # compile (or load cached) kernels on a tiny image so compile time is not sample time
         render(scene_data(scene, 2, 2), env, strategy, 2, 2, 1, max_depth, seed, be=be)

@@ -127,7 +127,26 @@ def _lookup(tables: types.Type, which: int) -> Callable[..., None] | None:
     return None
 
 
-@overload(light_sample_at, target="generic", inline="always")
+def _dispatch(stub: Callable[..., Any]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register an ``@overload`` builder of ``stub`` for both targets.
+
+    On the CPU the one-call wrapper is inlined into its caller (``inline="always"``). On the
+    GPU it is a device function of its own (which NVVM inlines): Numba's inliner works on the
+    CPU side's IR, which numba-cuda cannot lower (every binary operation of the inlined code
+    fails to type there: "No implementation of function mul(omitted, omitted)"), while the
+    CUDA simulator runs the same code as Python and passes. ``benchmarks/cuda_ptx_check.py``
+    (``tests/test_cuda_ptx.py``) compiles every light kernel for a GPU, without one.
+    """
+
+    def register(builder: Callable[..., Any]) -> Callable[..., Any]:
+        overload(stub, target="cpu", inline="always")(builder)
+        overload(stub, target="cuda")(builder)
+        return builder
+
+    return register
+
+
+@_dispatch(light_sample_at)
 def _light_sample_at_impl(k, tables, rgb, rot_u, u, wi, pdf, le):
     fn = _lookup(tables, SAMPLE)
     if fn is None:
@@ -139,7 +158,7 @@ def _light_sample_at_impl(k, tables, rgb, rot_u, u, wi, pdf, le):
     return impl
 
 
-@overload(light_pdf_at, target="generic", inline="always")
+@_dispatch(light_pdf_at)
 def _light_pdf_at_impl(k, tables, rot_u, wi, out):
     fn = _lookup(tables, PDF)
     if fn is None:
@@ -151,7 +170,7 @@ def _light_pdf_at_impl(k, tables, rot_u, wi, out):
     return impl
 
 
-@overload(light_square_group, target="generic", inline="always")
+@_dispatch(light_square_group)
 def _light_square_group_impl(tables, u, sq, ij):
     group = _lookup(tables, SQUARE_GROUP)
     if group is not None:
@@ -170,7 +189,7 @@ def _light_square_group_impl(tables, u, sq, ij):
     return impl_each
 
 
-@overload(light_square_pdf, target="generic", inline="always")
+@_dispatch(light_square_pdf)
 def _light_square_pdf_impl(tables, u, v):
     fn = _lookup(tables, SQUARE_PDF)
     if fn is None:
