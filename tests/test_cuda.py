@@ -102,3 +102,33 @@ def test_device_flag() -> None:
             make_backend("cuda")
     with pytest.raises(TracerError, match="unknown device"):
         make_backend("tpu")
+
+
+NUMPY_PROBE = """
+import numpy
+if {remove}:
+    del numpy.row_stack  # as NumPy 2.5 did
+from tracer.backend_cuda import require_numpy_support
+from tracer.errors import TracerError
+try:
+    require_numpy_support()
+    print("supported")
+except TracerError as e:
+    print(e)
+"""
+
+
+@pytest.mark.parametrize("remove", [False, True])
+def test_a_numpy_that_numba_cuda_cannot_use_is_refused_in_one_line(remove: bool) -> None:
+    # a GPU machine had NumPy 2.5.2 beside numba-cuda 0.30.4, whose NumPy support registers
+    # np.row_stack: the first kernel compile failed deep inside numba-cuda. The back-end now
+    # loads that support when it is made (not under the simulator, which has none)
+    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_ENABLE_CUDASIM", "NUMBA_DISABLE_JIT")}
+    r = subprocess.run([sys.executable, "-c", NUMPY_PROBE.format(remove=remove)], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=300, check=False)
+    assert r.returncode == 0, r.stderr[-3000:]
+    if remove:
+        assert r.stdout.startswith("--device cuda: numba-cuda "), r.stdout
+        assert "cannot compile kernels with NumPy" in r.stdout and "row_stack" in r.stdout, r.stdout
+    else:
+        assert r.stdout.strip() == "supported", r.stdout

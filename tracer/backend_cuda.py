@@ -12,12 +12,14 @@ the hand-over goes through host copies.
 
 from __future__ import annotations
 
+from importlib.metadata import version
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
-from numba import cuda
+from numba import config, cuda
 
 from tracer import kernels_cuda as KC
+from tracer.errors import TracerError
 from tracer.pool import Pooling
 from tracer.scene_data import SceneData
 
@@ -38,6 +40,28 @@ class DeviceEnv(NamedTuple):
     rot_u: float
 
 
+def require_numpy_support() -> None:
+    """Refuse, in one line, a NumPy that the installed numba-cuda cannot compile against.
+
+    numba-cuda loads its NumPy support at the first kernel compile; one that registers a
+    NumPy function the installed NumPy no longer has fails there, deep inside the compile
+    (numba-cuda 0.30 registers ``np.row_stack``, which NumPy 2.5 removed: seen on a GPU
+    machine with NumPy 2.5.2). Loading that support now turns it into a clear error.
+    """
+    if config.ENABLE_CUDASIM:  # the simulator has no such module: kernels run as Python
+        return
+    try:
+        import numba.cuda.np.arrayobj  # noqa: F401 - loaded for its registrations
+    except ModuleNotFoundError:  # a numba-cuda laid out otherwise: nothing known to check
+        return
+    except AttributeError as e:
+        raise TracerError(
+            f"--device cuda: numba-cuda {version('numba-cuda')} cannot compile kernels with NumPy "
+            f"{np.__version__} ({e}); install a NumPy it supports (numba-cuda 0.30: numpy<2.5) "
+            "or a newer numba-cuda"
+        ) from None
+
+
 class CudaBackend(Pooling):
     """Device arrays and the kernels of :mod:`tracer.kernels_cuda`."""
 
@@ -51,6 +75,7 @@ class CudaBackend(Pooling):
     batch_paths = 1 << 22
 
     def __init__(self) -> None:
+        require_numpy_support()
         import torch
 
         self.torch_device = "cuda" if torch.cuda.is_available() else "cpu"
