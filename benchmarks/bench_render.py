@@ -47,6 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tracer import integrator
+from tracer.backend import CPU
 from tracer.envmap import load_envmap
 from tracer.integrator import render
 from tracer.job import error_metrics
@@ -120,8 +121,6 @@ def bench_light(scene_path: Path, names: list[str], n: int = 1 << 20, repeats: i
     """Light samples and pdfs per second of each sampler alone, through the CPU back-end as
     the renderer calls it (piecewise and alias: the grouped kernels, :mod:`tracer.light_dispatch`),
     outputs pooled."""
-    from tracer.backend import CPU
-
     scene = load_scene(scene_path)
     env = load_envmap(scene.env)
     h, w = env.shape
@@ -254,7 +253,7 @@ def bench_memory(width: int = 3840, height: int = 2160, spp: int = 16) -> dict:
            "paths_per_s": int(paths) / float(seconds)}
     print(f"\n== memory: scenes/spheres.toml {width}x{height}, {spp} spp, mis, one process ==")
     print(f"peak RSS {res['peak_rss_mib']:.0f} MiB (film {film_mib:.0f} MiB, the buffers of one batch "
-          f"of {integrator.DEFAULT_BATCH_PATHS} paths {batch_mib:.0f} MiB); {res['seconds']:.0f} s, "
+          f"of {CPU.batch_paths} paths {batch_mib:.0f} MiB); {res['seconds']:.0f} s, "
           f"{res['paths_per_s'] / 1e6:.2f} Mpaths/s")
     return res
 

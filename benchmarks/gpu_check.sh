@@ -5,9 +5,12 @@
 #   0. OpenEXR (and, where needed, NumPy) from wheels in .whl/; a probe kernel on the GPU
 #   1. every kernel compiled once, CPU and GPU at the same time (benchmarks/gpu_check.py --warm)
 #   2. tests/test_cuda.py on the GPU (the CUDA back-end against the CPU, every sampler)
-#   3. benchmarks/gpu_check.py: spheres.toml and knot.toml at 1024x1024, every sampler, CPU and
-#      GPU paths/s and their ratio; flow vs piecewise light samples/s on the GPU at 64k..4M
-#   4. benchmarks/profile_stages.py --device cuda: where the GPU's time goes, per kernel
+#   3. benchmarks/gpu_check.py: flow vs piecewise vs alias light samples/s on the GPU at
+#      64k..4M; spheres.toml and knot.toml at 1024x1024, every sampler, CPU and GPU paths/s
+#      and their ratio
+#   4. benchmarks/profile_stages.py --device cuda: where the GPU's time goes, per kernel, in the
+#      GPU's default batches (2^22 paths) and in the CPU's (2^18)
+# A step that would start past the deadline is skipped and reported (status 1).
 # The wheels are made on a networked machine, for the GPU machine's Python version, with
 #   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #       --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 -d .whl \
@@ -39,15 +42,15 @@ use_wheel() {
     local whl
     whl=$(ls .whl/"$1"-*.whl 2>/dev/null | head -1)
     [[ -n $whl ]] || { echo "no $1 wheel in .whl/ (see the header of this script)"; return 1; }
-    $PY -m pip install -q --no-index --no-deps --no-compile --target "$SITE/$1" "$whl" || return 1
+    limited 60 $PY -m pip install -q --no-index --no-deps --no-compile --target "$SITE/$1" "$whl" || return 1
     export PYTHONPATH=$SITE/$1${PYTHONPATH:+:$PYTHONPATH}
     echo "using $whl"
 }
 
 step "machine"
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
-$PY -c "import OpenEXR" 2>/dev/null || use_wheel openexr || exit 1
-$PY -c "import sys, numpy, numba, torch; from importlib.metadata import version; print('python', sys.version.split()[0], 'numpy', numpy.__version__, 'numba', numba.__version__, 'numba-cuda', version('numba-cuda'), 'torch', torch.__version__, 'cuda', torch.cuda.is_available())"
+limited 30 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
+limited 60 $PY -c "import OpenEXR" 2>/dev/null || use_wheel openexr || exit 1
+limited 60 $PY -c "import sys, numpy, numba, torch; from importlib.metadata import version; print('python', sys.version.split()[0], 'numpy', numpy.__version__, 'numba', numba.__version__, 'numba-cuda', version('numba-cuda'), 'torch', torch.__version__, 'cuda', torch.cuda.is_available())"
 # a probe: numba-cuda compiles and runs a kernel with the machine's NumPy; if it cannot (numba-cuda
 # 0.30 registers np.row_stack, which NumPy 2.5 removed), the NumPy wheel of .whl/ goes ahead
 PROBE='
@@ -81,7 +84,7 @@ limited 200 $PY benchmarks/gpu_check.py "$@" || status=1
 
 step "where the GPU's time goes: benchmarks/profile_stages.py --device cuda"
 limited 40 $PY benchmarks/profile_stages.py --device cuda --size 1024 --spp 16 || status=1
-limited 40 $PY benchmarks/profile_stages.py --device cuda --size 1024 --spp 16 --batch 4194304 || status=1
+limited 40 $PY benchmarks/profile_stages.py --device cuda --size 1024 --spp 16 --batch 262144 || status=1
 limited 40 $PY benchmarks/profile_stages.py --device cuda --size 1024 --spp 16 --scene knot || status=1
 echo
 echo "gpu_check.sh: done in ${SECONDS} s, status ${status}"

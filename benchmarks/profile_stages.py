@@ -1,7 +1,7 @@
 """Where a render's time goes: wall time and entries of every kernel and back-end call.
 
     python benchmarks/profile_stages.py [--scene spheres] [--sampler mis] [--light piecewise]
-        [--sequence independent] [--size 256] [--spp 64] [--batch 262144] [--no-pool]
+        [--sequence independent] [--size 256] [--spp 64] [--batch N] [--no-pool]
         [--device cpu]
 
 Wraps each stage kernel of the back-end's kernel module (:mod:`tracer.kernels`, or
@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from tracer.backend import make_backend
 from tracer.envmap import load_envmap
-from tracer.integrator import DEFAULT_BATCH_PATHS, render
+from tracer.integrator import render
 from tracer.samplers import make_strategy
 from tracer.scene import load_scene
 from tracer.scene_data import scene_data
@@ -72,7 +72,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--spp", type=int, default=64)
     ap.add_argument("--depth", type=int, default=5)
-    ap.add_argument("--batch", type=int, default=DEFAULT_BATCH_PATHS, help="paths per batch")
+    ap.add_argument("--batch", type=int, help="paths per batch (default: the back-end's)")
     ap.add_argument("--no-pool", action="store_true", help="fresh arrays at every stage")
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     args = ap.parse_args()
@@ -99,7 +99,7 @@ def main() -> None:
     ENTRIES.clear()
     res = render(data, env, st, args.size, args.size, args.spp, args.depth, 1, batch_paths=args.batch, be=be)
     print(f"{args.scene} {args.sampler} on {args.device} (light {st.light_name}, {args.sequence}, "
-          f"{args.size}x{args.size} {args.spp} spp, batches of {args.batch} paths"
+          f"{args.size}x{args.size} {args.spp} spp, batches of {args.batch or be.batch_paths} paths"
           f"{', no pool' if args.no_pool else ''}): {res.paths / res.seconds / 1e6:.3f} Mpaths/s, "
           f"{res.seconds:.2f} s")
     print(f"  {'call':<26}{'seconds':>9}{'M entries':>11}{'ns/entry':>10}")

@@ -41,9 +41,6 @@ from tracer.samplers.strategy import Strategy
 from tracer.scene_data import SceneData
 from tracer.stages import BSDF_ONLY
 
-#: paths per wavefront batch on the CPU (all pixels times as many samples as fit); each
-#: back-end has its own (``Backend.batch_paths``)
-DEFAULT_BATCH_PATHS = CPU.batch_paths
 #: Russian roulette starts at this depth (pbrt-v4: depth > 1)
 RR_DEPTH = 2
 #: the most probable continuation under Russian roulette (Mitsuba 3: 0.95; 1 = pbrt-v4)
@@ -230,8 +227,9 @@ def render(
     To continue a render, pass its ``film`` and ``times`` and ``spp_start`` = the samples
     already taken: the sample indices (and so the random numbers) carry on where it stopped.
     ``be`` is the back-end to run on (:func:`tracer.backend.make_backend`); the CPU by default.
-    A batch is at most ``batch_paths`` paths (the back-end's ``batch_paths`` by default); the
-    image does not depend on it.
+    A batch is at most ``batch_paths`` paths (the back-end's ``batch_paths`` by default). With
+    the table samplers the image does not depend on it, bit for bit; a Torch model's (``flow``)
+    float32 calls round differently with the batch's size (about 1e-7 relative).
     """
     if strategy.light is None and strategy.mode != BSDF_ONLY:
         raise TracerError(f"strategy {strategy.name!r} estimates direct light but has no light sampler")
