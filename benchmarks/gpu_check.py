@@ -100,12 +100,13 @@ def main() -> None:
     print(f"GPU: {getattr(cuda.get_current_device(), 'name', 'CUDA simulator')!s}, Torch on {gpu.torch_device}; "
           f"CPU: {os.cpu_count()} cores, {numba.get_num_threads()} Numba threads")
     # light sampling alone first (GPU only, quick), on the first scene's map
-    env = load_envmap(load_scene(ROOT / "scenes" / f"{args.scenes.split(',')[0]}.toml").env)
-    model = fit_flow(env, Path(tempfile.mkdtemp()))
+    scenes = args.scenes.split(",")
+    env = load_envmap(load_scene(ROOT / "scenes" / f"{scenes[0]}.toml").env)
+    first_model = fit_flow(env, Path(tempfile.mkdtemp()))
     print(f"\n== light sampling alone on the GPU, {Path(env.name).name} (median of 5, synchronised) ==")
     print(f"{'batch':>9}{'flow Ms/s':>11}{'pw Ms/s':>10}{'alias Ms/s':>12}{'flow Mpdf/s':>13}"
           f"{'pw Mpdf/s':>11}{'alias Mpdf/s':>14}")
-    samplers = {"flow": make_flow_sampler(env, model_path=model), "piecewise": PiecewiseSampler(env),
+    samplers = {"flow": make_flow_sampler(env, model_path=first_model), "piecewise": PiecewiseSampler(env),
                 "alias": AliasSampler(env)}
     for batch in (1 << int(b) for b in args.batches.split(",")):
         u = cuda.to_device(np.random.default_rng(0).random((batch, 2)))
@@ -129,11 +130,11 @@ def main() -> None:
         print(f"{batch:>9}{fs:>11.1f}{ps:>10.1f}{as_:>12.1f}{fp:>13.1f}{pp:>11.1f}{ap:>14.1f}")
 
     n = args.size
-    for scene_name in args.scenes.split(","):
+    for scene_name in scenes:
         scene = load_scene(ROOT / "scenes" / f"{scene_name}.toml")
         env = load_envmap(scene.env)
-        if scene_name != args.scenes.split(",")[0]:  # the first scene's flow is fitted above
-            model = fit_flow(env, Path(tempfile.mkdtemp()))
+        # the first scene's flow is the one fitted above
+        model = first_model if scene_name == scenes[0] else fit_flow(env, Path(tempfile.mkdtemp()))
         data, tiny = scene_data(scene, n, n), scene_data(scene, 8, 8)
         print(f"== {scene_name}.toml at {n}x{n}, max depth {args.depth}: CPU {args.cpu_spp} spp, "
               f"GPU {args.gpu_spp} spp ==")

@@ -206,8 +206,7 @@ def trace_shadow_rays_at(
     if light_pdf[k] <= 0.0 or mat_kind[mat[k]] == DIELECTRIC or not side_i * side_o > 0.0:
         unoccluded[k] = False
         return
-    ox, oy, oz = offset_origin(pos[k, 0], pos[k, 1], pos[k, 2], ng[k, 0], ng[k, 1], ng[k, 2],
-                               wi[k, 0], wi[k, 1], wi[k, 2])
+    ox, oy, oz = offset_origin(pos[k, 0], pos[k, 1], pos[k, 2], gx, gy, gz, wi[k, 0], wi[k, 1], wi[k, 2])
     _, prim, _, _ = trace(g, ox, oy, oz, wi[k, 0], wi[k, 1], wi[k, 2], math.inf, True, stack)
     unoccluded[k] = prim < 0
 
