@@ -27,7 +27,7 @@ from numba import njit
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tracer.geometry import STACK_SIZE, trace
+from tracer.geometry import STACK_SHAPE, trace
 from tracer.scene import load_scene
 from tracer.scene_data import scene_data
 from tracer.sphere_map import dir_to_uv, uv_to_dir
@@ -73,7 +73,7 @@ def _dir_to_uv(d: np.ndarray, out: np.ndarray) -> None:
 
 @njit(cache=True)
 def _traverse(g, ro: np.ndarray, rd: np.ndarray, any_hit: bool, prim: np.ndarray) -> None:
-    stack = np.empty(STACK_SIZE, np.int64)
+    stack = np.empty(STACK_SHAPE)
     for i in range(ro.shape[0]):
         _, prim[i], _, _ = trace(g, ro[i, 0], ro[i, 1], ro[i, 2], rd[i, 0], rd[i, 1], rd[i, 2],
                                  math.inf, any_hit, stack)

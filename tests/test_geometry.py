@@ -10,11 +10,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from numba import njit
 
 from tracer.geometry import (
-    STACK_SIZE,
+    STACK_SHAPE,
+    WIDTH,
     Geometry,
+    _children_scalar,
+    _inv,
     build_geometry,
+    children_entry,
     intersect_sphere,
     intersect_triangle,
     trace,
@@ -35,7 +40,7 @@ def cast(
     g: Geometry, o: np.ndarray, d: np.ndarray, tmax: float = math.inf, any_hit: bool = False
 ) -> tuple[float, int]:
     """(t, prim) of one ray through the BVH."""
-    stack = np.empty(STACK_SIZE, np.int64)
+    stack = np.empty(STACK_SHAPE)
     t, p, _, _ = trace(g, *map(float, o), *map(float, d), tmax, any_hit, stack)
     return t, p
 
@@ -417,9 +422,9 @@ _EMPTY_SCENE_SCRIPT = textwrap.dedent(
     """
     import math, sys
     import numpy as np
-    from tracer.geometry import STACK_SIZE, build_geometry, trace
+    from tracer.geometry import STACK_SHAPE, build_geometry, trace
     g = build_geometry(np.zeros((0, 3)), np.zeros(0), np.zeros((0, 3, 3)))
-    stack = np.empty(STACK_SIZE, np.int64)
+    stack = np.empty(STACK_SHAPE)
     rng = np.random.default_rng(0)
     d = rng.normal(size=(100, 3))
     d /= np.linalg.norm(d, axis=1, keepdims=True)
@@ -454,3 +459,58 @@ def test_empty_scene_misses_everything() -> None:
         pytest.fail("trace() on an empty scene did not return within 5 s")
     assert proc.returncode == 0, err
     assert out.strip() == "bad 0"
+
+
+# ---------------------------------------------------------------- the CPU's vector slab test
+
+
+@njit
+def _both_slab_tests(
+    box: np.ndarray, node: np.ndarray, o: np.ndarray, d: np.ndarray, tmax: np.ndarray,
+    vec: np.ndarray, scalar: np.ndarray,
+) -> None:
+    """Entry t of each ray into its node's four children, by the CPU's vector test and the scalar one."""
+    for k in range(o.shape[0]):
+        ix, iy, iz = _inv(d[k, 0]), _inv(d[k, 1]), _inv(d[k, 2])
+        ox, oy, oz, n, t = o[k, 0], o[k, 1], o[k, 2], node[k], tmax[k]
+        # the CPU's children_entry is tracer.simd.slab4
+        vec[k, 0], vec[k, 1], vec[k, 2], vec[k, 3] = children_entry(box, n, ox, oy, oz, ix, iy, iz, t)
+        sc = _children_scalar(box, n, ox, oy, oz, ix, iy, iz, t)
+        scalar[k, 0], scalar[k, 1], scalar[k, 2], scalar[k, 3] = sc
+
+
+def test_vector_slab_test_equals_the_scalar_one_bit_for_bit() -> None:
+    # every node of a real tree (empty slots included), rays from inside, outside and on
+    # the boxes' faces, directions with zero components (inverse BIG), finite and infinite tmax
+    rng = np.random.default_rng(11)
+    tv = rng.normal(size=(300, 1, 3)) * 3 + rng.normal(size=(300, 3, 3)) * 0.3
+    g = build_geometry(*NO_SPHERES, tv)
+    m = g.node_box.shape[0]
+    n = 20000
+    node = rng.integers(0, m, n)
+    j = rng.integers(0, WIDTH, n)
+    lo = g.node_box[node, np.arange(3)[:, None] * WIDTH + j].T
+    hi = g.node_box[node, (3 + np.arange(3))[:, None] * WIDTH + j].T
+    o = rng.normal(size=(n, 3)) * 4
+    real = g.node_child[node, WIDTH + j] >= 0  # slot j holds a child (not an empty slot)
+    inside = (rng.random(n) < 0.3) & real
+    o[inside] = (lo + (hi - lo) * rng.random((n, 3)))[inside]
+    face = (rng.random(n) < 0.2) & real  # the origin on a face of the box
+    axis = rng.integers(0, 3, n)
+    on_face = np.where(rng.random((n, 1)) < 0.5, lo, hi)
+    o[face, axis[face]] = on_face[face, axis[face]]
+    d = unit(rng.normal(size=(n, 3)))
+    aim = (rng.random(n) < 0.4) & real & ~inside  # toward a point of slot j's box
+    d[aim] = unit((lo + (hi - lo) * rng.random((n, 3)) - o)[aim])
+    zero = rng.random((n, 3)) < 0.15
+    d[zero] = 0.0
+    d[np.all(d == 0.0, axis=1), 0] = 1.0
+    tmax = np.where(rng.random(n) < 0.5, np.inf, rng.random(n) * 8)
+    vec, scalar = np.empty((n, 4)), np.empty((n, 4))
+    _both_slab_tests(g.node_box, node, o, d, tmax, vec, scalar)
+    assert np.array_equal(vec, scalar)
+    entered = np.isfinite(scalar)
+    assert 0.05 < entered.mean() < 0.95  # both outcomes well represented
+    assert np.array_equal(np.signbit(vec), np.signbit(scalar))
+    empty = g.node_child[node, WIDTH:] < 0
+    assert empty.any() and not entered[empty].any()  # empty slots are never entered

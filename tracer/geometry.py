@@ -6,7 +6,8 @@ Hierarchies"; pbrt-v4 ``aggregates.cpp``), collapsed into a 4-wide tree
 (:func:`collapse_bvh4`) stored as flat arrays, and traversed front-to-back with an explicit
 stack. The ray-triangle test is the watertight one of Woop, Benthin and Wald (JCGT 2(1),
 2013) as in pbrt: no ray slips between two triangles that share an edge.
-All geometry is float64.
+All geometry is float64. On the CPU a node's four slab tests run as one vector computation
+(:mod:`tracer.simd`, Embree's single-ray node test), with the scalar code's results.
 """
 
 from __future__ import annotations
@@ -16,12 +17,18 @@ from typing import NamedTuple
 
 import numpy as np
 from numba import njit
+from numba.extending import overload
+
+from tracer.simd import FAR_SCALE, slab4
 
 #: deepest level of the binary build; the 4-wide tree is no deeper
 MAX_DEPTH = 62
 #: traversal stack entries: a 4-wide node pushes at most 3 of its children, so 3 per level
 #: (and two to spare) never overflow
 STACK_SIZE = 3 * MAX_DEPTH + 2
+#: the traversal stack's shape and type, one row (child slot, entry t) per entry; a slot
+#: (an integer below 2^53) is held exactly in a float64
+STACK_SHAPE = (STACK_SIZE, 2)
 #: children of a node of the traversed tree
 WIDTH = 4
 BIG = 1e30
@@ -346,8 +353,10 @@ def collapse_bvh4(
             kids[k] = nr[c]
             k += 1
         for j in range(WIDTH):
-            if j >= k:  # an empty slot (box and reference stay 0): never entered, count -1
+            if j >= k:  # an empty slot: count -1, reference 0, a box no ray enters (below)
                 child[row, WIDTH + j] = -1
+                for a in range(6):
+                    box[row, a * WIDTH + j] = BIG
                 continue
             c = kids[j]
             for a in range(3):
@@ -409,27 +418,55 @@ def _slab(
     tn = max(max(ax, ay), max(az, 0.0))
     tf = min(min(bx, by), min(bz, tmax))
     # the factor is pbrt's conservative rounding: never miss a box that the ray grazes
-    if tn <= tf * 1.0000000000000004:
-        return tn
-    return math.inf
+    return tn if tn <= tf * FAR_SCALE else math.inf
+
+
+def children_entry(
+    box: np.ndarray, node: int, ox: float, oy: float, oz: float,
+    ix: float, iy: float, iz: float, tmax: float,
+) -> tuple[float, float, float, float]:
+    """Entry t of the ray into each of the four children of ``node``, infinity where it
+    misses one before ``tmax`` (an empty slot's box lies beyond any scene: never entered).
+
+    On the CPU the four slab tests are one vector computation (:func:`tracer.simd.slab4`,
+    the same values); on the GPU and in Python (the CUDA simulator), four calls of
+    :func:`_slab`."""
+    return _children_scalar(box, node, ox, oy, oz, ix, iy, iz, tmax)
 
 
 @njit(cache=True, inline="always")
-def _child_t(
-    g: Geometry, node: int, j: int, ox: float, oy: float, oz: float,
+def _children_scalar(
+    box: np.ndarray, node: int, ox: float, oy: float, oz: float,
     ix: float, iy: float, iz: float, tmax: float,
-) -> float:
-    """Entry t of child j of node, infinity for a miss or an empty slot."""
-    t = _slab(g.node_box, node, j, ox, oy, oz, ix, iy, iz, tmax)
-    return t if g.node_child[node, WIDTH + j] >= 0 else math.inf
+) -> tuple[float, float, float, float]:
+    return (_slab(box, node, 0, ox, oy, oz, ix, iy, iz, tmax),
+            _slab(box, node, 1, ox, oy, oz, ix, iy, iz, tmax),
+            _slab(box, node, 2, ox, oy, oz, ix, iy, iz, tmax),
+            _slab(box, node, 3, ox, oy, oz, ix, iy, iz, tmax))
+
+
+@overload(children_entry, target="cpu", inline="always")
+def _children_entry_cpu(box, node, ox, oy, oz, ix, iy, iz, tmax):
+    def impl(box, node, ox, oy, oz, ix, iy, iz, tmax):
+        return slab4(box, node, ox, oy, oz, ix, iy, iz, tmax)
+
+    return impl
+
+
+@overload(children_entry, target="cuda")
+def _children_entry_cuda(box, node, ox, oy, oz, ix, iy, iz, tmax):
+    def impl(box, node, ox, oy, oz, ix, iy, iz, tmax):
+        return _children_scalar(box, node, ox, oy, oz, ix, iy, iz, tmax)
+
+    return impl
 
 
 @njit(cache=True, inline="always")
 def _order(ta: float, ca: int, tb: float, cb: int) -> tuple[float, int, float, int]:
-    """A compare-exchange of the sorting network: the nearer (t, slot) first."""
-    if tb < ta:
-        return tb, cb, ta, ca
-    return ta, ca, tb, cb
+    """A compare-exchange of the sorting network: the nearer (t, slot) first, without a
+    branch (min/max and selects: which pair is nearer is unpredictable)."""
+    swap = tb < ta
+    return min(ta, tb), (cb if swap else ca), max(ta, tb), (ca if swap else cb)
 
 
 @njit(cache=True, inline="always")
@@ -455,13 +492,14 @@ def trace(
     """Closest (or, with ``any_hit``, any) intersection: (t, prim, b1, b2); prim = -1 on a miss.
 
     Ordered traversal of the 4-wide tree over child slots (``4 node + j``): at an interior
-    node the four children's boxes are tested, sorted by entry t (a five-exchange sorting
-    network), the nearest entered child is visited next and the other entered ones pushed
-    farthest first; a child the ray misses is never pushed. A popped slot is tested again
-    against the closest hit found since (closest hit only), so boxes behind it are skipped.
-    An any-hit ray skips the sorting: any order finds an occluder, and the network's
-    unpredictable exchanges cost more than the order saves (shadow rays on the knot 145 ->
-    106 ns).
+    node the four children's boxes are tested (:func:`children_entry`), sorted by entry t (a
+    five-exchange sorting network), the nearest entered child is visited next and the other
+    entered ones pushed farthest first with their entry t (``stack``: rows of
+    :data:`STACK_SHAPE`); a child the ray misses is never pushed. A popped slot is skipped
+    if its entry t lies beyond the closest hit found since (closest hit only): the slab test
+    against the shorter ray, without testing the box again. An any-hit ray skips the
+    sorting: any order finds an occluder, and the network's unpredictable exchanges cost
+    more than the order saves (shadow rays on the knot 145 -> 106 ns).
     """
     n_sph = g.sphere_r.shape[0]
     best_t = tmax
@@ -484,15 +522,12 @@ def trace(
             slot = 0
     while True:
         if node >= 0:
-            t0 = _child_t(g, node, 0, ox, oy, oz, ix, iy, iz, best_t)
-            t1 = _child_t(g, node, 1, ox, oy, oz, ix, iy, iz, best_t)
-            t2 = _child_t(g, node, 2, ox, oy, oz, ix, iy, iz, best_t)
-            t3 = _child_t(g, node, 3, ox, oy, oz, ix, iy, iz, best_t)
+            t0, t1, t2, t3 = children_entry(g.node_box, node, ox, oy, oz, ix, iy, iz, best_t)
             base = WIDTH * node
             if any_hit:
                 # any order finds an occluder: push every entered child, visit the last
                 for j, tj in ((0, t0), (1, t1), (2, t2), (3, t3)):
-                    stack[sp] = base + j
+                    stack[sp, 0] = base + j
                     sp += tj < math.inf
             else:
                 t0, c0, t1, c1 = _order(t0, base, t1, base + 1)
@@ -501,21 +536,20 @@ def trace(
                 t1, c1, t3, c3 = _order(t1, c1, t3, c3)
                 t1, c1, t2, c2 = _order(t1, c1, t2, c2)
                 # push the entered ones but the nearest, farthest first
-                stack[sp] = c3
+                stack[sp, 0], stack[sp, 1] = c3, t3
                 sp += t3 < math.inf
-                stack[sp] = c2
+                stack[sp, 0], stack[sp, 1] = c2, t2
                 sp += t2 < math.inf
-                stack[sp] = c1
+                stack[sp, 0], stack[sp, 1] = c1, t1
                 sp += t1 < math.inf
                 slot = c0 if t0 < math.inf else -1
             node = -1
         # nothing entered here: the next pushed slot that is still in front of the best hit
+        # (its slab test against the shortened ray: entry t <= best_t, rounded as _slab does)
         while slot < 0 and sp > 0:
             sp -= 1
-            cand = stack[sp]
-            if any_hit or _slab(g.node_box, cand // WIDTH, cand % WIDTH, ox, oy, oz, ix, iy, iz,
-                                best_t) < math.inf:
-                slot = cand
+            if any_hit or stack[sp, 1] <= best_t * FAR_SCALE:
+                slot = int(stack[sp, 0])
         if slot < 0:
             break
         parent = slot // WIDTH

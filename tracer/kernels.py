@@ -16,7 +16,7 @@ import numpy as np
 from numba import njit, prange
 
 from tracer.envmap import GROUP, TASK, square_group_to_light, world_dir_to_map_uv
-from tracer.geometry import STACK_SIZE, Geometry
+from tracer.geometry import STACK_SHAPE, Geometry
 from tracer.light_dispatch import (
     cacheable,
     light_pdf_at,
@@ -66,7 +66,7 @@ def intersect_closest(
     """Closest hit of each queued ray through the BVH; hit_prim = -1 where it escapes."""
     n = idx.shape[0]
     for c in prange((n + CHUNK - 1) // CHUNK):
-        stack = np.empty(STACK_SIZE, np.int64)
+        stack = np.empty(STACK_SHAPE)
         for k in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
             intersect_closest_at(k, g, idx, ro, rd, hit_t, hit_prim, hit_b, stack)
 
@@ -105,7 +105,7 @@ def trace_shadow_rays(
     """Visibility of the environment along each light sample (any-hit rays to infinity)."""
     n = pos.shape[0]
     for c in prange((n + CHUNK - 1) // CHUNK):
-        stack = np.empty(STACK_SIZE, np.int64)
+        stack = np.empty(STACK_SHAPE)
         for k in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
             trace_shadow_rays_at(k, g, idx, rd, pos, ng, wi, light_pdf, mat, mat_kind, unoccluded, stack)
 

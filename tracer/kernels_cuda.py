@@ -14,10 +14,10 @@ does not.
 
 from __future__ import annotations
 
-from numba import cuda, int64
+from numba import cuda, float64
 
 from tracer.envmap import env_lookup, world_dir_to_map_uv
-from tracer.geometry import STACK_SIZE, Geometry
+from tracer.geometry import STACK_SHAPE, Geometry
 from tracer.light_dispatch import cacheable, light_pdf_at, light_sample_at
 from tracer.stages import (
     BSDF_ONLY,
@@ -67,7 +67,7 @@ def _intersect_closest(sc, sr, tv, nbox, nchild, order, idx, ro, rd,
                        hit_t, hit_prim, hit_b):
     k = cuda.grid(1)
     if k < idx.shape[0]:
-        stack = cuda.local.array(STACK_SIZE, int64)
+        stack = cuda.local.array(STACK_SHAPE, float64)
         g = Geometry(sc, sr, tv, nbox, nchild, order)
         intersect_closest_at(k, g, idx, ro, rd, hit_t, hit_prim, hit_b, stack)
 
@@ -112,7 +112,7 @@ def _trace_shadow_rays(sc, sr, tv, nbox, nchild, order, idx, rd, pos, ng, wi, li
                        mat, mat_kind, unoccluded):
     k = cuda.grid(1)
     if k < pos.shape[0]:
-        stack = cuda.local.array(STACK_SIZE, int64)
+        stack = cuda.local.array(STACK_SHAPE, float64)
         g = Geometry(sc, sr, tv, nbox, nchild, order)
         trace_shadow_rays_at(k, g, idx, rd, pos, ng, wi, light_pdf, mat, mat_kind, unoccluded, stack)
 
