@@ -9,20 +9,27 @@ Prints the median nanoseconds per call of
 - the square <-> direction maps of :mod:`tracer.sphere_map`;
 - closest-hit and any-hit traversal of ``scenes/knot.toml``'s BVH for rays from a sphere
   around the knot aimed at random points of its box (the hard rays: most of them reach the
-  mesh), and the BVH's triangle and node counts.
+  mesh), and the BVH's triangle and node counts; one thread, and all threads (the render
+  kernels' chunked loop).
+
+``--mitsuba`` also traces the same rays through Mitsuba 3 (``llvm_ad_rgb``, whose CPU
+variants traverse with Embree; the triangles as one mesh, in float32 as Mitsuba keeps them):
+``ray_intersect_preliminary`` and ``ray_test`` over the whole batch, all threads, the time
+of the evaluated kernel (median). Set ``DRJIT_LIBLLVM_PATH`` where libLLVM is not found.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import statistics
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -71,12 +78,67 @@ def _dir_to_uv(d: np.ndarray, out: np.ndarray) -> None:
         out[i, 0], out[i, 1] = dir_to_uv(d[i, 0], d[i, 1], d[i, 2])
 
 
-@njit(cache=True)
+# error_model="numpy": IEEE division, as in the render's kernels. With Numba's default
+# ("python") a plain loop checks every divisor for zero, and the three checks of the ray
+# set-up (tracer.geometry.ray_shear) cost it 25 ns a ray; the render's parallel kernels
+# measured the same either way.
+@njit(cache=True, error_model="numpy")
 def _traverse(g, ro: np.ndarray, rd: np.ndarray, any_hit: bool, prim: np.ndarray) -> None:
     stack = np.empty(STACK_SHAPE)
     for i in range(ro.shape[0]):
         _, prim[i], _, _ = trace(g, ro[i, 0], ro[i, 1], ro[i, 2], rd[i, 0], rd[i, 1], rd[i, 2],
                                  math.inf, any_hit, stack)
+
+
+@njit(cache=True, parallel=True)
+def _traverse_threads(g, ro: np.ndarray, rd: np.ndarray, any_hit: bool, prim: np.ndarray) -> None:
+    chunk = 256  # one stack per chunk of rays, as tracer.kernels does
+    n = ro.shape[0]
+    for c in prange((n + chunk - 1) // chunk):
+        stack = np.empty(STACK_SHAPE)
+        for i in range(c * chunk, min(n, (c + 1) * chunk)):
+            _, prim[i], _, _ = trace(g, ro[i, 0], ro[i, 1], ro[i, 2], rd[i, 0], rd[i, 1],
+                                     rd[i, 2], math.inf, any_hit, stack)
+
+
+def embree_ns(tri_v: np.ndarray, ro: np.ndarray, rd: np.ndarray, repeats: int) -> tuple[float, float, float] | None:
+    """Mitsuba 3's closest-hit and any-hit ns per ray (all threads) for the same rays, and
+    the fraction of them that hit; None without Mitsuba."""
+    try:
+        import drjit as dr
+        import mitsuba as mi
+        mi.set_variant(os.environ.get("MI_VARIANT", "llvm_ad_rgb"))
+    except Exception as e:  # noqa: BLE001 - report any failure to start Mitsuba
+        print(f"mitsuba unavailable ({e})")
+        return None
+    nt = tri_v.shape[0]
+    mesh = mi.Mesh("knot", vertex_count=3 * nt, face_count=nt)
+    params = mi.traverse(mesh)
+    params["vertex_positions"] = mi.Float(tri_v.reshape(-1).astype(np.float32))
+    params["faces"] = mi.UInt32(np.arange(3 * nt, dtype=np.uint32))
+    params.update()
+    scene = mi.load_dict({"type": "scene", "knot": mesh})
+    o, d = ro.astype(np.float32), rd.astype(np.float32)
+
+    def timed(any_hit: bool) -> tuple[float, np.ndarray]:
+        ts, out = [], None
+        for r in range(repeats + 1):  # the first compiles the kernel
+            # a fresh (evaluated) ray each time, so that no result is reused
+            ray = mi.Ray3f(mi.Point3f(o[:, 0] + 0.0 * r, o[:, 1], o[:, 2]),
+                           mi.Vector3f(d[:, 0], d[:, 1], d[:, 2]))
+            dr.eval(ray)
+            dr.sync_thread()
+            t0 = time.perf_counter()
+            out = scene.ray_test(ray) if any_hit else scene.ray_intersect_preliminary(ray).t
+            dr.eval(out)
+            dr.sync_thread()
+            if r:
+                ts.append(time.perf_counter() - t0)
+        return 1e9 * statistics.median(ts) / len(o), np.asarray(out)
+
+    closest, t = timed(False)
+    any_hit, _ = timed(True)
+    return closest, any_hit, float(np.mean(np.isfinite(t)))
 
 
 def median_ns(fn, args: tuple, n: int, repeats: int) -> float:
@@ -93,6 +155,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=1 << 20)
     ap.add_argument("--repeats", type=int, default=9)
+    ap.add_argument("--mitsuba", action="store_true", help="the same rays through Mitsuba 3 (Embree)")
     a = ap.parse_args()
     n, r = a.n, a.repeats
     rng = np.random.default_rng(0)
@@ -132,6 +195,19 @@ def main() -> None:
         ns = median_ns(_traverse, (g, ro, rd, any_hit, prim), m, r)
         kind = "any hit" if any_hit else "closest hit"
         print(f"{'traversal, ' + kind:<36}{ns:>9.1f}   ({np.mean(prim >= 0):.0%} of rays hit)")
+    from numba import get_num_threads
+
+    threads = get_num_threads()
+    ours = [median_ns(_traverse_threads, (g, ro, rd, any_hit, prim), m, r) for any_hit in (False, True)]
+    for kind, ns in zip(("closest hit", "any hit"), ours, strict=True):
+        print(f"{f'traversal, {kind}, {threads} threads':<36}{ns:>9.1f}")
+    if a.mitsuba:
+        res = embree_ns(g.tri_v, ro, rd, r)
+        if res is not None:
+            closest, any_hit, hit = res
+            for kind, ns, mine in (("closest hit", closest, ours[0]), ("any hit", any_hit, ours[1])):
+                print(f"{f'Mitsuba 3 (Embree), {kind}':<36}{ns:>9.1f}   (ours / Mitsuba's time: "
+                      f"{mine / ns:.2f}; {hit:.0%} of rays hit)")
 
 
 if __name__ == "__main__":

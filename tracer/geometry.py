@@ -112,20 +112,15 @@ class Shear(NamedTuple):
 
 @njit(cache=True, inline="always")
 def ray_shear(ox: float, oy: float, oz: float, dx: float, dy: float, dz: float) -> Shear:
-    """The per-ray part of the watertight ray-triangle test."""
+    """The per-ray part of the watertight ray-triangle test, the axes permuted case by case
+    (kz the axis of the direction's largest component, kx and ky the next two cyclically)."""
+    ox, oy, oz, dx, dy, dz = float(ox), float(oy), float(oz), float(dx), float(dy), float(dz)
     adx, ady, adz = abs(dx), abs(dy), abs(dz)
-    if adx > ady and adx > adz:
-        kz = 0
-    elif ady > adz:
-        kz = 1
-    else:
-        kz = 2
-    kx = (kz + 1) % 3
-    ky = (kx + 1) % 3
-    d = (dx * 1.0, dy * 1.0, dz * 1.0)
-    o = (ox * 1.0, oy * 1.0, oz * 1.0)
-    dkz = d[kz]
-    return Shear(kx, ky, kz, o[kx], o[ky], o[kz], -d[kx] / dkz, -d[ky] / dkz, 1.0 / dkz)
+    if adx > ady and adx > adz:  # kz = 0: (kx, ky, kz) = (1, 2, 0)
+        return Shear(1, 2, 0, oy, oz, ox, -dy / dx, -dz / dx, 1.0 / dx)
+    if ady > adz:  # kz = 1: (2, 0, 1)
+        return Shear(2, 0, 1, oz, ox, oy, -dz / dy, -dx / dy, 1.0 / dy)
+    return Shear(0, 1, 2, ox, oy, oz, -dx / dz, -dy / dz, 1.0 / dz)  # kz = 2
 
 
 @njit(cache=True, inline="always")
