@@ -36,7 +36,9 @@ BIG = 1e30
 #: 1/8; with our scalar traversal a node step costs about a watertight triangle test.
 #: Measured on the knot (closest hit, ns per ray, benchmarks/bench_micro.py's rays): binary
 #: tree 1/8: 270, 0.5: 260, 1: 255, 2: 248; after the 4-wide collapse 0.5: 229, 1: 219,
-#: 2: 217-220, 4: 219. At 1 and above the spheres scene (4 primitives) is one leaf.
+#: 2: 217-220, 4: 219. A scene of at most four primitives (the spheres scene) is split to
+#: single ones whatever the cost: its shadow rays 25.7 -> 20.4 ns, closest hits 20.7 ->
+#: 19.6 (benchmarks/profile_stages.py, three runs each; one leaf of four before).
 TRAVERSAL_COST = 1.0
 
 
@@ -274,7 +276,9 @@ def build_bvh(
             if cost < best_cost:
                 best_cost = cost
                 best = b - 1
-        if best < 0 or (n <= max_leaf and best_cost >= n):
+        # (a scene of at most WIDTH primitives is split to single ones: one vector test of
+        # the root's four boxes then stands for up to four primitive tests)
+        if best < 0 or (n <= max_leaf and best_cost >= n and n_prims > WIDTH):
             node_left[node] = s
             node_count[node] = n
             continue
