@@ -13,7 +13,8 @@ the error ratio the two would reach in the same time; the renders go round-robin
 samplers, so that a slow spell of a shared machine falls on all of them). Also, per map: the product model's
 build time, KL over random conditions (product vs piecewise) and table size.
 
-Samplers: ``mis``, ``mis-compensate``, ``product``, ``mis-product`` (the shipped model),
+Samplers: ``mis`` (here the plain light density, ``--no-compensate``: the ratios' baseline),
+``mis-compensate`` (``mis``'s default), ``product``, ``mis-product`` (the shipped model),
 and ``mis-product-cosine`` (the baseline: the same model without conductor tables, i.e. the
 map times the clamped cosine on a grid of normals, for every material). Timings are medians
 of renders made in this one process after a warm-up; ratios compare renders of the same run.
@@ -60,7 +61,7 @@ def strategies(env, models: dict) -> dict[str, Strategy]:
     cos = ProductSampler(env, models["cosine"])
     cos.name = "product-cosine"
     return {
-        "mis": make_strategy("mis", env),
+        "mis": make_strategy("mis", env, compensate=False),
         "mis-compensate": make_strategy("mis", env, compensate=True),
         "product": Strategy("product", NEE_ONLY, prod),
         "mis-product": make_mis_strategy(prod),

@@ -12,9 +12,10 @@ paths per second (median), the stage split of the median run, relMSE against a r
 ``1 / (relMSE x seconds)`` (relMSE falls as 1/spp, so the ratio of two efficiencies is the
 ratio of the errors they reach in equal time).
 
-A sampler name is ``NAME[-LIGHT][+sobol]``: ``mis-alias`` is MIS with the alias-table light
-sampler, ``mis+sobol`` draws every path's numbers from Owen-scrambled Sobol instead of
-independent hashes (``--sequence sobol``).
+A sampler name is ``NAME[-LIGHT][+plain][+sobol]``: ``mis-alias`` is MIS with the alias-table
+light sampler, ``mis+plain`` MIS with the plain light density instead of the MIS-compensated
+one (``--no-compensate``), ``mis+sobol`` draws every path's numbers from Owen-scrambled Sobol
+instead of independent hashes (``--sequence sobol``).
 
 ``--mitsuba`` (``pip install mitsuba``; the ``llvm_ad_rgb`` variant needs libLLVM >= 16, e.g.
 Debian's ``libllvm19``, found through ``DRJIT_LIBLLVM_PATH`` if not on the default path)
@@ -55,15 +56,19 @@ from tracer.samplers import make_light_sampler, make_strategy
 from tracer.scene import load_scene
 from tracer.scene_data import scene_data
 
-DEFAULT_SAMPLERS = "uniform,piecewise,alias,bsdf,mis,mis-alias,mis+sobol"
+DEFAULT_SAMPLERS = "uniform,piecewise,alias,bsdf,mis,mis+plain,mis-alias,mis+sobol"
 
 
 def parse_sampler(name: str) -> tuple[str, dict]:
-    """``NAME[-LIGHT][+sobol]`` -> (make_strategy's sampler, its keyword arguments)."""
+    """``NAME[-LIGHT][+plain][+SEQUENCE]`` -> (make_strategy's sampler, its keyword
+    arguments)."""
     kw: dict = {}
-    base, _, seq = name.partition("+")
-    if seq:
-        kw["sequence"] = seq
+    base, *mods = name.split("+")
+    for mod in mods:
+        if mod == "plain":
+            kw["compensate"] = False
+        else:
+            kw["sequence"] = mod
     if "-" in base:
         base, kw["light"] = base.split("-", 1)
     return base, kw

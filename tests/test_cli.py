@@ -182,6 +182,22 @@ def test_compensate_needs_mis(
 ) -> None:
     line = run_error(render_args(tmp_path, "--sampler", sampler, "--compensate"), capsys)
     assert "--compensate" in line and "--sampler mis" in line
+    line = run_error(render_args(tmp_path, "--sampler", sampler, "--no-compensate"), capsys)
+    assert "--no-compensate" in line and "--sampler mis" in line and sampler in line
+
+
+@pytest.mark.parametrize("flags,light", [((), "piecewise-compensated"),
+                                         (("--compensate",), "piecewise-compensated"),
+                                         (("--no-compensate",), "piecewise"),
+                                         (("--light", "alias"), "alias-compensated"),
+                                         (("--light", "alias", "--no-compensate"), "alias")])
+def test_mis_takes_the_compensated_density_by_default(
+    tmp_path: Path, flags: tuple[str, ...], light: str
+) -> None:
+    """pbrt-v4's default: under MIS the light density is the compensated one unless
+    --no-compensate says otherwise; the log names the light sampler that ran."""
+    assert main(render_args(tmp_path, "--sampler", "mis", *flags)) == 0
+    assert json.loads((tmp_path / "out.json").read_text())["light"] == light
 
 
 def test_reference_of_the_wrong_size(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

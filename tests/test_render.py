@@ -84,8 +84,10 @@ edge2 = [20.0, 0.0, 0.0]
 material = "floor"
 """
 
+# ("mis", {}) is the MIS-compensated light density (the default), ("mis", {"compensate": False})
+# the plain one
 ALL = [("uniform", {}), ("piecewise", {}), ("bsdf", {}), ("mis", {}),
-       ("mis", {"heuristic": "balance"}), ("mis", {"compensate": True}), ("mis", {"light": "uniform"}),
+       ("mis", {"heuristic": "balance"}), ("mis", {"compensate": False}), ("mis", {"light": "uniform"}),
        ("product", {}), ("mis", {"light": "product"}), ("alias", {}), ("mis", {"light": "alias"}),
        ("mis", {"sequence": "sobol"})]
 
@@ -106,7 +108,7 @@ def run(scene, env: EnvMap, sampler: str, w: int, h: int, spp: int, seed: int = 
     return render(scene_data(scene, w, h), env, strategy, w, h, spp, depth, seed)
 
 
-FURNACE_CASES = [case for case in ALL if not case[1].get("compensate")]
+FURNACE_CASES = [case for case in ALL if "compensate" not in case[1]]
 
 
 def sphere_hits(cam: np.ndarray, w: int, h: int, sub: int) -> tuple[np.ndarray, np.ndarray]:
@@ -146,8 +148,9 @@ def two_level_sky(h: int = 8, w: int = 16, sky: float = 2.0, ground: float = 0.2
 def test_diffuse_furnace(tmp_path: Path, sampler: str, kw: dict) -> None:
     """A diffuse sphere of albedo a under a constant white sky renders exactly a.
 
-    (On a constant map the MIS-compensated density falls back to the plain one, so
-    ``mis-True`` is tested on a map where it differs: test_diffuse_sphere_under_two_level_sky.)
+    (On a constant map the MIS-compensated density, ``mis``'s default, falls back to the
+    plain one, so the two are told apart on a map where they differ:
+    test_diffuse_sphere_under_two_level_sky.)
     """
     albedo = 0.5
     scene = load(tmp_path, FURNACE.format(material=f'type = "diffuse"\nalbedo = [{albedo}, {albedo}, {albedo}]'))
@@ -191,7 +194,7 @@ def test_dielectric_furnace(tmp_path: Path, sequence: str) -> None:
     assert res.film.bad.sum() == 0
 
 
-TWO_LEVEL_CASES = [("mis", {"compensate": True}), ("mis", {}), ("piecewise", {}), ("bsdf", {}),
+TWO_LEVEL_CASES = [("mis", {"compensate": False}), ("mis", {}), ("piecewise", {}), ("bsdf", {}),
                    ("product", {}), ("mis", {"light": "product"})]
 
 

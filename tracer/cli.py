@@ -110,8 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--sampler", choices=SAMPLERS, help="light sampling strategy (default: the scene's)")
     r.add_argument("--light", choices=LIGHTS, default="piecewise", help="light sampler inside mis")
     r.add_argument("--heuristic", choices=("balance", "power"), default="power", help="MIS heuristic")
-    r.add_argument("--compensate", action="store_true",
-                   help="MIS-compensated piecewise density (pbrt-v4); only with --sampler mis")
+    r.add_argument("--compensate", action=argparse.BooleanOptionalAction, default=None,
+                   help="the light density under --sampler mis: MIS-compensated (pbrt-v4; the "
+                        "default) or, with --no-compensate, the plain one")
     r.add_argument("--envmap", type=Path, help="environment map (.exr/.hdr) overriding the scene's")
     r.add_argument("--env-scale", type=_positive_finite_float, help="intensity multiplier of the environment")
     r.add_argument("--env-rotation", type=_finite_float, help="rotation of the environment about +y, degrees")

@@ -384,8 +384,9 @@ def load_sweep(path: Path, key: str) -> SweepResult | None:
         return None
 
 
-#: bump when the reference render changes in a way its inputs do not show
-REFERENCE_KEY_VERSION = 2
+#: bump when the reference render changes in a way its inputs do not show (3: ``mis`` takes
+#: the MIS-compensated light density by default)
+REFERENCE_KEY_VERSION = 3
 
 
 def reference_key(

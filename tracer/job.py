@@ -39,7 +39,7 @@ class RenderOptions:
     sampler: str | None = None
     light: str = "piecewise"
     heuristic: str = "power"
-    compensate: bool = False
+    compensate: bool | None = None  # the light density under mis: None -> compensated
     envmap: Path | None = None
     env_scale: float | None = None
     env_rotation: float | None = None
@@ -95,6 +95,9 @@ def check_flags(sampler: str, opts: RenderOptions) -> None:
     uses_light = sampler == "mis"
     if opts.light != "piecewise" and not uses_light:
         raise TracerError(f"--light {opts.light} chooses the light sampler of --sampler mis; "
+                          f"the sampler is {sampler}")
+    if opts.compensate is False and not uses_light:
+        raise TracerError(f"--no-compensate chooses the light density of --sampler mis; "
                           f"the sampler is {sampler}")
     used = (sampler, opts.light if uses_light else None)
     if opts.flow_model is not None and not any(m in used for m in MODEL_SAMPLERS):
