@@ -15,7 +15,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLERS = [("uniform", {}), ("piecewise", {}), ("alias", {}), ("bsdf", {}), ("mis", {}),
-            ("mis", {"light": "uniform"}), ("mis", {"sequence": "sobol"})]
+            ("mis", {"compensate": False}), ("mis", {"light": "uniform"}), ("mis", {"sequence": "sobol"})]
 #: the samplers that read a model file
 MODEL_CASES = [("flow", {}), ("mis", {"light": "flow"}), ("product", {}), ("mis", {"light": "product"})]
 W, H, SPP, DEPTH = 6, 4, 2, 4

@@ -186,6 +186,15 @@ def test_compensate_needs_mis(
     assert "--no-compensate" in line and "--sampler mis" in line and sampler in line
 
 
+@pytest.mark.parametrize("flag", ["--compensate", "--no-compensate"])
+def test_compensate_needs_a_tabulated_light(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str
+) -> None:
+    """The uniform light has no table to compensate: the flag would be ignored, so it is refused."""
+    line = run_error(render_args(tmp_path, "--sampler", "mis", "--light", "uniform", flag), capsys)
+    assert flag in line and "--light uniform" in line and "piecewise or alias" in line
+
+
 @pytest.mark.parametrize("flags,light", [((), "piecewise-compensated"),
                                          (("--compensate",), "piecewise-compensated"),
                                          (("--no-compensate",), "piecewise"),

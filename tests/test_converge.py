@@ -320,3 +320,20 @@ def test_reference_is_rendered_again_for_an_edited_mesh(tmp_path: Path) -> None:
     mesh.write_text(tri.replace("v 0 1 0", "v 0 0.5 0"))
     assert small_converge(scene, out)[0] == "rendered"
     assert small_converge(scene, out)[0] == "reused"
+
+
+@pytest.mark.parametrize("name,light", [("mis", "piecewise-compensated"), ("mis+plain", "piecewise"),
+                                        ("mis-alias", "alias-compensated"), ("mis-alias+plain", "alias"),
+                                        ("piecewise", "piecewise"), ("mis-uniform", "uniform")])
+def test_sweep_names_choose_the_light_density(tmp_path: Path, name: str, light: str) -> None:
+    """``+plain`` sweeps mis with the plain light density; plain ``mis`` is the compensated one."""
+    from tracer.envmap import load_envmap
+    from tracer.scene import load_scene
+    from tracer.scene_data import scene_data
+
+    scene = load_scene(SCENE)
+    env = load_envmap(scene.env)
+    base, lt, compensate = converge.sweep_sampler(name)
+    job = converge.make_sweep_job(name, base, lt, None, scene_data(scene, 4, 4), env, 4, 4, [1], 2, 0,
+                                  compensate=compensate)
+    assert job.strategy.light.name == light

@@ -166,7 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("converge", help="error against spp and time for several samplers, with plots")
     c.add_argument("scene", type=Path)
     c.add_argument("--samplers", type=_sampler_list, default="uniform,bsdf,piecewise,mis",
-                   help="comma list of uniform, piecewise, flow, bsdf, mis, mis-flow, mis-uniform")
+                   help="comma list of uniform, piecewise, flow, bsdf, mis, mis-flow, mis-uniform; "
+                        "mis+plain is mis with the plain light density (--no-compensate)")
     c.add_argument("--spp", default="1,2,4,...,256", help="sample counts, e.g. 1,2,4,...,1024")
     c.add_argument("--out", type=Path, default=Path("renders/converge"), help="output folder")
     c.add_argument("--reference", type=Path, help="reference EXR (default: render one with mis)")
@@ -190,7 +191,8 @@ def cmd_converge(args: argparse.Namespace) -> None:
     from tracer.samplers import SAMPLERS
 
     samplers = [s.strip() for s in args.samplers.split(",") if s.strip()]
-    valid = set(SAMPLERS) | {"mis-flow", "mis-uniform", "mis-piecewise", "mis-alias", "mis-product"}
+    valid = set(SAMPLERS) | {"mis-flow", "mis-uniform", "mis-piecewise", "mis-alias", "mis-product",
+                             "mis+plain", "mis-piecewise+plain", "mis-alias+plain"}
     for s in samplers:
         if s not in valid:
             raise TracerError(f"unknown sampler {s!r} in --samplers; choose from {', '.join(sorted(valid))}")

@@ -188,13 +188,7 @@ def run_converge(
     env = resolve_env(scene, opts)
     data = scene_data(scene, width, height)
     tiny = scene_data(scene, 2, 2)
-    strategies = {}
-    for name in samplers:
-        light = "piecewise"
-        if name.startswith("mis-"):
-            light = name.split("-", 1)[1]
-        base = "mis" if name.startswith("mis") else name
-        strategies[name] = (base, light)
+    strategies = {name: sweep_sampler(name) for name in samplers}
 
     total = sum(spp_list[-1] for _ in samplers) + (0 if reference else ref_spp)
     bar = None
@@ -236,8 +230,8 @@ def run_converge(
     snapshots: dict[str, dict[int, np.ndarray]] = {}
     bias: dict[str, dict[str, Any]] = {}
     jobs = {name: make_sweep_job(name, base, light, opts.flow_model, data, env, width, height,
-                                 list(spp_list), max_depth, seed, progress, opts.sequence)
-            for name, (base, light) in strategies.items()}
+                                 list(spp_list), max_depth, seed, progress, opts.sequence, compensate)
+            for name, (base, light, compensate) in strategies.items()}
     sweeps = out_dir / "sweeps"
     results: dict[str, SweepResult] = {}
     for name, job in jobs.items():
@@ -306,15 +300,27 @@ class SweepJob:
     seed: int
 
 
+def sweep_sampler(name: str) -> tuple[str, str, bool | None]:
+    """``--samplers`` name ``NAME[-LIGHT][+plain]`` -> (sampler, light, compensate): ``mis-alias``
+    is mis with the alias light, ``+plain`` mis with the plain light density
+    (``--no-compensate``; None: :func:`tracer.samplers.make_strategy`'s default)."""
+    core, _, mod = name.partition("+")
+    light = core.split("-", 1)[1] if core.startswith("mis-") else "piecewise"
+    base = "mis" if core.startswith("mis") else core
+    return base, light, False if mod == "plain" else None
+
+
 def make_sweep_job(name: str, base: str, light: str, flow_model: Path | None, data: SceneData,
                    env: EnvMap, width: int, height: int, spp_list: list[int], max_depth: int,
-                   seed: int, progress: bool = False, sequence: str = "independent") -> SweepJob:
-    """Build the strategy of sampler ``name`` and the key of its sweep."""
+                   seed: int, progress: bool = False, sequence: str = "independent",
+                   compensate: bool | None = None) -> SweepJob:
+    """Build the strategy of sampler ``name`` and the key of its sweep (``compensate``: the
+    light density of ``mis``, see :func:`tracer.samplers.make_strategy`)."""
     t0 = time.perf_counter()
     flow_opts: dict = {"progress": progress}
     if flow_model and any(m in (base, light) for m in MODEL_SAMPLERS):
         flow_opts["model_path"] = flow_model
-    st = make_strategy(base, env, light=light, sequence=sequence, **flow_opts)
+    st = make_strategy(base, env, light=light, compensate=compensate, sequence=sequence, **flow_opts)
     setup = time.perf_counter() - t0
     key = content_key("flowtracer-sweep-v1", name, spp_list,
                       render_key(data, env, st, width, height, max_depth, seed))

@@ -352,7 +352,7 @@ def collapse_bvh4(
             kids[k] = nr[c]
             k += 1
         for j in range(WIDTH):
-            if j >= k:  # an empty slot: count -1, reference 0, a box no ray enters (below)
+            if j >= k:  # an empty slot: count -1, reference 0, a box far outside any scene
                 child[row, WIDTH + j] = -1
                 for a in range(6):
                     box[row, a * WIDTH + j] = BIG
@@ -425,11 +425,14 @@ def children_entry(
     ix: float, iy: float, iz: float, tmax: float,
 ) -> tuple[float, float, float, float]:
     """Entry t of the ray into each of the four children of ``node``, infinity where it
-    misses one before ``tmax`` (an empty slot's box lies beyond any scene: never entered).
+    misses one before ``tmax``. An empty slot's box is a point at (1e30, 1e30, 1e30): only a
+    ray aimed exactly at it enters, and then finds no primitive (its count is -1).
 
     On the CPU the four slab tests are one vector computation (:func:`tracer.simd.slab4`,
-    the same values); on the GPU and in Python (the CUDA simulator), four calls of
-    :func:`_slab`."""
+    the scalar test's values bit for bit); on the GPU and in Python (the CUDA simulator),
+    four calls of :func:`_slab`. (numba-cuda's float min and max are ``fmin``/``fmax``,
+    which differ from the CPU's only for NaN and the sign of a zero: the same entries for
+    the finite rays the renderer traces.)"""
     return _children_scalar(box, node, ox, oy, oz, ix, iy, iz, tmax)
 
 

@@ -23,7 +23,7 @@ from numba.extending import intrinsic
 
 #: doubles in a node's row of child boxes: six coordinate rows of four children
 ROW = 24
-#: pbrt's conservative rounding of the slab interval's far end (see geometry._slab)
+#: pbrt's conservative rounding of the slab interval's far end, 1 + 2^-51 (see geometry._slab)
 FAR_SCALE = 1.0000000000000004
 
 
@@ -35,7 +35,7 @@ def slab4(typingctx, box, node, ox, oy, oz, ix, iy, iz, tmax):
 
     Per axis ``a`` and child ``j``, t0 = (min - o) / d, t1 = (max - o) / d; the entry is
     tn = max(0, max_a min(t0, t1)), the exit tf = min(tmax, min_a max(t0, t1)), and the box
-    is entered if tn <= tf (1 + 2^-52), the exact operations of the scalar ``_slab``.
+    is entered if tn <= tf (1 + 2^-51), the exact operations of the scalar ``_slab``.
     """
     if not (isinstance(box, types.Array) and box.ndim == 2 and box.layout == "C"
             and box.dtype == types.float64 and isinstance(node, types.Integer)):

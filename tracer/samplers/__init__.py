@@ -19,6 +19,8 @@ LIGHTS = ("uniform", "piecewise", "alias", "flow", "product")
 SEQUENCES = tuple(SAMPLINGS)
 #: samplers that read a fitted model file (``--flow-model``)
 MODEL_SAMPLERS = ("flow", "product")
+#: light samplers inside ``mis`` whose density can be MIS-compensated (they tabulate the map)
+COMPENSABLE = ("piecewise", "alias")
 
 
 def make_light_sampler(name: str, env: EnvMap, compensate: bool = False, **flow_opts: Any) -> LightSampler:
@@ -79,8 +81,12 @@ def _strategy(
             "--compensate drops dim pixels from the light density and is unbiased only under MIS; "
             "use it with --sampler mis"
         )
+    if compensate is not None and (sampler != "mis" or light not in COMPENSABLE):
+        raise TracerError(f"--no-compensate / --compensate choose the light density of --sampler mis "
+                          f"with --light {' or '.join(COMPENSABLE)}; the sampler is {sampler}"
+                          + (f" with --light {light}" if sampler == "mis" else ""))
     if compensate is None:
-        compensate = sampler == "mis"
+        compensate = sampler == "mis" and light in COMPENSABLE
     if sampler == "bsdf":
         from tracer.samplers.bsdf import make_bsdf_strategy
 
@@ -92,4 +98,4 @@ def _strategy(
     return Strategy(sampler, NEE_ONLY, make_light_sampler(sampler, env, **flow_opts))
 
 
-__all__ = ["LIGHTS", "MODEL_SAMPLERS", "SAMPLERS", "SEQUENCES", "LightSampler", "LightSamples", "Strategy", "make_light_sampler", "make_strategy"]
+__all__ = ["COMPENSABLE", "LIGHTS", "MODEL_SAMPLERS", "SAMPLERS", "SEQUENCES", "LightSampler", "LightSamples", "Strategy", "make_light_sampler", "make_strategy"]
