@@ -52,26 +52,11 @@ from tracer.backend import CPU
 from tracer.envmap import load_envmap
 from tracer.integrator import render
 from tracer.job import error_metrics
-from tracer.samplers import make_light_sampler, make_strategy
+from tracer.samplers import make_light_sampler, make_strategy, parse_sampler_name
 from tracer.scene import load_scene
 from tracer.scene_data import scene_data
 
 DEFAULT_SAMPLERS = "uniform,piecewise,alias,bsdf,mis,mis+plain,mis-alias,mis+sobol"
-
-
-def parse_sampler(name: str) -> tuple[str, dict]:
-    """``NAME[-LIGHT][+plain][+SEQUENCE]`` -> (make_strategy's sampler, its keyword
-    arguments)."""
-    kw: dict = {}
-    base, *mods = name.split("+")
-    for mod in mods:
-        if mod == "plain":
-            kw["compensate"] = False
-        else:
-            kw["sequence"] = mod
-    if "-" in base:
-        base, kw["light"] = base.split("-", 1)
-    return base, kw
 
 
 def bench_scene(scene_path: Path, samplers: list[str], spp: int, repeats: int, size: int,
@@ -79,7 +64,7 @@ def bench_scene(scene_path: Path, samplers: list[str], spp: int, repeats: int, s
     scene = load_scene(scene_path)
     env = load_envmap(scene.env)
     data = scene_data(scene, size, size)
-    strategies = {n: make_strategy(b, env, **kw) for n, (b, kw) in ((n, parse_sampler(n)) for n in samplers)}
+    strategies = {n: make_strategy(b, env, **kw) for n, (b, kw) in ((n, parse_sampler_name(n)) for n in samplers)}
     for st in strategies.values():
         render(data, env, st, size, size, 1, depth, 0)  # warm-up: compile / load the cache
     t0 = time.perf_counter()

@@ -328,12 +328,13 @@ def test_reference_is_rendered_again_for_an_edited_mesh(tmp_path: Path) -> None:
 def test_sweep_names_choose_the_light_density(tmp_path: Path, name: str, light: str) -> None:
     """``+plain`` sweeps mis with the plain light density; plain ``mis`` is the compensated one."""
     from tracer.envmap import load_envmap
+    from tracer.samplers import parse_sampler_name
     from tracer.scene import load_scene
     from tracer.scene_data import scene_data
 
     scene = load_scene(SCENE)
     env = load_envmap(scene.env)
-    base, lt, compensate = converge.sweep_sampler(name)
-    job = converge.make_sweep_job(name, base, lt, None, scene_data(scene, 4, 4), env, 4, 4, [1], 2, 0,
-                                  compensate=compensate)
+    base, kw = parse_sampler_name(name)
+    job = converge.make_sweep_job(name, base, kw.get("light", "piecewise"), None, scene_data(scene, 4, 4),
+                                  env, 4, 4, [1], 2, 0, compensate=kw.get("compensate"))
     assert job.strategy.light.name == light

@@ -50,7 +50,7 @@ from tracer.integrator import StageTimes, render
 from tracer.job import RenderOptions, error_metrics, load_reference, resolve_env, scene_data
 from tracer.outputs import write_atomic
 from tracer.progress import progress_bar
-from tracer.samplers import MODEL_SAMPLERS, make_strategy
+from tracer.samplers import MODEL_SAMPLERS, make_strategy, parse_sampler_name
 
 if TYPE_CHECKING:
     from tracer.integrator import SceneData
@@ -188,7 +188,7 @@ def run_converge(
     env = resolve_env(scene, opts)
     data = scene_data(scene, width, height)
     tiny = scene_data(scene, 2, 2)
-    strategies = {name: sweep_sampler(name) for name in samplers}
+    strategies = {name: parse_sampler_name(name) for name in samplers}
 
     total = sum(spp_list[-1] for _ in samplers) + (0 if reference else ref_spp)
     bar = None
@@ -229,9 +229,10 @@ def run_converge(
     points: list[Point] = []
     snapshots: dict[str, dict[int, np.ndarray]] = {}
     bias: dict[str, dict[str, Any]] = {}
-    jobs = {name: make_sweep_job(name, base, light, opts.flow_model, data, env, width, height,
-                                 list(spp_list), max_depth, seed, progress, opts.sequence, compensate)
-            for name, (base, light, compensate) in strategies.items()}
+    jobs = {name: make_sweep_job(name, base, kw.get("light", "piecewise"), opts.flow_model, data, env,
+                                 width, height, list(spp_list), max_depth, seed, progress, opts.sequence,
+                                 kw.get("compensate"))
+            for name, (base, kw) in strategies.items()}
     sweeps = out_dir / "sweeps"
     results: dict[str, SweepResult] = {}
     for name, job in jobs.items():
@@ -298,16 +299,6 @@ class SweepJob:
     spp_list: list[int]
     max_depth: int
     seed: int
-
-
-def sweep_sampler(name: str) -> tuple[str, str, bool | None]:
-    """``--samplers`` name ``NAME[-LIGHT][+plain]`` -> (sampler, light, compensate): ``mis-alias``
-    is mis with the alias light, ``+plain`` mis with the plain light density
-    (``--no-compensate``; None: :func:`tracer.samplers.make_strategy`'s default)."""
-    core, _, mod = name.partition("+")
-    light = core.split("-", 1)[1] if core.startswith("mis-") else "piecewise"
-    base = "mis" if core.startswith("mis") else core
-    return base, light, False if mod == "plain" else None
 
 
 def make_sweep_job(name: str, base: str, light: str, flow_model: Path | None, data: SceneData,

@@ -26,7 +26,7 @@ from tracer.hdr_io import write_exr
 from tracer.integrator import StageTimes, render
 from tracer.outputs import check_output_path, publish_set, remove_stale_temps
 from tracer.progress import progress_bar
-from tracer.samplers import COMPENSABLE, MODEL_SAMPLERS, make_strategy
+from tracer.samplers import MODEL_SAMPLERS, check_compensate, make_strategy
 from tracer.scene import EnvSpec, Scene
 from tracer.scene_data import scene_data
 
@@ -96,11 +96,7 @@ def check_flags(sampler: str, opts: RenderOptions) -> None:
     if opts.light != "piecewise" and not uses_light:
         raise TracerError(f"--light {opts.light} chooses the light sampler of --sampler mis; "
                           f"the sampler is {sampler}")
-    if opts.compensate is not None and (not uses_light or opts.light not in COMPENSABLE):
-        flag = "--compensate" if opts.compensate else "--no-compensate"
-        raise TracerError(f"{flag} chooses the light density of --sampler mis with --light "
-                          f"{' or '.join(COMPENSABLE)}; the sampler is {sampler}"
-                          + (f" with --light {opts.light}" if uses_light else ""))
+    check_compensate(sampler, opts.light, opts.compensate)  # (before the map loads)
     used = (sampler, opts.light if uses_light else None)
     if opts.flow_model is not None and not any(m in used for m in MODEL_SAMPLERS):
         raise TracerError(f"--flow-model {opts.flow_model} is used by --sampler flow/product or "

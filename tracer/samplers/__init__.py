@@ -23,6 +23,35 @@ MODEL_SAMPLERS = ("flow", "product")
 COMPENSABLE = ("piecewise", "alias")
 
 
+def parse_sampler_name(name: str) -> tuple[str, dict[str, Any]]:
+    """A sampler named ``NAME[-LIGHT][+plain][+SEQUENCE]`` (``tracer converge --samplers``, the
+    benchmarks) -> (:func:`make_strategy`'s sampler, its keyword arguments): ``mis-alias`` is
+    mis with the alias light, ``+plain`` mis with the plain light density (``--no-compensate``),
+    ``+sobol`` the Sobol sample sequence."""
+    base, *mods = name.split("+")
+    kw: dict[str, Any] = {}
+    for mod in mods:
+        if mod == "plain":
+            kw["compensate"] = False
+        else:
+            kw["sequence"] = mod
+    if "-" in base:
+        base, kw["light"] = base.split("-", 1)
+    return base, kw
+
+
+def check_compensate(sampler: str, light: str, compensate: bool | None) -> None:
+    """Refuse ``--compensate`` / ``--no-compensate`` where no tabulated light density would take
+    them: outside ``mis`` (the compensated density drops dim pixels and is unbiased only under
+    MIS), or with a light that has no table of the map."""
+    if compensate is None or (sampler == "mis" and light in COMPENSABLE):
+        return
+    flag = "--compensate" if compensate else "--no-compensate"
+    raise TracerError(f"{flag} chooses the light density of --sampler mis with --light "
+                      f"{' or '.join(COMPENSABLE)}; the sampler is {sampler}"
+                      + (f" with --light {light}" if sampler == "mis" else ""))
+
+
 def make_light_sampler(name: str, env: EnvMap, compensate: bool = False, **flow_opts: Any) -> LightSampler:
     """The light sampler called ``name`` for ``env``."""
     if name == "uniform":
@@ -76,15 +105,7 @@ def make_strategy(
 def _strategy(
     sampler: str, env: EnvMap, light: str, heuristic: str, compensate: bool | None, **flow_opts: Any
 ) -> Strategy:
-    if compensate and sampler != "mis":
-        raise TracerError(
-            "--compensate drops dim pixels from the light density and is unbiased only under MIS; "
-            "use it with --sampler mis"
-        )
-    if compensate is not None and (sampler != "mis" or light not in COMPENSABLE):
-        raise TracerError(f"--no-compensate / --compensate choose the light density of --sampler mis "
-                          f"with --light {' or '.join(COMPENSABLE)}; the sampler is {sampler}"
-                          + (f" with --light {light}" if sampler == "mis" else ""))
+    check_compensate(sampler, light, compensate)
     if compensate is None:
         compensate = sampler == "mis" and light in COMPENSABLE
     if sampler == "bsdf":
@@ -98,4 +119,4 @@ def _strategy(
     return Strategy(sampler, NEE_ONLY, make_light_sampler(sampler, env, **flow_opts))
 
 
-__all__ = ["COMPENSABLE", "LIGHTS", "MODEL_SAMPLERS", "SAMPLERS", "SEQUENCES", "LightSampler", "LightSamples", "Strategy", "make_light_sampler", "make_strategy"]
+__all__ = ["COMPENSABLE", "LIGHTS", "MODEL_SAMPLERS", "SAMPLERS", "SEQUENCES", "LightSampler", "LightSamples", "Strategy", "check_compensate", "make_light_sampler", "make_strategy", "parse_sampler_name"]
