@@ -286,3 +286,45 @@ def test_host_conditions_on_the_cpu_and_device_tables_agree(samplers: dict) -> N
     a = s.pdf(d, c)
     fresh = ProductSampler(s.env, s.model)
     np.testing.assert_array_equal(fresh.pdf(d, c), a)
+
+
+def test_grouped_kernels_equal_the_per_entry_kernels(samplers: dict) -> None:
+    """On the CPU the product sampler runs in groups (its ``square_group`` and
+    ``square_pdf_group``: the conditions' arithmetic across the group, then each step of the
+    draw, then the reads); the numbers are the per-entry ``sample_at`` / ``pdf_at``'s (what
+    the GPU runs), bit for bit. A queue of sparse paths with diffuse, conductor (tabulated
+    roughnesses, between them and beyond them) and dielectric materials, normals facing away
+    from wo, uniforms on the defensive split, and 5001 entries: a short last group and task."""
+    from tracer import kernels
+    from tracer.backend import CPU
+    from tracer.bsdf import DIELECTRIC
+
+    s = samplers["real"]
+    s.env.rot_u = 0.3
+    try:
+        rng = np.random.default_rng(7)
+        n, paths = 5001, 9000
+        base, _ = random_conditions(paths, seed=3, alphas=(0.05, 0.12, 0.5, 0.9))
+        kinds = np.append(base.mat_kind, DIELECTRIC)
+        prm = np.vstack([base.mat_prm, base.mat_prm[:1]])
+        mat = rng.integers(0, len(kinds), paths)
+        nrm = base.normal * np.where(rng.random(paths) < 0.3, -1.0, 1.0)[:, None]
+        idx = np.sort(rng.choice(paths, n, replace=False))
+        cond = Condition(idx, nrm, base.wo, mat, kinds, prm)
+        t = s.queue_tables(cond, CPU)
+        u = rng.random((n, 2))
+        u[:40, 0] = s.tables.eps[0] * rng.integers(0, 2, 40)  # on the defensive term's edge
+        want = np.empty((n, 3)), np.empty(n), np.empty((n, 3))
+        kernels.light_sample(t, s.env.rgb, s.env.rot_u, u, *want)
+        got = s.sample(u, cond)
+        for g, w in zip(got, want, strict=True):
+            assert np.array_equal(g, w)
+        d = rng.normal(size=(n, 3))
+        d /= np.linalg.norm(d, axis=1, keepdims=True)
+        d[:n // 2] = got.wi[:n // 2]
+        want_p = np.empty(n)
+        kernels.light_pdf(t, s.env.rot_u, d, want_p)
+        got_p = s.pdf(d, cond)
+        assert np.array_equal(got_p, want_p)
+    finally:
+        s.env.rot_u = 0.0

@@ -34,6 +34,10 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 GROUP = 16
 #: entries per parallel task of a grouped kernel (its scratch is allocated once per task)
 TASK = 1024
+#: columns of a group's scratch rows in the grouped light kernels (floats, then integers):
+#: what a sampler's group schedule may use beyond its outputs (tracer.light_dispatch)
+GROUP_F = 16
+GROUP_I = 12
 #: the smallest normal float32: a map whose brightest value is below it renders black
 FLOAT32_TINY = float(np.finfo(np.float32).tiny)
 

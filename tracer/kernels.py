@@ -15,16 +15,15 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from tracer.envmap import GROUP, TASK, square_group_to_light, world_dir_to_map_uv
+from tracer.envmap import GROUP, GROUP_F, GROUP_I, TASK, square_group_to_light, world_dir_to_map_uv
 from tracer.geometry import STACK_SHAPE, Geometry
 from tracer.light_dispatch import (
     cacheable,
     light_pdf_at,
     light_sample_at,
     light_square_group,
-    light_square_pdf,
+    light_square_pdf_group,
 )
-from tracer.sphere_map import uv_to_solid_angle_pdf
 from tracer.stages import (
     BSDF_ONLY,
     MIS,
@@ -247,28 +246,32 @@ def light_sample_grouped(
     for task in prange((n + TASK - 1) // TASK):
         sq = np.empty((GROUP, 4))
         ij = np.empty((GROUP, 2), np.int64)
+        f = np.empty((GROUP, GROUP_F))
+        js = np.empty((GROUP, GROUP_I), np.int64)
         end = min(n, (task + 1) * TASK)
         for k0 in range(task * TASK, end, GROUP):
             m = min(GROUP, end - k0)
-            light_square_group(tables, u[k0:k0 + m], sq, ij)
+            light_square_group(tables, k0, rot_u, u[k0:k0 + m], sq, ij, f, js)
             square_group_to_light(rgb, rot_u, sq[:m], k0, wi, pdf, le, ij)
 
 
 @njit(cache=True, parallel=True)
 def light_pdf_grouped(tables: tuple, rot_u: float, wi: np.ndarray, out: np.ndarray) -> None:
     """:func:`light_pdf` for samplers with a density on the square (``square_pdf``), in
-    groups: the group's map coordinates (vectorised arithmetic), then its table reads."""
+    groups: the group's map coordinates (vectorised arithmetic), then its densities (the
+    sampler's ``square_pdf_group`` schedule where it has one)."""
     n = wi.shape[0]
     for task in prange((n + TASK - 1) // TASK):
         uv = np.empty((GROUP, 2))
+        f = np.empty((GROUP, GROUP_F))
+        js = np.empty((GROUP, GROUP_I), np.int64)
         end = min(n, (task + 1) * TASK)
         for k0 in range(task * TASK, end, GROUP):
             m = min(GROUP, end - k0)
             for e in range(m):
                 k = k0 + e
                 uv[e, 0], uv[e, 1] = world_dir_to_map_uv(wi[k, 0], wi[k, 1], wi[k, 2], rot_u)
-            for e in range(m):
-                out[k0 + e] = uv_to_solid_angle_pdf(light_square_pdf(tables, uv[e, 0], uv[e, 1]), uv[e, 1])
+            light_square_pdf_group(tables, k0, m, rot_u, uv, out, f, js)
 
 
 #: the same kernels without the on-disk cache, for samplers from outside the project

@@ -13,9 +13,10 @@ sampler's module calls :func:`register_light` with its tables class and the two 
 A sampler that draws a point of the map's square may also register that first half, and a
 sampler whose density is tabulated on the square, that density::
 
-    square_at(k, tables, u, sq)                        # entry k: u[k] -> sq[k] = (u, v, p_uv)
-    square_group(tables, u, sq, ij)                    # the same for every row of a small group u
-    square_pdf(tables, u, v) -> p_uv                   # the density at map coordinates (u, v)
+    square_at(k, tables, u, sq)                       # entry k: u[k] -> sq[k] = (u, v, p_uv)
+    square_group(tables, k0, rot_u, u, sq, ij, f, js)  # the same for every row of a small group u
+    square_pdf(tables, u, v) -> p_uv                  # the density at map coordinates (u, v)
+    square_pdf_group(tables, k0, m, rot_u, uv, out, f, js)  # pdf_at of entries k0 .. k0 + m - 1
 
 (``sample_at`` being ``square_at`` followed by :func:`tracer.envmap.square_sample_to_light`,
 and ``pdf_at`` :func:`tracer.envmap.world_dir_to_map_uv`, ``square_pdf`` and
@@ -23,9 +24,19 @@ and ``pdf_at`` :func:`tracer.envmap.world_dir_to_map_uv`, ``square_pdf`` and
 in groups of a few entries (:func:`tracer.kernels.light_sample_grouped`,
 :func:`tracer.kernels.light_pdf_grouped`): each step for the whole group before the next,
 the arithmetic apart from the table reads, so that a group's reads are in flight together
-instead of one dependent chain at a time. ``square_group`` is a sampler's own schedule of
-its draws over a group (``piecewise``: its binary searches a level at a time across the
-group); without it, the group runs ``square_at`` entry by entry.
+instead of one dependent chain at a time. ``square_group`` and ``square_pdf_group`` are a
+sampler's own schedules of its work over a group (``piecewise``: its binary searches a level
+at a time across the group; ``product``: its conditions' arithmetic across the group, then
+its searches and reads); without them, the group runs ``square_at`` / ``square_pdf`` entry
+by entry. A group is entries ``k0 ..`` of the queue (``len(u)`` of them, or ``m``), row
+``e`` of ``u``, ``sq`` and ``uv`` (the map coordinates of the directions ``pdf_at`` would
+see) being entry ``k0 + e``: a conditional sampler reads its condition there;
+``square_pdf_group`` writes the solid-angle densities into ``out[k0 + e]``. ``ij`` (two
+integer columns) takes the pixel rows and columns a schedule finds (``piecewise``'s searches
+leave them there), ``f`` (:data:`tracer.envmap.GROUP_F` columns) and ``js``
+(:data:`tracer.envmap.GROUP_I` integer ones) are the schedule's own scratch. (The group is passed as ``k0`` and ``m`` with whole scratch arrays, not as
+slices: a slice ``uv[:m]`` handed to the inlined schedule kept the compiler from
+vectorising the loop that fills it, and ``piecewise``'s densities took twice as long.)
 The back-ends' kernels (:func:`tracer.kernels.light_sample` and its CUDA twin in
 :mod:`tracer.kernels_cuda`) call :func:`light_sample_at` / :func:`light_pdf_at`, which Numba
 resolves at typing time, by the tables' type, to the registered functions (an ``@overload``,
@@ -45,22 +56,23 @@ from typing import Any
 from numba import types
 from numba.extending import overload
 
-#: tables class -> (sample_at, pdf_at, square_at, square_group, square_pdf), the last three
-#: None where not registered
+from tracer.sphere_map import uv_to_solid_angle_pdf
+
+#: tables class -> (sample_at, pdf_at, square_at, square_group, square_pdf, square_pdf_group),
+#: the last four None where not registered
 _REGISTRY: dict[type, tuple[Callable[..., Any] | None, ...]] = {}
-SAMPLE, PDF, SQUARE, SQUARE_GROUP, SQUARE_PDF = range(5)
+SAMPLE, PDF, SQUARE, SQUARE_GROUP, SQUARE_PDF, SQUARE_PDF_GROUP = range(6)
 
 
 def register_light(
     tables: type, sample_at: Callable[..., None], pdf_at: Callable[..., None],
     square_at: Callable[..., None] | None = None, square_group: Callable[..., None] | None = None,
-    square_pdf: Callable[..., float] | None = None,
+    square_pdf: Callable[..., float] | None = None, square_pdf_group: Callable[..., None] | None = None,
 ) -> None:
     """Make ``sample_at`` / ``pdf_at`` (and optionally ``square_at``, ``square_group``,
-    ``square_pdf``) the device functions of samplers whose tables are ``tables``."""
-    if square_group is not None and square_at is None:
-        raise ValueError("a sampler that registers square_group must register square_at too")
-    _REGISTRY[tables] = (sample_at, pdf_at, square_at, square_group, square_pdf)
+    ``square_pdf``, ``square_pdf_group``) the device functions of samplers whose tables are
+    ``tables``."""
+    _REGISTRY[tables] = (sample_at, pdf_at, square_at, square_group, square_pdf, square_pdf_group)
 
 
 def _has(tables: Any, which: int) -> bool:
@@ -69,14 +81,15 @@ def _has(tables: Any, which: int) -> bool:
 
 
 def has_square(tables: Any) -> bool:
-    """Does the sampler owning ``tables`` draw on the square (``square_at``)? Its samples
-    can then run in groups on the CPU."""
-    return _has(tables, SQUARE)
+    """Does the sampler owning ``tables`` draw on the square (``square_at`` or
+    ``square_group``)? Its samples can then run in groups on the CPU."""
+    return _has(tables, SQUARE) or _has(tables, SQUARE_GROUP)
 
 
 def has_square_pdf(tables: Any) -> bool:
-    """Does the sampler owning ``tables`` register its density on the square (``square_pdf``)?"""
-    return _has(tables, SQUARE_PDF)
+    """Does the sampler owning ``tables`` register its density on the square (``square_pdf``
+    or ``square_pdf_group``)? Its densities can then run in groups on the CPU."""
+    return _has(tables, SQUARE_PDF) or _has(tables, SQUARE_PDF_GROUP)
 
 
 def registered(tables: Any) -> bool:
@@ -105,20 +118,28 @@ def light_pdf_at(k: int, tables: Any, rot_u: float, wi: Any, out: Any) -> None:
     _REGISTRY[type(tables)][PDF](k, tables, rot_u, wi, out)
 
 
-def light_square_group(tables: Any, u: Any, sq: Any, ij: Any) -> None:
-    """Square samples (u, v, p_uv) of a group of uniforms ``u`` into ``sq`` by the sampler
-    that owns ``tables`` (its ``square_group``, else ``square_at`` entry by entry)."""
+def light_square_group(tables: Any, k0: int, rot_u: float, u: Any, sq: Any, ij: Any, f: Any, js: Any) -> None:
+    """Square samples (u, v, p_uv) of a group of uniforms ``u`` (entries ``k0 ..``) into
+    ``sq`` by the sampler that owns ``tables`` (its ``square_group``, else ``square_at``
+    entry by entry)."""
     entry = _REGISTRY[type(tables)]
     if entry[SQUARE_GROUP] is not None:
-        entry[SQUARE_GROUP](tables, u, sq, ij)
+        entry[SQUARE_GROUP](tables, k0, rot_u, u, sq, ij, f, js)
     else:
         for e in range(u.shape[0]):
             entry[SQUARE](e, tables, u, sq)
 
 
-def light_square_pdf(tables: Any, u: float, v: float) -> float:
-    """The density on the map's square at (u, v) of the sampler that owns ``tables``."""
-    return _REGISTRY[type(tables)][SQUARE_PDF](tables, u, v)
+def light_square_pdf_group(tables: Any, k0: int, m: int, rot_u: float, uv: Any, out: Any, f: Any, js: Any) -> None:
+    """Solid-angle densities of entries ``k0 .. k0 + m - 1``, whose directions see the map's
+    square at ``uv``'s rows, into ``out[k0 + e]`` by the sampler that owns ``tables`` (its
+    ``square_pdf_group``, else ``square_pdf`` entry by entry)."""
+    entry = _REGISTRY[type(tables)]
+    if entry[SQUARE_PDF_GROUP] is not None:
+        entry[SQUARE_PDF_GROUP](tables, k0, m, rot_u, uv, out, f, js)
+    else:
+        for e in range(m):
+            out[k0 + e] = uv_to_solid_angle_pdf(entry[SQUARE_PDF](tables, uv[e, 0], uv[e, 1]), uv[e, 1])
 
 
 def _lookup(tables: types.Type, which: int) -> Callable[..., None] | None:
@@ -171,31 +192,38 @@ def _light_pdf_at_impl(k, tables, rot_u, wi, out):
 
 
 @_dispatch(light_square_group)
-def _light_square_group_impl(tables, u, sq, ij):
+def _light_square_group_impl(tables, k0, rot_u, u, sq, ij, f, js):
     group = _lookup(tables, SQUARE_GROUP)
     if group is not None:
-        def impl(tables, u, sq, ij):
-            group(tables, u, sq, ij)
+        def impl(tables, k0, rot_u, u, sq, ij, f, js):
+            group(tables, k0, rot_u, u, sq, ij, f, js)
 
         return impl
     one = _lookup(tables, SQUARE)
     if one is None:
         return None
 
-    def impl_each(tables, u, sq, ij):
+    def impl_each(tables, k0, rot_u, u, sq, ij, f, js):
         for e in range(u.shape[0]):
             one(e, tables, u, sq)
 
     return impl_each
 
 
-@_dispatch(light_square_pdf)
-def _light_square_pdf_impl(tables, u, v):
-    fn = _lookup(tables, SQUARE_PDF)
-    if fn is None:
+@_dispatch(light_square_pdf_group)
+def _light_square_pdf_group_impl(tables, k0, m, rot_u, uv, out, f, js):
+    group = _lookup(tables, SQUARE_PDF_GROUP)
+    if group is not None:
+        def impl(tables, k0, m, rot_u, uv, out, f, js):
+            group(tables, k0, m, rot_u, uv, out, f, js)
+
+        return impl
+    one = _lookup(tables, SQUARE_PDF)
+    if one is None:
         return None
 
-    def impl(tables, u, v):
-        return fn(tables, u, v)
+    def impl_each(tables, k0, m, rot_u, uv, out, f, js):
+        for e in range(m):
+            out[k0 + e] = uv_to_solid_angle_pdf(one(tables, uv[e, 0], uv[e, 1]), uv[e, 1])
 
-    return impl
+    return impl_each

@@ -47,7 +47,8 @@ def square_at(k: int, t: Any, u: np.ndarray, sq: np.ndarray) -> None:
 
 
 @njit(cache=True, inline="always")
-def square_group(t: Any, u: np.ndarray, sq: np.ndarray, ij: np.ndarray) -> None:
+def square_group(t: Any, k0: int, rot_u: float, u: np.ndarray, sq: np.ndarray, ij: np.ndarray,
+                 f: np.ndarray, js: np.ndarray) -> None:
     """:func:`square_at` of a group, the searches a level at a time across it (the CPU)."""
     sample_2d_group(t.cond_cdf, t.cond_guide, t.marg_cdf, u, sq, ij)
 

@@ -48,7 +48,14 @@ import numpy as np
 from numba import njit
 
 from tracer.bsdf import CONDUCTOR, DIFFUSE
-from tracer.distribution import find_interval, find_interval_guided, pdf_2d, sample_2d
+from tracer.distribution import (
+    find_in_block,
+    find_interval,
+    find_interval_guided,
+    guide_block,
+    pdf_2d,
+    sample_2d,
+)
 from tracer.envmap import EnvMap, square_sample_to_light, world_dir_to_map_uv
 from tracer.light_dispatch import register_light
 from tracer.samplers.base import Condition, LightSamples, cpu_if_none
@@ -126,29 +133,50 @@ class ProductTables(NamedTuple):
 
 
 @njit(cache=True, inline="always")
-def condition_at(t: Any, k: int, rot_u: float) -> tuple[int, float, float, int]:
-    """(table, u, v, material) of entry k: table 0 = diffuse (u, v: the normal's map
-    coordinates), 1 = conductor (the mirror direction's), -1 = none (the map term alone)."""
+def condition_inputs(t: Any, k: int) -> tuple[int, float, float, float, float, float, float, int]:
+    """Entry k's condition as the path state holds it: the table its material uses (0 =
+    diffuse, 1 = conductor, -1 = none: the map term alone; a model without conductor tables
+    gives conductors the cosine's), the shading normal, the outgoing direction, the material."""
     p = t.idx[k]
     m = t.mat[p]
     kind = t.mat_kind[m]
-    nx, ny, nz = t.normal[p, 0], t.normal[p, 1], t.normal[p, 2]
-    ox, oy, oz = t.wo[p, 0], t.wo[p, 1], t.wo[p, 2]
-    d = nx * ox + ny * oy + nz * oz
+    table = -1
     if kind == DIFFUSE or (kind == CONDUCTOR and t.alphas.shape[0] < 2):
-        # (a model without conductor tables gives conductors the cosine's)
-        if d < 0.0:  # two-sided: the lit side is wo's
-            nx, ny, nz = -nx, -ny, -nz
-        u, v = world_dir_to_map_uv(nx, ny, nz, rot_u)
-        return 0, u, v, m
-    if kind == CONDUCTOR:
-        rx, ry, rz = 2.0 * d * nx - ox, 2.0 * d * ny - oy, 2.0 * d * nz - oz
-        rl = math.sqrt(rx * rx + ry * ry + rz * rz)
-        if rl == 0.0:
-            return -1, 0.0, 0.0, m
-        u, v = world_dir_to_map_uv(rx / rl, ry / rl, rz / rl, rot_u)
-        return 1, u, v, m
-    return -1, 0.0, 0.0, m
+        table = 0
+    elif kind == CONDUCTOR:
+        table = 1
+    return (table, t.normal[p, 0], t.normal[p, 1], t.normal[p, 2],
+            t.wo[p, 0], t.wo[p, 1], t.wo[p, 2], m)
+
+
+@njit(cache=True, inline="always")
+def condition_uv(
+    table: int, nx: float, ny: float, nz: float, ox: float, oy: float, oz: float, rot_u: float,
+) -> tuple[int, float, float]:
+    """(table, u, v): the map coordinates of the direction the head's grid is indexed by, the
+    normal on wo's side (two-sided diffuse) or the mirror direction of wo (conductors; a
+    degenerate one, of zero length, leaves the map term alone: table -1). Branch-free (both
+    directions computed, one selected), so a group's conditions vectorise; for table -1 the
+    coordinates are unused."""
+    d = nx * ox + ny * oy + nz * oz
+    s = -1.0 if d < 0.0 else 1.0  # the lit side is wo's (s * n is -n bit for bit)
+    rx, ry, rz = 2.0 * d * nx - ox, 2.0 * d * ny - oy, 2.0 * d * nz - oz
+    rl = math.sqrt(rx * rx + ry * ry + rz * rz)
+    rl1 = rl if rl != 0.0 else 1.0
+    diffuse = table == 0
+    x = s * nx if diffuse else rx / rl1
+    y = s * ny if diffuse else ry / rl1
+    z = s * nz if diffuse else rz / rl1
+    u, v = world_dir_to_map_uv(x, y, z, rot_u)
+    return (-1 if (table == 1 and rl == 0.0) else table), u, v
+
+
+@njit(cache=True, inline="always")
+def condition_at(t: Any, k: int, rot_u: float) -> tuple[int, float, float, int]:
+    """(table, u, v, material) of entry k (:func:`condition_inputs`, :func:`condition_uv`)."""
+    table, nx, ny, nz, ox, oy, oz, m = condition_inputs(t, k)
+    table, u, v = condition_uv(table, nx, ny, nz, ox, oy, oz, rot_u)
+    return table, u, v, m
 
 
 def material_blend(mat_kind: np.ndarray, mat_prm: np.ndarray, alphas: np.ndarray,
@@ -174,13 +202,11 @@ def material_blend(mat_kind: np.ndarray, mat_prm: np.ndarray, alphas: np.ndarray
 
 
 @njit(cache=True, inline="always")
-def grid_weights(t: Any, m: int, u: float, v: float) -> tuple[int, int, int, int, float, float, int, int, float]:
-    """Where a condition falls in the head's grid: the four neighbouring nodes' rows
-    (r00, r01, r10, r11), the bilinear weights (a along u, b along v), the row offsets of the
-    two roughness blocks mixed (off0, off1) and the weight c of the second, from material
-    m's :func:`material_blend` row (diffuse: the first block alone, c = 0)."""
-    nv = t.grid[0]
-    nu = t.grid[1]
+def grid_position(grid: np.ndarray, u: float, v: float) -> tuple[int, int, int, int, float, float]:
+    """Where a condition's (u, v) falls in the head's grid: the four neighbouring nodes' rows
+    (r00, r01, r10, r11) and the bilinear weights (a along u, b along v)."""
+    nv = grid[0]
+    nu = grid[1]
     fu = u * nu - 0.5
     fj = math.floor(fu)
     a = fu - fj
@@ -190,10 +216,16 @@ def grid_weights(t: Any, m: int, u: float, v: float) -> tuple[int, int, int, int
     i0 = min(int(fv), nv - 1)
     b = fv - i0
     i1 = min(i0 + 1, nv - 1)
-    off0 = int(t.blend[m, 0])
-    off1 = int(t.blend[m, 1])
-    c = t.blend[m, 2]
-    return i0 * nu + j0, i0 * nu + j1, i1 * nu + j0, i1 * nu + j1, a, b, off0, off1, c
+    return i0 * nu + j0, i0 * nu + j1, i1 * nu + j0, i1 * nu + j1, a, b
+
+
+@njit(cache=True, inline="always")
+def grid_weights(t: Any, m: int, u: float, v: float) -> tuple[int, int, int, int, float, float, int, int, float]:
+    """:func:`grid_position`, then the row offsets of the two roughness blocks mixed (off0,
+    off1) and the weight c of the second, from material m's :func:`material_blend` row
+    (diffuse: the first block alone, c = 0)."""
+    r00, r01, r10, r11, a, b = grid_position(t.grid, u, v)
+    return r00, r01, r10, r11, a, b, int(t.blend[m, 0]), int(t.blend[m, 1]), t.blend[m, 2]
 
 
 @njit(cache=True, inline="always")
@@ -241,27 +273,27 @@ def pick(x: float, w1: float) -> tuple[bool, float]:
 
 
 @njit(cache=True, inline="always")
-def sample_uv_at(t: Any, k: int, rot_u: float, u0: float, u1: float) -> tuple[float, float, float]:
-    """Entry k: a point (su, sv) of the map's square and its density under the mixture."""
-    table, cu, cv, m = condition_at(t, k, rot_u)
-    g = grid_weights(t, m, cu, cv)
-    eps = t.eps[0]
-    h, w = t.map_func.shape
+def component(table: int, g: tuple[int, int, int, int, float, float, int, int, float], u0: float,
+              eps: float) -> tuple[int, float]:
+    """The mixture component a uniform u0 picks: (-1, x) for the defensive term, else (the
+    head row: a roughness block's grid row, x), x being u0 stretched back to [0, 1) for the
+    next choice."""
     if table < 0 or u0 < eps:
-        # the defensive term: the map's own piecewise distribution
-        x = u0 / eps if table >= 0 else u0
-        su, sv, _ = sample_2d(t.map_cond_cdf, t.map_cond_guide, t.map_marg_cdf, min(x, 1.0 - 1e-16), u1)
-        return su, sv, pdf_uv_at(t, table, g, su, sv)
+        return -1, (u0 / eps if table >= 0 else u0)
     r00, r01, r10, r11, a, b, off0, off1, c = g
     x = (u0 - eps) / (1.0 - eps)
-    # the component: a roughness block, then a grid row, then a grid column
+    # a roughness block, then a grid row, then a grid column
     second, x = pick(x, c)
     lower, x = pick(x, b)
     right, x = pick(x, a)
     row = (r11 if right else r10) if lower else (r01 if right else r00)
-    row += off1 if second else off0
-    # the cell, then the pixel row and column inside it (the tail), each search reusing x
-    cell = find_interval_guided(t.head_cdf[row], t.head_guide[row], x)
+    return row + (off1 if second else off0), x
+
+
+@njit(cache=True, inline="always")
+def tail_row(t: Any, row: int, cell: int, x: float) -> tuple[int, int, float]:
+    """The pixel row i inside ``cell`` (found by head row ``row`` at x), the cell's column
+    cj and the offset dv in [0, 1) inside the pixel row (row >= 0)."""
     c0 = float(t.head_cdf[row, cell])
     pc = float(t.head_cdf[row, cell + 1]) - c0
     x = min(max((x - c0) / pc, 0.0), 1.0 - 1e-16) if pc > 0.0 else 0.5
@@ -272,14 +304,42 @@ def sample_uv_at(t: Any, k: int, rot_u: float, u0: float, u1: float) -> tuple[fl
     r = find_interval(t.tail_row_cdf[ci, cj], x, 0, nr)
     pr = t.tail_row_cdf[ci, cj, r + 1] - t.tail_row_cdf[ci, cj, r]
     dv = min(max((x - t.tail_row_cdf[ci, cj, r]) / pr, 0.0), 1.0 - 1e-12) if pr > 0.0 else 0.5
-    i = t.row0[ci] + r
+    return t.row0[ci] + r, cj, dv
+
+
+@njit(cache=True, inline="always")
+def tail_col(t: Any, i: int, cj: int, dv: float, u1: float) -> tuple[float, float]:
+    """The point (su, sv) of the map's square in pixel row i of cell column cj: the column
+    by u1 (:func:`tail_row` gave i and dv)."""
+    h, w = t.map_func.shape
     nc = t.col0[cj + 1] - t.col0[cj]
     cc = find_interval(t.tail_col_cdf[i, cj], u1, 0, nc)
     pcol = t.tail_col_cdf[i, cj, cc + 1] - t.tail_col_cdf[i, cj, cc]
     du = min(max((u1 - t.tail_col_cdf[i, cj, cc]) / pcol, 0.0), 1.0 - 1e-12) if pcol > 0.0 else 0.5
     j = t.col0[cj] + cc
-    su = (j + du) / w
-    sv = (i + dv) / h
+    return (j + du) / w, (i + dv) / h
+
+
+@njit(cache=True, inline="always")
+def defensive_at(t: Any, x: float, u1: float) -> tuple[float, float]:
+    """The defensive term's point (su, sv): the map's own piecewise distribution at (x, u1)."""
+    su, sv, _ = sample_2d(t.map_cond_cdf, t.map_cond_guide, t.map_marg_cdf, min(x, 1.0 - 1e-16), u1)
+    return su, sv
+
+
+@njit(cache=True, inline="always")
+def sample_uv_at(t: Any, k: int, rot_u: float, u0: float, u1: float) -> tuple[float, float, float]:
+    """Entry k: a point (su, sv) of the map's square and its density under the mixture."""
+    table, cu, cv, m = condition_at(t, k, rot_u)
+    g = grid_weights(t, m, cu, cv)
+    row, x = component(table, g, u0, t.eps[0])
+    # the cell (the head row's guided search), then the pixel inside it
+    if row < 0:
+        su, sv = defensive_at(t, x, u1)
+    else:
+        cell = find_interval_guided(t.head_cdf[row], t.head_guide[row], x)
+        i, cj, dv = tail_row(t, row, cell, x)
+        su, sv = tail_col(t, i, cj, dv, u1)
     return su, sv, pdf_uv_at(t, table, g, su, sv)
 
 
@@ -303,7 +363,84 @@ def pdf_at(k: int, t: Any, rot_u: float, wi: np.ndarray, out: np.ndarray) -> Non
     out[k] = uv_to_solid_angle_pdf(pdf_uv_at(t, table, g, su, sv), sv)
 
 
-register_light(ProductTables, sample_at, pdf_at)
+# ------------------------------------------------------------------ group schedules (the CPU)
+# A group's conditions first (their gathers, then their arithmetic, which the compiler
+# vectorises), then each step of the draw for the whole group, then the density's table reads:
+# the reads of different entries are independent and in flight together. The same per-entry
+# functions as sample_at / pdf_at, so the same numbers bit for bit (tests/test_product.py).
+# Scratch (tracer.light_dispatch): the integer rows js hold (table, r00, r01, r10, r11, off0,
+# off1, material, head row, cell then pixel row, cell column), the float rows f (a, b, c, x,
+# then the normal and wo).
+_IROW, _ICELL, _ICJ = 8, 9, 10
+_FX = 3
+
+
+@njit(cache=True, inline="always")
+def condition_group(t: Any, k0: int, n: int, rot_u: float, f: np.ndarray, js: np.ndarray) -> None:
+    """:func:`condition_at` and :func:`grid_weights` of entries k0 .. k0 + n - 1 into the scratch."""
+    for e in range(n):  # the gathers from the path state
+        table, nx, ny, nz, ox, oy, oz, m = condition_inputs(t, k0 + e)
+        js[e, 0] = table
+        js[e, 7] = m
+        f[e, 4], f[e, 5], f[e, 6] = nx, ny, nz
+        f[e, 7], f[e, 8], f[e, 9] = ox, oy, oz
+    for e in range(n):  # the arithmetic
+        table, u, v = condition_uv(js[e, 0], f[e, 4], f[e, 5], f[e, 6], f[e, 7], f[e, 8], f[e, 9], rot_u)
+        js[e, 0] = table
+        js[e, 1], js[e, 2], js[e, 3], js[e, 4], f[e, 0], f[e, 1] = grid_position(t.grid, u, v)
+    for e in range(n):  # the material's roughness blocks
+        m = js[e, 7]
+        js[e, 5], js[e, 6], f[e, 2] = int(t.blend[m, 0]), int(t.blend[m, 1]), t.blend[m, 2]
+
+
+@njit(cache=True, inline="always")
+def group_weights(f: np.ndarray, js: np.ndarray, e: int) -> tuple[int, int, int, int, float, float, int, int, float]:
+    """Row e's :func:`grid_weights`, from the scratch :func:`condition_group` filled."""
+    return js[e, 1], js[e, 2], js[e, 3], js[e, 4], f[e, 0], f[e, 1], js[e, 5], js[e, 6], f[e, 2]
+
+
+@njit(cache=True, inline="always")
+def square_group(t: Any, k0: int, rot_u: float, u: np.ndarray, sq: np.ndarray, ij: np.ndarray,
+                 f: np.ndarray, js: np.ndarray) -> None:
+    """:func:`sample_uv_at` of entries k0 .. k0 + len(u) - 1 into sq's rows (u, v, p_uv)."""
+    n = u.shape[0]
+    condition_group(t, k0, n, rot_u, f, js)
+    eps = t.eps[0]
+    for e in range(n):
+        js[e, _IROW], f[e, _FX] = component(js[e, 0], group_weights(f, js, e), u[e, 0], eps)
+    # the head row's guided search, its two halves each across the group
+    for e in range(n):
+        row = js[e, _IROW]
+        if row >= 0:
+            js[e, _ICELL] = guide_block(t.head_guide[row], f[e, _FX])
+    for e in range(n):
+        row = js[e, _IROW]
+        if row >= 0:
+            js[e, _ICELL] = find_in_block(t.head_cdf[row], f[e, _FX], js[e, _ICELL])
+    for e in range(n):  # the tail's pixel row (into the cell's slot; its offset into x's)
+        row = js[e, _IROW]
+        if row >= 0:
+            js[e, _ICELL], js[e, _ICJ], f[e, _FX] = tail_row(t, row, js[e, _ICELL], f[e, _FX])
+    for e in range(n):  # its column, or the defensive term
+        if js[e, _IROW] >= 0:
+            sq[e, 0], sq[e, 1] = tail_col(t, js[e, _ICELL], js[e, _ICJ], f[e, _FX], u[e, 1])
+        else:
+            sq[e, 0], sq[e, 1] = defensive_at(t, f[e, _FX], u[e, 1])
+    for e in range(n):
+        sq[e, 2] = pdf_uv_at(t, js[e, 0], group_weights(f, js, e), sq[e, 0], sq[e, 1])
+
+
+@njit(cache=True, inline="always")
+def square_pdf_group(t: Any, k0: int, n: int, rot_u: float, uv: np.ndarray, out: np.ndarray,
+                     f: np.ndarray, js: np.ndarray) -> None:
+    """:func:`pdf_at` of entries k0 .. k0 + n - 1, whose map coordinates are uv's rows."""
+    condition_group(t, k0, n, rot_u, f, js)
+    for e in range(n):
+        p_uv = pdf_uv_at(t, js[e, 0], group_weights(f, js, e), uv[e, 0], uv[e, 1])
+        out[k0 + e] = uv_to_solid_angle_pdf(p_uv, uv[e, 1])
+
+
+register_light(ProductTables, sample_at, pdf_at, square_group=square_group, square_pdf_group=square_pdf_group)
 
 
 # ------------------------------------------------------------------ the sampler
