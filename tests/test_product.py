@@ -288,18 +288,28 @@ def test_host_conditions_on_the_cpu_and_device_tables_agree(samplers: dict) -> N
     np.testing.assert_array_equal(fresh.pdf(d, c), a)
 
 
-def test_grouped_kernels_equal_the_per_entry_kernels(samplers: dict) -> None:
+@pytest.mark.parametrize("map_name", ["real", "odd"])
+def test_grouped_kernels_equal_the_per_entry_kernels(samplers: dict, map_name: str) -> None:
     """On the CPU the product sampler runs in groups (its ``square_group`` and
     ``square_pdf_group``: the conditions' arithmetic across the group, then each step of the
     draw, then the reads); the numbers are the per-entry ``sample_at`` / ``pdf_at``'s (what
     the GPU runs), bit for bit. A queue of sparse paths with diffuse, conductor (tabulated
     roughnesses, between them and beyond them) and dielectric materials, normals facing away
-    from wo, uniforms on the defensive split, and 5001 entries: a short last group and task."""
+    from wo, uniforms on the defensive split, and 5001 entries: a short last group and task;
+    on a real map and on a 24 x 19 one with dark rows, whose cells are of one and two pixel
+    rows (the tail's searches run over the tables' padded width) and whose 304 cells leave a
+    short last block of the head's guided search."""
     from tracer import kernels
     from tracer.backend import CPU
     from tracer.bsdf import DIELECTRIC
 
-    s = samplers["real"]
+    if map_name == "odd":
+        img = (np.random.default_rng(5).random((24, 19, 3)) ** 4).astype(np.float32)
+        img[3:6] = 0.0
+        env = EnvMap(img, name="odd")
+        s = ProductSampler(env, build_product_model(env))
+    else:
+        s = samplers[map_name]
     s.env.rot_u = 0.3
     try:
         rng = np.random.default_rng(7)

@@ -55,18 +55,6 @@ def find_interval(cdf: np.ndarray, x: float, lo: int = 0, n: int = -1) -> int:
 
 
 @njit(cache=True, inline="always")
-def guide_block(guide: np.ndarray, x: float) -> int:
-    """The first CDF index of the block of GUIDE intervals where x lies (the guide's search)."""
-    return find_interval(guide, x) * GUIDE
-
-
-@njit(cache=True, inline="always")
-def find_in_block(cdf: np.ndarray, x: float, lo: int) -> int:
-    """:func:`find_interval` inside the block of GUIDE intervals starting at ``lo``."""
-    return find_interval(cdf, x, lo, min(GUIDE, cdf.shape[0] - 1 - lo))
-
-
-@njit(cache=True, inline="always")
 def find_interval_guided(cdf: np.ndarray, guide: np.ndarray, x: float) -> int:
     """:func:`find_interval` on a long CDF through a guide holding every GUIDE-th entry.
 
@@ -74,7 +62,9 @@ def find_interval_guided(cdf: np.ndarray, guide: np.ndarray, x: float) -> int:
     of GUIDE intervals, so a sample touches about two cache lines of the row's CDF instead of
     one per level of the search. The result is the same index as the plain search.
     """
-    return find_in_block(cdf, x, guide_block(guide, x))
+    k = find_interval(guide, x)
+    lo = k * GUIDE
+    return find_interval(cdf, x, lo, min(GUIDE, cdf.shape[0] - 1 - lo))
 
 
 @njit(cache=True)

@@ -49,10 +49,10 @@ from numba import njit
 
 from tracer.bsdf import CONDUCTOR, DIFFUSE
 from tracer.distribution import (
-    find_in_block,
+    GUIDE,
     find_interval,
     find_interval_guided,
-    guide_block,
+    narrow,
     pdf_2d,
     sample_2d,
 )
@@ -291,33 +291,44 @@ def component(table: int, g: tuple[int, int, int, int, float, float, int, int, f
 
 
 @njit(cache=True, inline="always")
-def tail_row(t: Any, row: int, cell: int, x: float) -> tuple[int, int, float]:
-    """The pixel row i inside ``cell`` (found by head row ``row`` at x), the cell's column
-    cj and the offset dv in [0, 1) inside the pixel row (row >= 0)."""
+def tail_cell(t: Any, row: int, cell: int, x: float) -> tuple[int, int, float]:
+    """The cell's row and column (ci, cj) of ``cell`` (found by head row ``row`` at x), and x
+    stretched back to [0, 1) inside it, for the tail's searches."""
     c0 = float(t.head_cdf[row, cell])
     pc = float(t.head_cdf[row, cell + 1]) - c0
     x = min(max((x - c0) / pc, 0.0), 1.0 - 1e-16) if pc > 0.0 else 0.5
     cw = t.col0.shape[0] - 1
-    ci = min(cell // cw, t.row0.shape[0] - 2)
-    cj = cell % cw
-    nr = t.row0[ci + 1] - t.row0[ci]
-    r = find_interval(t.tail_row_cdf[ci, cj], x, 0, nr)
-    pr = t.tail_row_cdf[ci, cj, r + 1] - t.tail_row_cdf[ci, cj, r]
-    dv = min(max((x - t.tail_row_cdf[ci, cj, r]) / pr, 0.0), 1.0 - 1e-12) if pr > 0.0 else 0.5
-    return t.row0[ci] + r, cj, dv
+    return min(cell // cw, t.row0.shape[0] - 2), cell % cw, x
 
 
 @njit(cache=True, inline="always")
-def tail_col(t: Any, i: int, cj: int, dv: float, u1: float) -> tuple[float, float]:
-    """The point (su, sv) of the map's square in pixel row i of cell column cj: the column
-    by u1 (:func:`tail_row` gave i and dv)."""
+def tail_row_place(t: Any, ci: int, cj: int, r: int, x: float) -> tuple[int, float]:
+    """The map's pixel row i of the cell's row r (found at x) and the offset dv in [0, 1) inside it."""
+    pr = t.tail_row_cdf[ci, cj, r + 1] - t.tail_row_cdf[ci, cj, r]
+    dv = min(max((x - t.tail_row_cdf[ci, cj, r]) / pr, 0.0), 1.0 - 1e-12) if pr > 0.0 else 0.5
+    return t.row0[ci] + r, dv
+
+
+@njit(cache=True, inline="always")
+def tail_col_place(t: Any, i: int, cj: int, cc: int, dv: float, u1: float) -> tuple[float, float]:
+    """The point (su, sv) of the map's square in pixel row i, column cc of cell column cj
+    (found at u1), dv inside the row."""
     h, w = t.map_func.shape
-    nc = t.col0[cj + 1] - t.col0[cj]
-    cc = find_interval(t.tail_col_cdf[i, cj], u1, 0, nc)
     pcol = t.tail_col_cdf[i, cj, cc + 1] - t.tail_col_cdf[i, cj, cc]
     du = min(max((u1 - t.tail_col_cdf[i, cj, cc]) / pcol, 0.0), 1.0 - 1e-12) if pcol > 0.0 else 0.5
-    j = t.col0[cj] + cc
-    return (j + du) / w, (i + dv) / h
+    return (t.col0[cj] + cc + du) / w, (i + dv) / h
+
+
+@njit(cache=True, inline="always")
+def tail_at(t: Any, row: int, cell: int, x: float, u1: float) -> tuple[float, float]:
+    """The tail: the point (su, sv) of the map's square inside ``cell`` (found by head row
+    ``row`` at x), the map's own distribution there: a pixel row of the cell by x, then a
+    column of that row by u1."""
+    ci, cj, x = tail_cell(t, row, cell, x)
+    r = find_interval(t.tail_row_cdf[ci, cj], x, 0, t.row0[ci + 1] - t.row0[ci])
+    i, dv = tail_row_place(t, ci, cj, r, x)
+    cc = find_interval(t.tail_col_cdf[i, cj], u1, 0, t.col0[cj + 1] - t.col0[cj])
+    return tail_col_place(t, i, cj, cc, dv, u1)
 
 
 @njit(cache=True, inline="always")
@@ -337,9 +348,7 @@ def sample_uv_at(t: Any, k: int, rot_u: float, u0: float, u1: float) -> tuple[fl
     if row < 0:
         su, sv = defensive_at(t, x, u1)
     else:
-        cell = find_interval_guided(t.head_cdf[row], t.head_guide[row], x)
-        i, cj, dv = tail_row(t, row, cell, x)
-        su, sv = tail_col(t, i, cj, dv, u1)
+        su, sv = tail_at(t, row, find_interval_guided(t.head_cdf[row], t.head_guide[row], x), x, u1)
     return su, sv, pdf_uv_at(t, table, g, su, sv)
 
 
@@ -369,10 +378,10 @@ def pdf_at(k: int, t: Any, rot_u: float, wi: np.ndarray, out: np.ndarray) -> Non
 # the reads of different entries are independent and in flight together. The same per-entry
 # functions as sample_at / pdf_at, so the same numbers bit for bit (tests/test_product.py).
 # Scratch (tracer.light_dispatch): the integer rows js hold (table, r00, r01, r10, r11, off0,
-# off1, material, head row, cell then pixel row, cell column), the float rows f (a, b, c, x,
-# then the normal and wo).
-_IROW, _ICELL, _ICJ = 8, 9, 10
-_FX = 3
+# off1, material, head row, cell, the cell's row and column, a search's base, the pixel row),
+# the float rows f (a, b, c, x, then the normal and wo, then dv).
+_IROW, _ICELL, _ICI, _ICJ, _IB, _II = 8, 9, 10, 11, 12, 13
+_FX, _FDV = 3, 10
 
 
 @njit(cache=True, inline="always")
@@ -408,22 +417,63 @@ def square_group(t: Any, k0: int, rot_u: float, u: np.ndarray, sq: np.ndarray, i
     eps = t.eps[0]
     for e in range(n):
         js[e, _IROW], f[e, _FX] = component(js[e, 0], group_weights(f, js, e), u[e, 0], eps)
-    # the head row's guided search, its two halves each across the group
+    # the cell: the head row's guided search (find_interval_guided), the guide's then the
+    # block's, each a level at a time across the group; the block's probes past the row's
+    # last cell count as above x, as the shorter search of the last block never makes them.
+    # Defensive entries search row 0 and keep their own point.
+    for e in range(n):
+        js[e, _ICELL] = 0
+    width = t.head_guide.shape[1] - 1
+    while width > 1:
+        half = width >> 1
+        for e in range(n):
+            b = js[e, _ICELL]
+            js[e, _ICELL] = narrow(b, half, t.head_guide[max(js[e, _IROW], 0), b + half], f[e, _FX])
+        width -= half
+    ncell = t.head_cdf.shape[1] - 1
+    width = GUIDE
+    for e in range(n):
+        js[e, _ICELL] *= GUIDE
+    while width > 1:
+        half = width >> 1
+        for e in range(n):
+            b = js[e, _ICELL]
+            j = min(b + half, ncell - 1)
+            c = t.head_cdf[max(js[e, _IROW], 0), j] if j == b + half else 2.0
+            js[e, _ICELL] = narrow(b, half, c, f[e, _FX])
+        width -= half
+    # the tail (tail_at): the cell's pixel row, then the row's column, each search a level at
+    # a time across the group (as tracer.distribution.sample_2d_group). The searches run over
+    # the tables' padded width: past a cell's last row or column the CDF is padded with 1 > x,
+    # so the answer (the largest index whose CDF value is <= x) is tail_at's. Defensive
+    # entries search cell (0, 0) and keep their own point.
     for e in range(n):
         row = js[e, _IROW]
         if row >= 0:
-            js[e, _ICELL] = guide_block(t.head_guide[row], f[e, _FX])
+            js[e, _ICI], js[e, _ICJ], f[e, _FX] = tail_cell(t, row, js[e, _ICELL], f[e, _FX])
+        else:
+            js[e, _ICI], js[e, _ICJ] = 0, 0
+        js[e, _IB] = 0
+    width = t.tail_row_cdf.shape[2] - 1
+    while width > 1:
+        half = width >> 1
+        for e in range(n):
+            b = js[e, _IB]
+            js[e, _IB] = narrow(b, half, t.tail_row_cdf[js[e, _ICI], js[e, _ICJ], b + half], f[e, _FX])
+        width -= half
     for e in range(n):
-        row = js[e, _IROW]
-        if row >= 0:
-            js[e, _ICELL] = find_in_block(t.head_cdf[row], f[e, _FX], js[e, _ICELL])
-    for e in range(n):  # the tail's pixel row (into the cell's slot; its offset into x's)
-        row = js[e, _IROW]
-        if row >= 0:
-            js[e, _ICELL], js[e, _ICJ], f[e, _FX] = tail_row(t, row, js[e, _ICELL], f[e, _FX])
-    for e in range(n):  # its column, or the defensive term
+        js[e, _II], f[e, _FDV] = tail_row_place(t, js[e, _ICI], js[e, _ICJ], js[e, _IB], f[e, _FX])
+        js[e, _IB] = 0
+    width = t.tail_col_cdf.shape[2] - 1
+    while width > 1:
+        half = width >> 1
+        for e in range(n):
+            b = js[e, _IB]
+            js[e, _IB] = narrow(b, half, t.tail_col_cdf[js[e, _II], js[e, _ICJ], b + half], u[e, 1])
+        width -= half
+    for e in range(n):
         if js[e, _IROW] >= 0:
-            sq[e, 0], sq[e, 1] = tail_col(t, js[e, _ICELL], js[e, _ICJ], f[e, _FX], u[e, 1])
+            sq[e, 0], sq[e, 1] = tail_col_place(t, js[e, _II], js[e, _ICJ], js[e, _IB], f[e, _FDV], u[e, 1])
         else:
             sq[e, 0], sq[e, 1] = defensive_at(t, f[e, _FX], u[e, 1])
     for e in range(n):
