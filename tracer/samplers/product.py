@@ -378,10 +378,10 @@ def pdf_at(k: int, t: Any, rot_u: float, wi: np.ndarray, out: np.ndarray) -> Non
 # the reads of different entries are independent and in flight together. The same per-entry
 # functions as sample_at / pdf_at, so the same numbers bit for bit (tests/test_product.py).
 # Scratch (tracer.light_dispatch): the integer rows js hold (table, r00, r01, r10, r11, off0,
-# off1, material, head row, cell, the cell's row and column, a search's base, the pixel row),
-# the float rows f (a, b, c, x, then the normal and wo, then dv).
-_IROW, _ICELL, _ICI, _ICJ, _IB, _II = 8, 9, 10, 11, 12, 13
-_FX, _FDV = 3, 10
+# off1, material, head row, the row a search reads, its base and answer, the cell's row and
+# column, the pixel row), the float rows f (a, b, c, x, then the normal and wo, then dv, u1).
+_IROW, _ITAB, _IB, _ICI, _ICJ, _II = 8, 9, 10, 11, 12, 13
+_FX, _FDV, _FU1 = 3, 10, 11
 
 
 @njit(cache=True, inline="always")
@@ -409,6 +409,25 @@ def group_weights(f: np.ndarray, js: np.ndarray, e: int) -> tuple[int, int, int,
 
 
 @njit(cache=True, inline="always")
+def search_group(cdf: np.ndarray, n: int, js: np.ndarray, f: np.ndarray, fx: int, width: int) -> None:
+    """:func:`tracer.distribution.find_interval` for each of a group's n entries, a level at a
+    time across the group (as :func:`tracer.distribution.sample_2d_group`): entry e searches
+    row ``js[e, _ITAB]`` of ``cdf`` for ``f[e, fx]``, over ``width`` intervals from
+    ``js[e, _IB]``, where the answer is left. A level's reads of different entries are
+    independent, in flight together. Probes past the row's last interval count as above x: a
+    search shortened to the intervals that exist never makes them, and gives the same answer."""
+    last = cdf.shape[1] - 2
+    while width > 1:
+        half = width >> 1
+        for e in range(n):
+            b = js[e, _IB]
+            j = min(b + half, last)
+            c = cdf[js[e, _ITAB], j] if j == b + half else 2.0
+            js[e, _IB] = narrow(b, half, c, f[e, fx])
+        width -= half
+
+
+@njit(cache=True, inline="always")
 def square_group(t: Any, k0: int, rot_u: float, u: np.ndarray, sq: np.ndarray, ij: np.ndarray,
                  f: np.ndarray, js: np.ndarray) -> None:
     """:func:`sample_uv_at` of entries k0 .. k0 + len(u) - 1 into sq's rows (u, v, p_uv)."""
@@ -417,60 +436,36 @@ def square_group(t: Any, k0: int, rot_u: float, u: np.ndarray, sq: np.ndarray, i
     eps = t.eps[0]
     for e in range(n):
         js[e, _IROW], f[e, _FX] = component(js[e, 0], group_weights(f, js, e), u[e, 0], eps)
-    # the cell: the head row's guided search (find_interval_guided), the guide's then the
-    # block's, each a level at a time across the group; the block's probes past the row's
-    # last cell count as above x, as the shorter search of the last block never makes them.
-    # Defensive entries search row 0 and keep their own point.
+    # the cell: the head row's guided search (find_interval_guided), the guide's levels then
+    # the block's; defensive entries search row 0 and keep their own point
     for e in range(n):
-        js[e, _ICELL] = 0
-    width = t.head_guide.shape[1] - 1
-    while width > 1:
-        half = width >> 1
-        for e in range(n):
-            b = js[e, _ICELL]
-            js[e, _ICELL] = narrow(b, half, t.head_guide[max(js[e, _IROW], 0), b + half], f[e, _FX])
-        width -= half
-    ncell = t.head_cdf.shape[1] - 1
-    width = GUIDE
-    for e in range(n):
-        js[e, _ICELL] *= GUIDE
-    while width > 1:
-        half = width >> 1
-        for e in range(n):
-            b = js[e, _ICELL]
-            j = min(b + half, ncell - 1)
-            c = t.head_cdf[max(js[e, _IROW], 0), j] if j == b + half else 2.0
-            js[e, _ICELL] = narrow(b, half, c, f[e, _FX])
-        width -= half
-    # the tail (tail_at): the cell's pixel row, then the row's column, each search a level at
-    # a time across the group (as tracer.distribution.sample_2d_group). The searches run over
-    # the tables' padded width: past a cell's last row or column the CDF is padded with 1 > x,
-    # so the answer (the largest index whose CDF value is <= x) is tail_at's. Defensive
-    # entries search cell (0, 0) and keep their own point.
-    for e in range(n):
-        row = js[e, _IROW]
-        if row >= 0:
-            js[e, _ICI], js[e, _ICJ], f[e, _FX] = tail_cell(t, row, js[e, _ICELL], f[e, _FX])
-        else:
-            js[e, _ICI], js[e, _ICJ] = 0, 0
+        js[e, _ITAB] = max(js[e, _IROW], 0)
         js[e, _IB] = 0
-    width = t.tail_row_cdf.shape[2] - 1
-    while width > 1:
-        half = width >> 1
-        for e in range(n):
-            b = js[e, _IB]
-            js[e, _IB] = narrow(b, half, t.tail_row_cdf[js[e, _ICI], js[e, _ICJ], b + half], f[e, _FX])
-        width -= half
+    search_group(t.head_guide, n, js, f, _FX, t.head_guide.shape[1] - 1)
     for e in range(n):
-        js[e, _II], f[e, _FDV] = tail_row_place(t, js[e, _ICI], js[e, _ICJ], js[e, _IB], f[e, _FX])
+        js[e, _IB] *= GUIDE
+    search_group(t.head_cdf, n, js, f, _FX, GUIDE)
+    # the tail (tail_at): the cell's pixel row, then the row's column, over the tables' padded
+    # width (past a cell's last row or column the CDF is padded with 1 > x, so the answer is
+    # tail_at's); defensive entries search cell (0, 0) and keep their own point
+    cw = t.col0.shape[0] - 1
+    for e in range(n):
+        ci, cj = 0, 0
+        if js[e, _IROW] >= 0:
+            ci, cj, f[e, _FX] = tail_cell(t, js[e, _IROW], js[e, _IB], f[e, _FX])
+        js[e, _ICI], js[e, _ICJ] = ci, cj
+        js[e, _ITAB] = ci * cw + cj
         js[e, _IB] = 0
-    width = t.tail_col_cdf.shape[2] - 1
-    while width > 1:
-        half = width >> 1
-        for e in range(n):
-            b = js[e, _IB]
-            js[e, _IB] = narrow(b, half, t.tail_col_cdf[js[e, _II], js[e, _ICJ], b + half], u[e, 1])
-        width -= half
+    rows = t.tail_row_cdf.reshape(-1, t.tail_row_cdf.shape[2])
+    search_group(rows, n, js, f, _FX, rows.shape[1] - 1)
+    for e in range(n):
+        i, f[e, _FDV] = tail_row_place(t, js[e, _ICI], js[e, _ICJ], js[e, _IB], f[e, _FX])
+        js[e, _II] = i
+        js[e, _ITAB] = i * cw + js[e, _ICJ]
+        js[e, _IB] = 0
+        f[e, _FU1] = u[e, 1]
+    cols = t.tail_col_cdf.reshape(-1, t.tail_col_cdf.shape[2])
+    search_group(cols, n, js, f, _FU1, cols.shape[1] - 1)
     for e in range(n):
         if js[e, _IROW] >= 0:
             sq[e, 0], sq[e, 1] = tail_col_place(t, js[e, _II], js[e, _ICJ], js[e, _IB], f[e, _FDV], u[e, 1])
