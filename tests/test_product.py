@@ -288,28 +288,34 @@ def test_host_conditions_on_the_cpu_and_device_tables_agree(samplers: dict) -> N
     np.testing.assert_array_equal(fresh.pdf(d, c), a)
 
 
-@pytest.mark.parametrize("map_name", ["real", "odd"])
+@pytest.mark.parametrize("map_name", ["real", "odd", "odd-cells", "odd-cosine"])
 def test_grouped_kernels_equal_the_per_entry_kernels(samplers: dict, map_name: str) -> None:
     """On the CPU the product sampler runs in groups (its ``square_group`` and
     ``square_pdf_group``: the conditions' arithmetic across the group, then each step of the
-    draw, then the reads); the numbers are the per-entry ``sample_at`` / ``pdf_at``'s (what
-    the GPU runs), bit for bit. A queue of sparse paths with diffuse, conductor (tabulated
-    roughnesses, between them and beyond them) and dielectric materials, normals facing away
-    from wo, uniforms on the defensive split, and 5001 entries: a short last group and task;
-    on a real map and on a 24 x 19 one with dark rows, whose cells are of one and two pixel
-    rows (the tail's searches run over the tables' padded width) and whose 304 cells leave a
-    short last block of the head's guided search."""
+    draw, the searches a level at a time, then the reads); the numbers are the per-entry
+    ``sample_at`` / ``pdf_at``'s (what the GPU runs), bit for bit. A queue of sparse paths with
+    diffuse, conductor (tabulated roughnesses, between them and beyond them) and dielectric
+    materials, normals facing away from wo, conductors whose wo is zero (no mirror direction),
+    uniforms on the defensive split and at 0 and just below 1, and 5001 entries: a short last
+    group and task. Maps: a real one; 24 x 19 with dark rows (cells of one and two pixel rows,
+    304 cells: a short last block of the head's guided search); 24 x 40 with 5 x 7 cells of
+    4-5 rows and 5-6 columns (the tail's searches over the tables' padded width, 35 cells);
+    the same without conductor tables."""
     from tracer import kernels
     from tracer.backend import CPU
     from tracer.bsdf import DIELECTRIC
+    from tracer.light_dispatch import has_square, has_square_pdf
 
-    if map_name == "odd":
-        img = (np.random.default_rng(5).random((24, 19, 3)) ** 4).astype(np.float32)
-        img[3:6] = 0.0
-        env = EnvMap(img, name="odd")
-        s = ProductSampler(env, build_product_model(env))
-    else:
+    if map_name == "real":
         s = samplers[map_name]
+    else:
+        w = 19 if map_name == "odd" else 40
+        img = (np.random.default_rng(5).random((24, w, 3)) ** 4).astype(np.float32)
+        img[3:6] = 0.0
+        img[:, 7] = 0.0
+        env = EnvMap(img, name=map_name)
+        opts = {"odd": {}, "odd-cells": {"cells": (5, 7)}, "odd-cosine": {"cells": (5, 7), "alphas": ()}}
+        s = ProductSampler(env, build_product_model(env, **opts[map_name]))
     s.env.rot_u = 0.3
     try:
         rng = np.random.default_rng(7)
@@ -319,11 +325,15 @@ def test_grouped_kernels_equal_the_per_entry_kernels(samplers: dict, map_name: s
         prm = np.vstack([base.mat_prm, base.mat_prm[:1]])
         mat = rng.integers(0, len(kinds), paths)
         nrm = base.normal * np.where(rng.random(paths) < 0.3, -1.0, 1.0)[:, None]
+        wo = base.wo.copy()
+        wo[::97] = 0.0  # no mirror direction: the map term alone for a conductor
         idx = np.sort(rng.choice(paths, n, replace=False))
-        cond = Condition(idx, nrm, base.wo, mat, kinds, prm)
+        cond = Condition(idx, nrm, wo, mat, kinds, prm)
         t = s.queue_tables(cond, CPU)
+        assert has_square(t) and has_square_pdf(t)  # the CPU takes the grouped kernels
         u = rng.random((n, 2))
         u[:40, 0] = s.tables.eps[0] * rng.integers(0, 2, 40)  # on the defensive term's edge
+        u[40:80] = rng.integers(0, 2, (40, 2)) * (1.0 - 2.0 ** -53)  # 0 and just below 1
         want = np.empty((n, 3)), np.empty(n), np.empty((n, 3))
         kernels.light_sample(t, s.env.rgb, s.env.rot_u, u, *want)
         got = s.sample(u, cond)

@@ -188,11 +188,10 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_converge(args: argparse.Namespace) -> None:
     from tracer.converge import format_table, parse_spp_list, run_converge
     from tracer.job import RenderOptions
-    from tracer.samplers import SAMPLERS
+    from tracer.samplers import sweep_sampler_names
 
     samplers = [s.strip() for s in args.samplers.split(",") if s.strip()]
-    valid = set(SAMPLERS) | {"mis-flow", "mis-uniform", "mis-piecewise", "mis-alias", "mis-product",
-                             "mis+plain", "mis-piecewise+plain", "mis-alias+plain"}
+    valid = set(sweep_sampler_names())
     for s in samplers:
         if s not in valid:
             raise TracerError(f"unknown sampler {s!r} in --samplers; choose from {', '.join(sorted(valid))}")

@@ -238,10 +238,11 @@ def light_sample_grouped(
     tables: tuple, rgb: np.ndarray, rot_u: float, u: np.ndarray,
     wi: np.ndarray, pdf: np.ndarray, le: np.ndarray,
 ) -> None:
-    """:func:`light_sample` for samplers that draw on the map's square (``square_at``), in
-    groups of :data:`tracer.envmap.GROUP` entries: the group's square samples (the sampler's
-    ``square_group`` schedule where it has one), then their directions and pdfs, then their
-    map reads. The same numbers as :func:`light_sample`, bit for bit (tests/test_dispatch.py)."""
+    """:func:`light_sample` for samplers that draw on the map's square (``square_at`` or
+    ``square_group``), in groups of :data:`tracer.envmap.GROUP` entries: the group's square
+    samples (the sampler's ``square_group`` schedule where it has one), then their directions
+    and pdfs, then their map reads. The same numbers as :func:`light_sample`, bit for bit
+    (tests/test_dispatch.py, tests/test_product.py)."""
     n = u.shape[0]
     for task in prange((n + TASK - 1) // TASK):
         sq = np.empty((GROUP, 4))
@@ -257,9 +258,9 @@ def light_sample_grouped(
 
 @njit(cache=True, parallel=True)
 def light_pdf_grouped(tables: tuple, rot_u: float, wi: np.ndarray, out: np.ndarray) -> None:
-    """:func:`light_pdf` for samplers with a density on the square (``square_pdf``), in
-    groups: the group's map coordinates (vectorised arithmetic), then its densities (the
-    sampler's ``square_pdf_group`` schedule where it has one)."""
+    """:func:`light_pdf` for samplers with a density on the square (``square_pdf`` or
+    ``square_pdf_group``), in groups: the group's map coordinates (vectorised arithmetic),
+    then its densities (the sampler's ``square_pdf_group`` schedule where it has one)."""
     n = wi.shape[0]
     for task in prange((n + TASK - 1) // TASK):
         uv = np.empty((GROUP, 2))
@@ -284,7 +285,8 @@ _light_pdf_grouped_nocache = njit(parallel=True)(getattr(light_pdf_grouped, "py_
 def light_kernels(tables: tuple) -> tuple:
     """(light_sample, light_pdf, light_sample_grouped, light_pdf_grouped) for a sampler's
     tables: cached for the project's samplers. The grouped ones serve only samplers that
-    register ``square_at`` / ``square_pdf`` (:mod:`tracer.light_dispatch`)."""
+    register ``square_at`` or ``square_group`` / ``square_pdf`` or ``square_pdf_group``
+    (:mod:`tracer.light_dispatch`)."""
     if cacheable(tables):
         return light_sample, light_pdf, light_sample_grouped, light_pdf_grouped
     return _light_sample_nocache, _light_pdf_nocache, _light_sample_grouped_nocache, _light_pdf_grouped_nocache

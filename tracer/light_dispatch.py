@@ -8,35 +8,39 @@ tables (a ``NamedTuple`` of arrays)::
 
 both in solid angle, ``rgb``/``rot_u`` being the environment map and its rotation. The
 sampler's module calls :func:`register_light` with its tables class and the two functions
-(and any of the optional three below).
+(and any of the optional four below).
 
 A sampler that draws a point of the map's square may also register that first half, and a
-sampler whose density is tabulated on the square, that density::
+sampler whose density is tabulated on the square, that density (the uniforms are in [0, 1),
+as for every sampler)::
 
-    square_at(k, tables, u, sq)                       # entry k: u[k] -> sq[k] = (u, v, p_uv)
-    square_group(tables, k0, rot_u, u, sq, ij, f, js)  # the same for every row of a small group u
-    square_pdf(tables, u, v) -> p_uv                  # the density at map coordinates (u, v)
+    square_at(k, tables, u, sq)                             # entry k: u[k] -> sq[k] = (u, v, p_uv)
+    square_group(tables, k0, rot_u, u, sq, ij, f, js)       # the same for a group of rows u
+    square_pdf(tables, u, v) -> p_uv                        # the density at map coordinates (u, v)
     square_pdf_group(tables, k0, m, rot_u, uv, out, f, js)  # pdf_at of entries k0 .. k0 + m - 1
 
-(``sample_at`` being ``square_at`` followed by :func:`tracer.envmap.square_sample_to_light`,
-and ``pdf_at`` :func:`tracer.envmap.world_dir_to_map_uv`, ``square_pdf`` and
+(where registered, ``sample_at`` is ``square_at`` followed by
+:func:`tracer.envmap.square_sample_to_light`, and ``pdf_at`` is
+:func:`tracer.envmap.world_dir_to_map_uv`, ``square_pdf`` and
 :func:`tracer.sphere_map.uv_to_solid_angle_pdf`). The CPU back-end then runs such a sampler
 in groups of a few entries (:func:`tracer.kernels.light_sample_grouped`,
 :func:`tracer.kernels.light_pdf_grouped`): each step for the whole group before the next,
 the arithmetic apart from the table reads, so that a group's reads are in flight together
 instead of one dependent chain at a time. ``square_group`` and ``square_pdf_group`` are a
 sampler's own schedules of its work over a group (``piecewise``: its binary searches a level
-at a time across the group; ``product``: its conditions' arithmetic across the group, then
-its searches and reads); without them, the group runs ``square_at`` / ``square_pdf`` entry
-by entry. A group is entries ``k0 ..`` of the queue (``len(u)`` of them, or ``m``), row
-``e`` of ``u``, ``sq`` and ``uv`` (the map coordinates of the directions ``pdf_at`` would
-see) being entry ``k0 + e``: a conditional sampler reads its condition there;
-``square_pdf_group`` writes the solid-angle densities into ``out[k0 + e]``. ``ij`` (two
-integer columns) takes the pixel rows and columns a schedule finds (``piecewise``'s searches
-leave them there), ``f`` (:data:`tracer.envmap.GROUP_F` columns) and ``js``
-(:data:`tracer.envmap.GROUP_I` integer ones) are the schedule's own scratch. (The group is passed as ``k0`` and ``m`` with whole scratch arrays, not as
-slices: a slice ``uv[:m]`` handed to the inlined schedule kept the compiler from
-vectorising the loop that fills it, and ``piecewise``'s densities took twice as long.)
+at a time across the group; ``product``, which registers these two alone: its conditions'
+arithmetic across the group, then its searches and reads); without them, the group runs
+``square_at`` / ``square_pdf`` entry by entry. A group is entries ``k0 ..`` of the queue
+(``len(u)`` of them, or ``m``), row ``e`` of ``u``, ``sq`` and ``uv`` (the map coordinates
+of the directions ``pdf_at`` would see) being entry ``k0 + e``: a conditional sampler reads
+its condition there; ``square_pdf_group`` writes the solid-angle densities into
+``out[k0 + e]``. ``ij`` (two integer columns) takes the pixel rows and columns a schedule
+finds (``piecewise``'s searches leave them there); ``f`` (:data:`tracer.envmap.GROUP_F`
+columns) and ``js`` (:data:`tracer.envmap.GROUP_I` integer ones) are the schedule's own
+scratch. ``square_pdf_group`` gets its group as ``k0`` and ``m`` with the whole scratch
+``uv``, not a slice ``uv[:m]``: handed to the inlined schedule, the slice kept the compiler
+from vectorising the loop that fills ``uv``, and ``piecewise``'s densities took twice as
+long. (``square_group``'s slice of the input ``u`` measured the same either way.)
 The back-ends' kernels (:func:`tracer.kernels.light_sample` and its CUDA twin in
 :mod:`tracer.kernels_cuda`) call :func:`light_sample_at` / :func:`light_pdf_at`, which Numba
 resolves at typing time, by the tables' type, to the registered functions (an ``@overload``,

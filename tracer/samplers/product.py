@@ -56,7 +56,7 @@ from tracer.distribution import (
     pdf_2d,
     sample_2d,
 )
-from tracer.envmap import EnvMap, square_sample_to_light, world_dir_to_map_uv
+from tracer.envmap import GROUP_F, GROUP_I, EnvMap, square_sample_to_light, world_dir_to_map_uv
 from tracer.light_dispatch import register_light
 from tracer.samplers.base import Condition, LightSamples, cpu_if_none
 from tracer.sphere_map import uv_to_solid_angle_pdf
@@ -155,20 +155,21 @@ def condition_uv(
 ) -> tuple[int, float, float]:
     """(table, u, v): the map coordinates of the direction the head's grid is indexed by, the
     normal on wo's side (two-sided diffuse) or the mirror direction of wo (conductors; a
-    degenerate one, of zero length, leaves the map term alone: table -1). Branch-free (both
-    directions computed, one selected), so a group's conditions vectorise; for table -1 the
-    coordinates are unused."""
+    degenerate one, of zero length, leaves the map term alone: table -1, coordinates 0).
+    Branch-free (both directions computed, one selected), so a group's conditions vectorise."""
     d = nx * ox + ny * oy + nz * oz
     s = -1.0 if d < 0.0 else 1.0  # the lit side is wo's (s * n is -n bit for bit)
     rx, ry, rz = 2.0 * d * nx - ox, 2.0 * d * ny - oy, 2.0 * d * nz - oz
     rl = math.sqrt(rx * rx + ry * ry + rz * rz)
     rl1 = rl if rl != 0.0 else 1.0
     diffuse = table == 0
-    x = s * nx if diffuse else rx / rl1
-    y = s * ny if diffuse else ry / rl1
-    z = s * nz if diffuse else rz / rl1
+    mirror = table == 1 and rl != 0.0
+    x = s * nx if diffuse else (rx / rl1 if mirror else 0.0)
+    y = s * ny if diffuse else (ry / rl1 if mirror else 0.0)
+    z = s * nz if diffuse else (rz / rl1 if mirror else 0.0)
     u, v = world_dir_to_map_uv(x, y, z, rot_u)
-    return (-1 if (table == 1 and rl == 0.0) else table), u, v
+    lit = diffuse or mirror
+    return (table if lit else -1), (u if lit else 0.0), (v if lit else 0.0)
 
 
 @njit(cache=True, inline="always")
@@ -382,6 +383,7 @@ def pdf_at(k: int, t: Any, rot_u: float, wi: np.ndarray, out: np.ndarray) -> Non
 # column, the pixel row), the float rows f (a, b, c, x, then the normal and wo, then dv, u1).
 _IROW, _ITAB, _IB, _ICI, _ICJ, _II = 8, 9, 10, 11, 12, 13
 _FX, _FDV, _FU1 = 3, 10, 11
+assert _II < GROUP_I and _FU1 < GROUP_F, "the product's group scratch outgrew tracer.envmap's"
 
 
 @njit(cache=True, inline="always")
@@ -447,7 +449,8 @@ def square_group(t: Any, k0: int, rot_u: float, u: np.ndarray, sq: np.ndarray, i
     search_group(t.head_cdf, n, js, f, _FX, GUIDE)
     # the tail (tail_at): the cell's pixel row, then the row's column, over the tables' padded
     # width (past a cell's last row or column the CDF is padded with 1 > x, so the answer is
-    # tail_at's); defensive entries search cell (0, 0) and keep their own point
+    # tail_at's: x < 1 as the uniforms are); defensive entries search cell (0, 0) and keep
+    # their own point
     cw = t.col0.shape[0] - 1
     for e in range(n):
         ci, cj = 0, 0
