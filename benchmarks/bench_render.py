@@ -2,7 +2,7 @@
 
     python benchmarks/bench_render.py [--scenes spheres,knot] [--spp 64] [--size 256]
         [--repeats 3] [--ref-spp 1024] [--samplers uniform,piecewise,alias,bsdf,mis,...]
-        [--mitsuba] [--rr-cap 0.95] [--memory] [--json OUT]
+        [--mitsuba] [--mitsuba-sampler independent] [--rr-cap 0.95] [--memory] [--json OUT]
 
 Per scene (its own map; 256x256, 64 spp, max depth 5): each sampler renders ``--repeats``
 times after a warm-up that compiles the kernels (seeds 1, 2, ...), round-robin over the
@@ -20,8 +20,10 @@ instead of independent hashes (``--sequence sobol``).
 ``--mitsuba`` (``pip install mitsuba``; the ``llvm_ad_rgb`` variant needs libLLVM >= 16, e.g.
 Debian's ``libllvm19``, found through ``DRJIT_LIBLLVM_PATH`` if not on the default path)
 renders the same scene with Mitsuba's ``path`` integrator (``max_depth`` one more than ours,
-its convention counts the camera ray), same spp, independent sampler, with relMSE against the
-same reference and the ratios of paths/s and efficiency printed for each of our samplers.
+its convention counts the camera ray), same spp, with relMSE against the same reference and
+the ratios of paths/s and efficiency printed for each of our samplers. Its sampler is
+``independent`` unless ``--mitsuba-sampler`` names another (``ldsampler``, its
+low-discrepancy sequence, is the one to set beside our ``+sobol`` samplers).
 
 ``--memory`` renders ``scenes/spheres.toml`` at 3840x2160, 16 spp with ``mis`` in a child
 process and prints its peak resident memory: what one wavefront batch and the film cost.
@@ -57,10 +59,13 @@ from tracer.scene import load_scene
 from tracer.scene_data import scene_data
 
 DEFAULT_SAMPLERS = "uniform,piecewise,alias,bsdf,mis,mis+plain,mis-alias,mis+sobol"
+#: Mitsuba 3's samplers that --mitsuba-sampler offers (stratified, multijitter: jittered
+#: strata; ldsampler: Kollig and Keller's low-discrepancy (0, 2)-sequence)
+MITSUBA_SAMPLERS = ("independent", "stratified", "multijitter", "ldsampler")
 
 
 def bench_scene(scene_path: Path, samplers: list[str], spp: int, repeats: int, size: int,
-                depth: int, ref_spp: int, mitsuba: bool) -> dict:
+                depth: int, ref_spp: int, mitsuba: bool, mitsuba_sampler: str = "independent") -> dict:
     scene = load_scene(scene_path)
     env = load_envmap(scene.env)
     data = scene_data(scene, size, size)
@@ -94,13 +99,14 @@ def bench_scene(scene_path: Path, samplers: list[str], spp: int, repeats: int, s
         print(f"{name:<14}{rate / 1e6:>9.3f}{med:>9.2f}{t.light:>8.2f}{t.trace:>8.2f}{t.shade:>8.2f}"
               f"{rel_mean:>11.3e}{rel_se:>9.1e}{eff:>11.1f}")
     if mitsuba:
-        mi = bench_mitsuba(scene_path, spp, repeats, size, depth, ref)
+        mi = bench_mitsuba(scene_path, spp, repeats, size, depth, ref, mitsuba_sampler)
         if mi is not None:
             out["mitsuba"] = mi
             print(f"{'mitsuba':<14}{mi['paths_per_s'] / 1e6:>9.3f}{mi['seconds']:>9.2f}{'':>24}"
                   f"{mi['relmse']:>11.3e}{mi['relmse_se']:>9.1e}{mi['efficiency']:>11.1f}")
             print(f"  image mean mitsuba / reference: {mi['mean_ratio']:.4f}")
-            print(f"ratio to mitsuba {mi['variant']} {mi['version']}:   paths/s   efficiency")
+            print(f"ratio to mitsuba {mi['variant']} {mi['version']} ({mi['sampler']} sampler):"
+                  f"   paths/s   efficiency")
             for name, r in out["samplers"].items():
                 print(f"  {name:<14}{r['paths_per_s'] / mi['paths_per_s']:>14.3f}"
                       f"{r['efficiency'] / mi['efficiency']:>13.3f}")
@@ -137,8 +143,9 @@ def bench_light(scene_path: Path, names: list[str], n: int = 1 << 20, repeats: i
 
 
 def bench_mitsuba(scene_path: Path, spp: int, repeats: int, size: int, depth: int,
-                  ref: np.ndarray) -> dict | None:
-    """The same scene in Mitsuba 3 (path integrator, max_depth = depth + 1 in its convention)."""
+                  ref: np.ndarray, sampler: str = "independent") -> dict | None:
+    """The same scene in Mitsuba 3 (path integrator, max_depth = depth + 1 in its convention),
+    with Mitsuba's sampler ``sampler``."""
     try:
         import mitsuba as mi
     except ImportError:
@@ -151,7 +158,7 @@ def bench_mitsuba(scene_path: Path, spp: int, repeats: int, size: int, depth: in
         print(f"\nmitsuba variant {variant} unavailable ({e}); trying scalar_rgb")
         variant = "scalar_rgb"
         mi.set_variant(variant)
-    ms = mi.load_dict(mitsuba_scene(mi, load_scene(scene_path), size, spp, depth))
+    ms = mi.load_dict(mitsuba_scene(mi, load_scene(scene_path), size, spp, depth, sampler))
     np.asarray(mi.render(ms, spp=spp))  # warm-up: JIT compile
     times, rels, means = [], [], []
     for seed in range(1, repeats + 1):
@@ -162,13 +169,15 @@ def bench_mitsuba(scene_path: Path, spp: int, repeats: int, size: int, depth: in
         means.append(img[..., :3].mean() / ref.mean())
     med = statistics.median(times)
     rel = float(np.mean(rels))
-    return {"version": mi.__version__, "variant": variant, "paths_per_s": size * size * spp / med,
+    return {"version": mi.__version__, "variant": variant, "sampler": sampler,
+            "paths_per_s": size * size * spp / med,
             "seconds": med, "relmse": rel,
             "relmse_se": float(np.std(rels, ddof=1) / math.sqrt(len(rels))) if len(rels) > 1 else float("nan"),
             "efficiency": 1.0 / (rel * med), "mean_ratio": float(np.mean(means))}
 
 
-def mitsuba_scene(mi: object, scene: object, size: int, spp: int, depth: int) -> dict:
+def mitsuba_scene(mi: object, scene: object, size: int, spp: int, depth: int,
+                  sampler: str = "independent") -> dict:
     """Our scene as a Mitsuba scene dict: spheres, one mesh per material (smooth normals)."""
     cam = scene.camera  # type: ignore[attr-defined]
     shapes: dict[str, object] = {}
@@ -198,7 +207,7 @@ def mitsuba_scene(mi: object, scene: object, size: int, spp: int, depth: int) ->
             "to_world": mi.ScalarTransform4f().look_at(  # type: ignore[attr-defined]
                 origin=cam.eye.tolist(), target=cam.look_at.tolist(), up=cam.up.tolist()),
             "film": {"type": "hdrfilm", "width": size, "height": size, "rfilter": {"type": "box"}},
-            "sampler": {"type": "independent", "sample_count": spp},
+            "sampler": {"type": sampler, "sample_count": spp},
         },
         "env": {"type": "envmap", "filename": str(scene.env.path),  # type: ignore[attr-defined]
                 "scale": float(scene.env.scale),  # type: ignore[attr-defined]
@@ -258,6 +267,9 @@ def main() -> None:
     ap.add_argument("--ref-spp", type=int, default=1024)
     ap.add_argument("--samplers", default=DEFAULT_SAMPLERS)
     ap.add_argument("--mitsuba", action="store_true", help="also render each scene with Mitsuba 3")
+    ap.add_argument("--mitsuba-sampler", default="independent", choices=MITSUBA_SAMPLERS,
+                    help="Mitsuba's sampler (ldsampler: its low-discrepancy one, beside our "
+                         "--sequence sobol)")
     ap.add_argument("--rr-cap", type=float, default=integrator.RR_CAP)
     ap.add_argument("--memory", action="store_true", help="peak RSS of a 4K render")
     ap.add_argument("--no-light", action="store_true", help="skip the light-sampling table")
@@ -273,7 +285,7 @@ def main() -> None:
     for s in args.scenes.split(","):
         result["scenes"].append(bench_scene(ROOT / "scenes" / f"{s}.toml", samplers, args.spp,
                                             args.repeats, args.size, args.depth, args.ref_spp,
-                                            args.mitsuba))
+                                            args.mitsuba, args.mitsuba_sampler))
     if not args.no_light:
         result["light"] = bench_light(ROOT / "scenes" / "spheres.toml", ["uniform", "piecewise", "alias"])
     if args.memory:
