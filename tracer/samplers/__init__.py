@@ -44,9 +44,8 @@ def sweep_sampler_names() -> tuple[str, ...]:
     """The names :func:`parse_sampler_name` takes in ``tracer converge --samplers``: every
     ``--sampler``, ``mis-LIGHT`` for every light, and ``+plain`` where the light density can
     be compensated (``mis`` and ``mis-LIGHT`` for the :data:`COMPENSABLE` lights)."""
-    mis = ("mis", *(f"mis-{light}" for light in LIGHTS))
     plain = ("mis", *(f"mis-{light}" for light in COMPENSABLE))
-    return (*SAMPLERS, *mis[1:], *(f"{name}+plain" for name in plain))
+    return (*SAMPLERS, *(f"mis-{light}" for light in LIGHTS), *(f"{name}+plain" for name in plain))
 
 
 def check_compensate(sampler: str, light: str, compensate: bool | None) -> None:

@@ -221,12 +221,19 @@ def grid_position(grid: np.ndarray, u: float, v: float) -> tuple[int, int, int, 
 
 
 @njit(cache=True, inline="always")
+def material_mix(t: Any, m: int) -> tuple[int, int, float]:
+    """The row offsets of the two roughness blocks material m mixes (off0, off1) and the
+    weight c of the second, its :func:`material_blend` row (diffuse: the first block alone,
+    c = 0)."""
+    return int(t.blend[m, 0]), int(t.blend[m, 1]), t.blend[m, 2]
+
+
+@njit(cache=True, inline="always")
 def grid_weights(t: Any, m: int, u: float, v: float) -> tuple[int, int, int, int, float, float, int, int, float]:
-    """:func:`grid_position`, then the row offsets of the two roughness blocks mixed (off0,
-    off1) and the weight c of the second, from material m's :func:`material_blend` row
-    (diffuse: the first block alone, c = 0)."""
+    """:func:`grid_position`, then material m's :func:`material_mix`."""
     r00, r01, r10, r11, a, b = grid_position(t.grid, u, v)
-    return r00, r01, r10, r11, a, b, int(t.blend[m, 0]), int(t.blend[m, 1]), t.blend[m, 2]
+    off0, off1, c = material_mix(t, m)
+    return r00, r01, r10, r11, a, b, off0, off1, c
 
 
 @njit(cache=True, inline="always")
@@ -400,8 +407,7 @@ def condition_group(t: Any, k0: int, n: int, rot_u: float, f: np.ndarray, js: np
         js[e, 0] = table
         js[e, 1], js[e, 2], js[e, 3], js[e, 4], f[e, 0], f[e, 1] = grid_position(t.grid, u, v)
     for e in range(n):  # the material's roughness blocks
-        m = js[e, 7]
-        js[e, 5], js[e, 6], f[e, 2] = int(t.blend[m, 0]), int(t.blend[m, 1]), t.blend[m, 2]
+        js[e, 5], js[e, 6], f[e, 2] = material_mix(t, js[e, 7])
 
 
 @njit(cache=True, inline="always")
