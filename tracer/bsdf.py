@@ -1,7 +1,9 @@
 r"""The materials' BSDFs in the local shading frame (normal = +z), as Numba functions.
 
-Dispatch is by an integer tag (pbrt's ``TaggedPointer::Dispatch``); parameters are one row
-of a (K, 8) float array: ``[r, g, b, alpha, ior, 0, 0, 0]``.
+Dispatch is by an integer tag (pbrt's ``TaggedPointer::Dispatch``); a scene's parameters
+are one row per material of a (K, 8) float array, ``[r, g, b, alpha, ior, 0, 0, 0]``, and the
+functions take a material's five as a tuple of scalars (:func:`material_params`), so that a
+loop over many shading points holds no array view and compiles to vector code.
 
 * ``DIFFUSE``: Lambertian, :math:`f = \rho / \pi`, cosine-weighted sampling.
 * ``CONDUCTOR``: rough conductor, Trowbridge-Reitz (GGX) microfacets with the
@@ -32,6 +34,12 @@ CONDUCTOR = 1
 DIELECTRIC = 2
 N_PARAMS = 8
 INV_PI = 1.0 / math.pi
+
+
+@njit(cache=True, inline="always")
+def material_params(mat_prm: np.ndarray, m: int) -> tuple[float, float, float, float, float]:
+    """Material m's (r, g, b, alpha, ior): row m of a (K, N_PARAMS) parameter table."""
+    return mat_prm[m, 0], mat_prm[m, 1], mat_prm[m, 2], mat_prm[m, 3], mat_prm[m, 4]
 
 
 @njit(cache=True, inline="always")
@@ -78,9 +86,10 @@ def schlick(f0: float, cos_h: float) -> float:
 
 @njit(cache=True, inline="always")
 def bsdf_eval(
-    kind: int, prm: np.ndarray, wox: float, woy: float, woz: float, wix: float, wiy: float, wiz: float
+    kind: int, prm: tuple, wox: float, woy: float, woz: float, wix: float, wiy: float, wiz: float
 ) -> tuple[float, float, float, float]:
-    """(f * |cos theta_i| as rgb, pdf of sampling wi) for a non-delta material; 0 otherwise."""
+    """(f * |cos theta_i| as rgb, pdf of sampling wi) for a non-delta material; 0 otherwise.
+    ``prm``: the material's (r, g, b, alpha, ior) (:func:`material_params`)."""
     if kind == DIELECTRIC:
         return 0.0, 0.0, 0.0, 0.0
     if woz < 0.0:  # two-sided: mirror the frame
@@ -157,9 +166,10 @@ def sample_ggx_vndf(
 
 @njit(cache=True, inline="always")
 def bsdf_sample(
-    kind: int, prm: np.ndarray, wox: float, woy: float, woz: float, u0: float, u1: float, u2: float
+    kind: int, prm: tuple, wox: float, woy: float, woz: float, u0: float, u1: float, u2: float
 ) -> tuple[float, float, float, float, float, float, float, bool, bool]:
-    """Sample wi: (wi xyz, weight rgb = f |cos| / pdf, pdf, is_delta, ok)."""
+    """Sample wi: (wi xyz, weight rgb = f |cos| / pdf, pdf, is_delta, ok); ``prm`` as for
+    :func:`bsdf_eval`."""
     if kind == DIELECTRIC:
         eta = prm[4]
         cos_o = woz
@@ -228,8 +238,9 @@ def bsdf_sample(
 def eval_batch(kind: int, prm: np.ndarray, wo: np.ndarray, wi: np.ndarray) -> np.ndarray:
     """(N, 4) rows of (f|cos| rgb, pdf) for local wo (3,) and local wi (N, 3)."""
     out = np.empty((wi.shape[0], 4))
+    prm5 = (prm[0], prm[1], prm[2], prm[3], prm[4])
     for k in prange(wi.shape[0]):
-        r = bsdf_eval(kind, prm, wo[0], wo[1], wo[2], wi[k, 0], wi[k, 1], wi[k, 2])
+        r = bsdf_eval(kind, prm5, wo[0], wo[1], wo[2], wi[k, 0], wi[k, 1], wi[k, 2])
         out[k, 0], out[k, 1], out[k, 2], out[k, 3] = r
     return out
 
@@ -238,9 +249,10 @@ def eval_batch(kind: int, prm: np.ndarray, wo: np.ndarray, wi: np.ndarray) -> np
 def sample_batch(kind: int, prm: np.ndarray, wo: np.ndarray, u: np.ndarray) -> np.ndarray:
     """(N, 9) rows of (wi xyz, weight rgb, pdf, delta, ok) for local wo (3,) and u (N, 3)."""
     out = np.empty((u.shape[0], 9))
+    prm5 = (prm[0], prm[1], prm[2], prm[3], prm[4])
     for k in prange(u.shape[0]):
         wx, wy, wz, fr, fg, fb, pdf, delta, ok = bsdf_sample(
-            kind, prm, wo[0], wo[1], wo[2], u[k, 0], u[k, 1], u[k, 2]
+            kind, prm5, wo[0], wo[1], wo[2], u[k, 0], u[k, 1], u[k, 2]
         )
         out[k, 0], out[k, 1], out[k, 2] = wx, wy, wz
         out[k, 3], out[k, 4], out[k, 5] = fr, fg, fb

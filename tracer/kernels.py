@@ -6,7 +6,9 @@ functions one entry per GPU thread. The light-sampling kernels run whichever sam
 per-entry functions its tables select (:mod:`tracer.light_dispatch`); for samplers that draw
 and tabulate on the map's square, the grouped light kernels run those functions a group of
 entries at a time (a step for the whole group, then the next), which keeps the group's table
-reads in flight together. The traversal stages work in chunks so that each thread allocates
+reads in flight together. The shading kernel works in groups too: the group's inputs gathered
+into a small scratch, its maths over the scratch alone (which compiles to vector code), then
+its results written back. The traversal stages work in chunks so that each thread allocates
 its BVH stack once. See :mod:`tracer.integrator` for the order of stages.
 """
 
@@ -28,13 +30,17 @@ from tracer.stages import (
     BSDF_ONLY,
     MIS,
     NEE_ONLY,
+    SHADE_F,
+    SHADE_I,
     accumulate_at,
     generate_camera_rays_at,
     handle_escaped_at,
     intersect_closest_at,
     light_uniforms_at,
     record_condition_at,
-    shade_and_scatter_at,
+    shade_at,
+    shade_gather_at,
+    shade_scatter_at,
     surface_interaction_at,
     trace_shadow_rays_at,
 )
@@ -119,12 +125,30 @@ def shade_and_scatter(
     ro: np.ndarray, rd: np.ndarray, beta: np.ndarray, radiance: np.ndarray, alive: np.ndarray,
     prev_pdf: np.ndarray, prev_delta: np.ndarray, eta_scale: np.ndarray,
 ) -> None:
-    """Next-event estimation with the light sample, then BSDF sampling and Russian roulette."""
-    for k in prange(idx.shape[0]):
-        shade_and_scatter_at(k, idx, depth, seed, sampling, sample_of, pixel_of, mode, power,
-                             rr_depth, rr_cap, pos, ng, ns, mat, mat_kind, mat_prm, light_wi,
-                             light_pdf, light_le, unoccluded, ro, rd, beta, radiance, alive,
-                             prev_pdf, prev_delta, eta_scale)
+    """Next-event estimation with the light sample, then BSDF sampling and Russian roulette
+    (:func:`tracer.stages.shade_at`), in groups of :data:`tracer.envmap.GROUP` entries: the
+    group's inputs gathered into a scratch of a row per quantity, the maths over the whole
+    group (vector code: it touches the scratch alone, and its branches become selects), then
+    the results written to the paths. The numbers are those of one entry at a time (the
+    GPU's schedule) bit for bit (tests/test_shade.py)."""
+    n = idx.shape[0]
+    for task in prange((n + TASK - 1) // TASK):
+        sf = np.zeros((SHADE_F, GROUP))
+        si = np.zeros((SHADE_I, GROUP), np.int64)
+        end = min(n, (task + 1) * TASK)
+        for k0 in range(task * TASK, end, GROUP):
+            m = min(GROUP, end - k0)
+            for e in range(m):
+                shade_gather_at(k0 + e, e, sf, si, idx, sample_of, pixel_of, pos, ng, ns, mat,
+                                mat_kind, mat_prm, light_wi, light_pdf, light_le, unoccluded, rd,
+                                beta, radiance, eta_scale)
+            # the whole group, a short last one's unused columns too (what they hold is
+            # finite: the last group's or zeros), so that the loop has a fixed length
+            for e in range(GROUP):
+                shade_at(e, sf, si, depth, seed, sampling, mode, power, rr_depth, rr_cap)
+            for e in range(m):
+                shade_scatter_at(k0 + e, e, sf, idx, ro, rd, beta, radiance, alive, prev_pdf,
+                                 prev_delta, eta_scale)
 
 
 @njit(cache=True, parallel=True)

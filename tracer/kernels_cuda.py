@@ -14,7 +14,7 @@ does not.
 
 from __future__ import annotations
 
-from numba import cuda, float64
+from numba import cuda, float64, int64
 
 from tracer.envmap import env_lookup, world_dir_to_map_uv
 from tracer.geometry import STACK_SHAPE, Geometry
@@ -23,13 +23,17 @@ from tracer.stages import (
     BSDF_ONLY,
     MIS,
     NEE_ONLY,
+    SHADE_F,
+    SHADE_I,
     accumulate_at,
     generate_camera_rays_at,
     handle_escaped_at,
     intersect_closest_at,
     light_uniforms_at,
     record_condition_at,
-    shade_and_scatter_at,
+    shade_at,
+    shade_gather_at,
+    shade_scatter_at,
     surface_interaction_at,
     trace_shadow_rays_at,
 )
@@ -128,10 +132,15 @@ def _shade_and_scatter(idx, depth, seed, sampling, sample_of, pixel_of, mode, po
                        unoccluded, ro, rd, beta, radiance, alive, prev_pdf, prev_delta, eta_scale):
     k = cuda.grid(1)
     if k < idx.shape[0]:
-        shade_and_scatter_at(k, idx, depth, seed, sampling, sample_of, pixel_of, mode, power,
-                             rr_depth, rr_cap, pos, ng, ns, mat, mat_kind, mat_prm, light_wi,
-                             light_pdf, light_le, unoccluded, ro, rd, beta, radiance, alive,
-                             prev_pdf, prev_delta, eta_scale)
+        # the CPU's group steps for a group of one, in a per-thread scratch
+        sf = cuda.local.array((SHADE_F, 1), float64)
+        si = cuda.local.array((SHADE_I, 1), int64)
+        shade_gather_at(k, 0, sf, si, idx, sample_of, pixel_of, pos, ng, ns, mat, mat_kind,
+                        mat_prm, light_wi, light_pdf, light_le, unoccluded, rd, beta, radiance,
+                        eta_scale)
+        shade_at(0, sf, si, depth, seed, sampling, mode, power, rr_depth, rr_cap)
+        shade_scatter_at(k, 0, sf, idx, ro, rd, beta, radiance, alive, prev_pdf, prev_delta,
+                         eta_scale)
 
 
 def shade_and_scatter(idx, *args):

@@ -192,7 +192,7 @@ def trace_shadow_rays_at(
     unoccluded: np.ndarray, stack: np.ndarray,
 ) -> None:
     """Whether each light sample contributes: visible from the hit point (an any-hit ray to
-    infinity) and able to count at all, which :func:`shade_and_scatter_at` reads from
+    infinity) and able to count at all, which :func:`shade_at` reads from
     ``unoccluded`` alone.
 
     Samples that cannot count are not traced: none through glass (a delta BSDF), none of
@@ -211,18 +211,74 @@ def trace_shadow_rays_at(
     unoccluded[k] = prim < 0
 
 
+# The shading stage in three steps over scratch columns, so that the CPU runs its maths for a
+# group of entries at once (tracer.kernels.shade_and_scatter: the gathers of a group, then
+# its maths, which reads and writes the scratch alone and so compiles to vector code, then
+# the writes) and the GPU for one entry (column 0 of a per-thread scratch). Rows of the
+# float scratch ``sf`` (inputs, some updated in place, then outputs) and of the integer
+# scratch ``si``:
+S_PRM = 0  # the material's r, g, b, alpha, ior
+S_WO = 5  # the outgoing direction -rd
+S_NG = 8  # geometric normal
+S_NS = 11  # shading normal
+S_LWI = 14  # the light sample's direction
+S_LPDF = 17  # its pdf
+S_LLE = 18  # its radiance
+S_BETA = 21  # throughput (updated)
+S_ETA = 24  # eta_scale (updated)
+S_POS = 25  # hit point
+S_RAD = 28  # radiance so far (updated)
+S_DEAD = 31  # 1 where the path ends here
+S_PDF = 32  # the BSDF sample's pdf
+S_DELTA = 33  # 1 where it is a delta lobe's
+S_RO = 34  # the continuation ray's origin
+S_RD = 37  # and direction
+SHADE_F = 40
+S_KIND = 0  # material kind
+S_PIX = 1  # pixel and sample (the random numbers' keys)
+S_SMP = 2
+S_UNOCC = 3  # the light sample counts (trace_shadow_rays_at)
+SHADE_I = 4
+
+
 @njit(cache=True, inline="always")
-def shade_and_scatter_at(
-    k: int,
-    idx: np.ndarray, depth: int, seed: int, sampling: int, sample_of: np.ndarray,
-    pixel_of: np.ndarray, mode: int, power: float, rr_depth: int, rr_cap: float,
+def shade_gather_at(
+    k: int, e: int, sf: np.ndarray, si: np.ndarray,
+    idx: np.ndarray, sample_of: np.ndarray, pixel_of: np.ndarray,
     pos: np.ndarray, ng: np.ndarray, ns: np.ndarray, mat: np.ndarray,
     mat_kind: np.ndarray, mat_prm: np.ndarray,
     light_wi: np.ndarray, light_pdf: np.ndarray, light_le: np.ndarray, unoccluded: np.ndarray,
-    ro: np.ndarray, rd: np.ndarray, beta: np.ndarray, radiance: np.ndarray, alive: np.ndarray,
-    prev_pdf: np.ndarray, prev_delta: np.ndarray, eta_scale: np.ndarray,
+    rd: np.ndarray, beta: np.ndarray, radiance: np.ndarray, eta_scale: np.ndarray,
 ) -> None:
-    """Next-event estimation with the light sample, then BSDF sampling and Russian roulette.
+    """Queue entry k's inputs of :func:`shade_at` into scratch column e."""
+    p = idx[k]
+    m = mat[k]
+    si[S_KIND, e] = mat_kind[m]
+    si[S_PIX, e] = pixel_of[p]
+    si[S_SMP, e] = sample_of[p]
+    si[S_UNOCC, e] = unoccluded[k]
+    for c in range(5):
+        sf[S_PRM + c, e] = mat_prm[m, c]
+    for c in range(3):
+        sf[S_WO + c, e] = -rd[p, c]
+        sf[S_NG + c, e] = ng[k, c]
+        sf[S_NS + c, e] = ns[k, c]
+        sf[S_LWI + c, e] = light_wi[k, c]
+        sf[S_LLE + c, e] = light_le[k, c]
+        sf[S_BETA + c, e] = beta[p, c]
+        sf[S_POS + c, e] = pos[k, c]
+        sf[S_RAD + c, e] = radiance[p, c]
+    sf[S_LPDF, e] = light_pdf[k]
+    sf[S_ETA, e] = eta_scale[p]
+
+
+@njit(cache=True, inline="always")
+def shade_at(
+    e: int, sf: np.ndarray, si: np.ndarray,
+    depth: int, seed: int, sampling: int, mode: int, power: float, rr_depth: int, rr_cap: float,
+) -> None:
+    """Next-event estimation with the light sample, then BSDF sampling and Russian roulette,
+    for the entry in scratch column e (reads and writes the scratch alone).
 
     Russian roulette (pbrt-v4 ``PathIntegrator``, Mitsuba 3 ``path.cpp``) from depth
     ``rr_depth`` on: the path goes on with probability ``c = min(max(beta) * eta_scale,
@@ -230,46 +286,46 @@ def shade_and_scatter_at(
     eta^2 of the refractions so far: radiance that enters glass is divided by eta^2, which is
     not a loss of energy, so without it roulette would kill paths inside glass as if they
     were dim. ``rr_cap`` < 1 (Mitsuba's 0.95) also ends bright paths now and then.
+
+    Every step is computed whatever the branch taken before it (a path that ends still
+    gets a direction, which nobody reads), so that the compiler can turn the branches into
+    selects across a group.
     """
-    p = idx[k]
-    m = mat[k]
-    kind = mat_kind[m]
-    prm = mat_prm[m]
-    wox, woy, woz = -rd[p, 0], -rd[p, 1], -rd[p, 2]
-    gx, gy, gz = ng[k, 0], ng[k, 1], ng[k, 2]
-    nx, ny, nz = ns[k, 0], ns[k, 1], ns[k, 2]
+    kind = si[S_KIND, e]
+    prm = (sf[S_PRM, e], sf[S_PRM + 1, e], sf[S_PRM + 2, e], sf[S_PRM + 3, e], sf[S_PRM + 4, e])
+    wox, woy, woz = sf[S_WO, e], sf[S_WO + 1, e], sf[S_WO + 2, e]
+    gx, gy, gz = sf[S_NG, e], sf[S_NG + 1, e], sf[S_NG + 2, e]
+    nx, ny, nz = sf[S_NS, e], sf[S_NS + 1, e], sf[S_NS + 2, e]
     side_o = wox * gx + woy * gy + woz * gz
     # local shading frame (t, b, n)
     tx, ty, tz, bx, by, bz = onb(nx, ny, nz)
     lox = wox * tx + woy * ty + woz * tz
     loy = wox * bx + woy * by + woz * bz
     loz = wox * nx + woy * ny + woz * nz
+    b0, b1, b2 = sf[S_BETA, e], sf[S_BETA + 1, e], sf[S_BETA + 2, e]
     # ---- next-event estimation: the light sample, if it contributes (visible, on the lit
     # side, of positive density: trace_shadow_rays_at decided)
-    if mode != BSDF_ONLY and unoccluded[k]:
-        wx, wy, wz = light_wi[k, 0], light_wi[k, 1], light_wi[k, 2]
+    if mode != BSDF_ONLY and si[S_UNOCC, e] != 0:
+        wx, wy, wz = sf[S_LWI, e], sf[S_LWI + 1, e], sf[S_LWI + 2, e]
         lix = wx * tx + wy * ty + wz * tz
         liy = wx * bx + wy * by + wz * bz
         liz = wx * nx + wy * ny + wz * nz
         fr, fg, fb, bpdf = bsdf_eval(kind, prm, lox, loy, loz, lix, liy, liz)
-        lp = light_pdf[k]
+        lp = sf[S_LPDF, e]
         w = mis_weight(lp, bpdf, power) if mode == MIS else 1.0
         s = w / lp
-        radiance[p, 0] += beta[p, 0] * fr * light_le[k, 0] * s
-        radiance[p, 1] += beta[p, 1] * fg * light_le[k, 1] * s
-        radiance[p, 2] += beta[p, 2] * fb * light_le[k, 2] * s
+        sf[S_RAD, e] += b0 * fr * sf[S_LLE, e] * s
+        sf[S_RAD + 1, e] += b1 * fg * sf[S_LLE + 1, e] * s
+        sf[S_RAD + 2, e] += b2 * fb * sf[S_LLE + 2, e] * s
     # ---- BSDF sampling: the continuation of the path
-    pix = pixel_of[p]
-    smp = sample_of[p]
+    pix = si[S_PIX, e]
+    smp = si[S_SMP, e]
     # bsdf_sample draws a direction from (u1, u2) and the dielectric's reflect-or-refract
     # choice from u0: the direction gets one (stratified, under Sobol) pair of dimensions,
     # the lobe choice and the roulette the next
     u1, u2 = draw2(sampling, seed, pix, smp, bounce_dim(depth, 2))
     u0, u_rr = draw2(sampling, seed, pix, smp, bounce_dim(depth, 4))
     lix, liy, liz, wr, wg, wb, bpdf, delta, ok = bsdf_sample(kind, prm, lox, loy, loz, u0, u1, u2)
-    if not ok:
-        alive[p] = False
-        return
     wx = lix * tx + liy * bx + liz * nx
     wy = lix * ty + liy * by + liz * ny
     wz = lix * tz + liy * bz + liz * nz
@@ -277,34 +333,57 @@ def shade_and_scatter_at(
     wx, wy, wz = wx / wl, wy / wl, wz / wl
     side_i = wx * gx + wy * gy + wz * gz
     transmits = liz * loz < 0.0
-    # discard directions on the wrong geometric side (shading-normal light leaks)
-    if side_i == 0.0 or (side_i * side_o > 0.0) == transmits:
-        alive[p] = False
-        return
-    b0 = beta[p, 0] * wr
-    b1 = beta[p, 1] * wg
-    b2 = beta[p, 2] * wb
-    es = eta_scale[p]
+    # no sample, or one on the wrong geometric side (shading-normal light leaks): the end
+    dead = not ok or side_i == 0.0 or (side_i * side_o > 0.0) == transmits
+    b0 *= wr
+    b1 *= wg
+    b2 *= wb
+    es = sf[S_ETA, e]
     if transmits and kind == DIELECTRIC:
         eta = prm[4] if loz >= 0.0 else 1.0 / prm[4]  # entering or leaving (as bsdf_sample)
         es *= eta * eta
-        eta_scale[p] = es
     # Russian roulette: go on with probability c = min(max(beta) eta_scale, rr_cap)
     if depth >= rr_depth:
         c = min(max(b0, max(b1, b2)) * es, rr_cap)
         if c < 1.0:
-            if u_rr >= c:
-                alive[p] = False
-                return
+            dead = dead or u_rr >= c
+            # c = 0 only for a path with no throughput, which ends above (u_rr >= 0): divide
+            # it by 1, not by zero, which would raise in Python (the CUDA simulator)
+            c = c if c > 0.0 else 1.0
             b0 /= c
             b1 /= c
             b2 /= c
-    beta[p, 0], beta[p, 1], beta[p, 2] = b0, b1, b2
-    prev_pdf[p] = bpdf
-    prev_delta[p] = delta
-    ox, oy, oz = offset_origin(pos[k, 0], pos[k, 1], pos[k, 2], gx, gy, gz, wx, wy, wz)
-    ro[p, 0], ro[p, 1], ro[p, 2] = ox, oy, oz
-    rd[p, 0], rd[p, 1], rd[p, 2] = wx, wy, wz
+    sf[S_BETA, e], sf[S_BETA + 1, e], sf[S_BETA + 2, e] = b0, b1, b2
+    sf[S_ETA, e] = es
+    sf[S_DEAD, e] = 1.0 if dead else 0.0
+    sf[S_PDF, e] = bpdf
+    sf[S_DELTA, e] = 1.0 if delta else 0.0
+    ox, oy, oz = offset_origin(sf[S_POS, e], sf[S_POS + 1, e], sf[S_POS + 2, e], gx, gy, gz, wx, wy, wz)
+    sf[S_RO, e], sf[S_RO + 1, e], sf[S_RO + 2, e] = ox, oy, oz
+    sf[S_RD, e], sf[S_RD + 1, e], sf[S_RD + 2, e] = wx, wy, wz
+
+
+@njit(cache=True, inline="always")
+def shade_scatter_at(
+    k: int, e: int, sf: np.ndarray,
+    idx: np.ndarray, ro: np.ndarray, rd: np.ndarray, beta: np.ndarray, radiance: np.ndarray,
+    alive: np.ndarray, prev_pdf: np.ndarray, prev_delta: np.ndarray, eta_scale: np.ndarray,
+) -> None:
+    """Scratch column e's results of :func:`shade_at` into the state of entry k's path: its
+    radiance, and either its end or its next ray, throughput and BSDF pdf."""
+    p = idx[k]
+    for c in range(3):
+        radiance[p, c] = sf[S_RAD + c, e]
+    if sf[S_DEAD, e] != 0.0:
+        alive[p] = False
+        return
+    for c in range(3):
+        beta[p, c] = sf[S_BETA + c, e]
+        ro[p, c] = sf[S_RO + c, e]
+        rd[p, c] = sf[S_RD + c, e]
+    eta_scale[p] = sf[S_ETA, e]
+    prev_pdf[p] = sf[S_PDF, e]
+    prev_delta[p] = sf[S_DELTA, e] != 0.0
 
 
 @njit(cache=True, inline="always")

@@ -1,0 +1,80 @@
+"""The shading stage in groups (the CPU) against one entry at a time (the GPU's schedule)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from numba import njit
+
+from tracer import kernels as K
+from tracer.bsdf import CONDUCTOR, DIELECTRIC, DIFFUSE, N_PARAMS
+from tracer.integrator import RR_CAP, RR_DEPTH
+from tracer.rng import INDEPENDENT, SOBOL
+from tracer.stages import SHADE_F, SHADE_I, shade_at, shade_gather_at, shade_scatter_at
+
+
+@njit(cache=True)
+def shade_one_at_a_time(idx, depth, seed, sampling, sample_of, pixel_of, mode, power, rr_depth,
+                        rr_cap, pos, ng, ns, mat, mat_kind, mat_prm, light_wi, light_pdf, light_le,
+                        unoccluded, ro, rd, beta, radiance, alive, prev_pdf, prev_delta, eta_scale):
+    """What a GPU thread does (tracer.kernels_cuda), entry by entry in a scratch of one column."""
+    sf = np.empty((SHADE_F, 1))
+    si = np.empty((SHADE_I, 1), np.int64)
+    for k in range(idx.shape[0]):
+        shade_gather_at(k, 0, sf, si, idx, sample_of, pixel_of, pos, ng, ns, mat, mat_kind,
+                        mat_prm, light_wi, light_pdf, light_le, unoccluded, rd, beta, radiance,
+                        eta_scale)
+        shade_at(0, sf, si, depth, seed, sampling, mode, power, rr_depth, rr_cap)
+        shade_scatter_at(k, 0, sf, idx, ro, rd, beta, radiance, alive, prev_pdf, prev_delta,
+                         eta_scale)
+
+
+def unit(rng: np.random.Generator, n: int) -> np.ndarray:
+    d = rng.normal(size=(n, 3))
+    return d / np.linalg.norm(d, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("mode", [K.MIS, K.NEE_ONLY, K.BSDF_ONLY])
+@pytest.mark.parametrize("sampling", [INDEPENDENT, SOBOL])
+@pytest.mark.parametrize("depth", [0, RR_DEPTH + 1])
+def test_grouped_shading_equals_one_entry_at_a_time(mode: int, sampling: int, depth: int) -> None:
+    """Bit for bit, every output of the path state: a queue of 2500 sparse paths (two tasks
+    and a short last group) over diffuse, rough and near-mirror conductors and glass, shading
+    normals tilted off the geometric ones (some samples then land on the wrong side),
+    outgoing directions on both sides, light samples of zero density or occluded, throughputs
+    above and below the roulette's cap and paths inside glass (eta_scale != 1)."""
+    rng = np.random.default_rng(11)
+    paths, n = 4000, 2500
+    kinds = np.array([DIFFUSE, CONDUCTOR, CONDUCTOR, DIELECTRIC, DIFFUSE], np.int64)
+    prm = np.zeros((len(kinds), N_PARAMS))
+    prm[:, :3] = rng.random((len(kinds), 3))
+    prm[:, 3] = [0.0, 0.3, 0.02, 0.0, 0.0]
+    prm[:, 4] = [0.0, 0.0, 0.0, 1.5, 0.0]
+    idx = np.sort(rng.choice(paths, n, replace=False))
+    ng = unit(rng, n)
+    ns = ng + 0.3 * unit(rng, n)
+    ns /= np.linalg.norm(ns, axis=1, keepdims=True)
+    ns *= np.sign(np.sum(ns * ng, axis=1))[:, None]
+    wi = unit(rng, n)
+    lpdf = rng.random(n) * (rng.random(n) > 0.1)
+    state = {
+        "ro": rng.normal(size=(paths, 3)), "rd": unit(rng, paths),
+        "beta": rng.random((paths, 3)) * 2.0, "radiance": rng.random((paths, 3)),
+        "alive": np.ones(paths, np.bool_), "prev_pdf": rng.random(paths),
+        "prev_delta": np.zeros(paths, np.bool_),
+        "eta_scale": np.where(rng.random(paths) < 0.2, 2.25, 1.0),
+    }
+    args = (idx, depth, 7, sampling, rng.integers(0, 64, paths), rng.integers(0, 10_000, paths),
+            mode, 2.0, RR_DEPTH, RR_CAP, rng.normal(size=(n, 3)), ng, ns,
+            rng.integers(0, len(kinds), n), kinds, prm, wi, lpdf, rng.random((n, 3)) * 5.0,
+            (rng.random(n) < 0.7) & (lpdf > 0))
+    got = {k: v.copy() for k, v in state.items()}
+    want = {k: v.copy() for k, v in state.items()}
+    K.shade_and_scatter(*args, *got.values())
+    shade_one_at_a_time(*args, *want.values())
+    for name in state:
+        assert np.array_equal(got[name], want[name]), name
+    # the stage did its work: radiance added, paths ended and continued in new directions
+    assert not np.array_equal(got["radiance"], state["radiance"]) or mode == K.BSDF_ONLY
+    assert 0 < got["alive"].sum() < paths
+    assert not np.array_equal(got["rd"], state["rd"])
