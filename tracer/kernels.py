@@ -201,31 +201,34 @@ def split_escaped(
     esc: np.ndarray, hits: np.ndarray, t_out: np.ndarray, prim_out: np.ndarray, b_out: np.ndarray,
 ) -> tuple[int, int]:
     """Append each entry to the escaped queue or, with its hit record, to the hit queue
-    (serial and order-preserving: one pass of a few ns per entry). Returns both lengths."""
+    (serial and order-preserving: one pass of a few ns per entry). Returns both lengths.
+
+    Branch-free: every entry is written to both queues' next slots and only the counter of
+    its own queue moves on (the other slot is overwritten later; the queues have room for
+    every entry), as escaped and hit rays come in no order a predictor could learn."""
     ne = 0
     nh = 0
     for k in range(idx.shape[0]):
-        if hit_prim[k] < 0:
-            esc[ne] = idx[k]
-            ne += 1
-        else:
-            hits[nh] = idx[k]
-            t_out[nh] = hit_t[k]
-            prim_out[nh] = hit_prim[k]
-            b_out[nh, 0] = hit_b[k, 0]
-            b_out[nh, 1] = hit_b[k, 1]
-            nh += 1
+        escaped = hit_prim[k] < 0
+        esc[ne] = idx[k]
+        hits[nh] = idx[k]
+        t_out[nh] = hit_t[k]
+        prim_out[nh] = hit_prim[k]
+        b_out[nh, 0] = hit_b[k, 0]
+        b_out[nh, 1] = hit_b[k, 1]
+        ne += escaped
+        nh += 1 - escaped
     return ne, nh
 
 
 @njit(cache=True)
 def compact(idx: np.ndarray, alive: np.ndarray, out: np.ndarray) -> int:
-    """Write the entries of idx whose path is alive to out, in order; returns how many."""
+    """Write the entries of idx whose path is alive to out, in order; returns how many
+    (branch-free, as :func:`split_escaped`)."""
     n = 0
     for k in range(idx.shape[0]):
-        if alive[idx[k]]:
-            out[n] = idx[k]
-            n += 1
+        out[n] = idx[k]
+        n += alive[idx[k]]
     return n
 
 
