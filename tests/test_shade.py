@@ -21,7 +21,7 @@ def shade_one_at_a_time(idx, depth, seed, sampling, sample_of, pixel_of, mode, p
     sf = np.empty((SHADE_F, 1))
     si = np.empty((SHADE_I, 1), np.int64)
     for k in range(idx.shape[0]):
-        shade_gather_at(k, 0, sf, si, idx, sample_of, pixel_of, pos, ng, ns, mat, mat_kind,
+        shade_gather_at(k, 0, sf, si, mode, idx, sample_of, pixel_of, pos, ng, ns, mat, mat_kind,
                         mat_prm, light_wi, light_pdf, light_le, unoccluded, rd, beta, radiance,
                         eta_scale)
         shade_at(0, sf, si, depth, seed, sampling, mode, power, rr_depth, rr_cap)

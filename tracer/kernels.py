@@ -139,7 +139,7 @@ def shade_and_scatter(
         for k0 in range(task * TASK, end, GROUP):
             m = min(GROUP, end - k0)
             for e in range(m):
-                shade_gather_at(k0 + e, e, sf, si, idx, sample_of, pixel_of, pos, ng, ns, mat,
+                shade_gather_at(k0 + e, e, sf, si, mode, idx, sample_of, pixel_of, pos, ng, ns, mat,
                                 mat_kind, mat_prm, light_wi, light_pdf, light_le, unoccluded, rd,
                                 beta, radiance, eta_scale)
             # the whole group, a short last one's unused columns too (what they hold is

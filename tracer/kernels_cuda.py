@@ -135,7 +135,7 @@ def _shade_and_scatter(idx, depth, seed, sampling, sample_of, pixel_of, mode, po
         # the CPU's group steps for a group of one, in a per-thread scratch
         sf = cuda.local.array((SHADE_F, 1), float64)
         si = cuda.local.array((SHADE_I, 1), int64)
-        shade_gather_at(k, 0, sf, si, idx, sample_of, pixel_of, pos, ng, ns, mat, mat_kind,
+        shade_gather_at(k, 0, sf, si, mode, idx, sample_of, pixel_of, pos, ng, ns, mat, mat_kind,
                         mat_prm, light_wi, light_pdf, light_le, unoccluded, rd, beta, radiance,
                         eta_scale)
         shade_at(0, sf, si, depth, seed, sampling, mode, power, rr_depth, rr_cap)

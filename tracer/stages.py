@@ -243,33 +243,36 @@ SHADE_I = 4
 
 @njit(cache=True, inline="always")
 def shade_gather_at(
-    k: int, e: int, sf: np.ndarray, si: np.ndarray,
+    k: int, e: int, sf: np.ndarray, si: np.ndarray, mode: int,
     idx: np.ndarray, sample_of: np.ndarray, pixel_of: np.ndarray,
     pos: np.ndarray, ng: np.ndarray, ns: np.ndarray, mat: np.ndarray,
     mat_kind: np.ndarray, mat_prm: np.ndarray,
     light_wi: np.ndarray, light_pdf: np.ndarray, light_le: np.ndarray, unoccluded: np.ndarray,
     rd: np.ndarray, beta: np.ndarray, radiance: np.ndarray, eta_scale: np.ndarray,
 ) -> None:
-    """Queue entry k's inputs of :func:`shade_at` into scratch column e."""
+    """Queue entry k's inputs of :func:`shade_at` into scratch column e (the light sample's
+    only where there is one: not with BSDF sampling alone)."""
     p = idx[k]
     m = mat[k]
     si[S_KIND, e] = mat_kind[m]
     si[S_PIX, e] = pixel_of[p]
     si[S_SMP, e] = sample_of[p]
-    si[S_UNOCC, e] = unoccluded[k]
     for c in range(5):
         sf[S_PRM + c, e] = mat_prm[m, c]
     for c in range(3):
         sf[S_WO + c, e] = -rd[p, c]
         sf[S_NG + c, e] = ng[k, c]
         sf[S_NS + c, e] = ns[k, c]
-        sf[S_LWI + c, e] = light_wi[k, c]
-        sf[S_LLE + c, e] = light_le[k, c]
         sf[S_BETA + c, e] = beta[p, c]
         sf[S_POS + c, e] = pos[k, c]
         sf[S_RAD + c, e] = radiance[p, c]
-    sf[S_LPDF, e] = light_pdf[k]
     sf[S_ETA, e] = eta_scale[p]
+    if mode != BSDF_ONLY:
+        si[S_UNOCC, e] = unoccluded[k]
+        for c in range(3):
+            sf[S_LWI + c, e] = light_wi[k, c]
+            sf[S_LLE + c, e] = light_le[k, c]
+        sf[S_LPDF, e] = light_pdf[k]
 
 
 @njit(cache=True, inline="always")
