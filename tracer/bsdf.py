@@ -37,9 +37,9 @@ INV_PI = 1.0 / math.pi
 
 
 @njit(cache=True, inline="always")
-def material_params(mat_prm: np.ndarray, m: int) -> tuple[float, float, float, float, float]:
-    """Material m's (r, g, b, alpha, ior): row m of a (K, N_PARAMS) parameter table."""
-    return mat_prm[m, 0], mat_prm[m, 1], mat_prm[m, 2], mat_prm[m, 3], mat_prm[m, 4]
+def material_params(prm: np.ndarray) -> tuple[float, float, float, float, float]:
+    """A material's (r, g, b, alpha, ior): the first five of its (N_PARAMS,) parameter row."""
+    return prm[0], prm[1], prm[2], prm[3], prm[4]
 
 
 @njit(cache=True, inline="always")
@@ -238,7 +238,7 @@ def bsdf_sample(
 def eval_batch(kind: int, prm: np.ndarray, wo: np.ndarray, wi: np.ndarray) -> np.ndarray:
     """(N, 4) rows of (f|cos| rgb, pdf) for local wo (3,) and local wi (N, 3)."""
     out = np.empty((wi.shape[0], 4))
-    prm5 = (prm[0], prm[1], prm[2], prm[3], prm[4])
+    prm5 = material_params(prm)
     for k in prange(wi.shape[0]):
         r = bsdf_eval(kind, prm5, wo[0], wo[1], wo[2], wi[k, 0], wi[k, 1], wi[k, 2])
         out[k, 0], out[k, 1], out[k, 2], out[k, 3] = r
@@ -249,7 +249,7 @@ def eval_batch(kind: int, prm: np.ndarray, wo: np.ndarray, wi: np.ndarray) -> np
 def sample_batch(kind: int, prm: np.ndarray, wo: np.ndarray, u: np.ndarray) -> np.ndarray:
     """(N, 9) rows of (wi xyz, weight rgb, pdf, delta, ok) for local wo (3,) and u (N, 3)."""
     out = np.empty((u.shape[0], 9))
-    prm5 = (prm[0], prm[1], prm[2], prm[3], prm[4])
+    prm5 = material_params(prm)
     for k in prange(u.shape[0]):
         wx, wy, wz, fr, fg, fb, pdf, delta, ok = bsdf_sample(
             kind, prm5, wo[0], wo[1], wo[2], u[k, 0], u[k, 1], u[k, 2]

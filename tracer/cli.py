@@ -166,8 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("converge", help="error against spp and time for several samplers, with plots")
     c.add_argument("scene", type=Path)
     c.add_argument("--samplers", type=_sampler_list, default="uniform,bsdf,piecewise,mis",
-                   help="comma list of uniform, piecewise, flow, bsdf, mis, mis-flow, mis-uniform; "
-                        "mis+plain is mis with the plain light density (--no-compensate)")
+                   help="comma list of --sampler names, mis-LIGHT (mis with that --light) and "
+                        "mis+plain, mis-piecewise+plain, mis-alias+plain (the plain light density, "
+                        "--no-compensate)")
     c.add_argument("--spp", default="1,2,4,...,256", help="sample counts, e.g. 1,2,4,...,1024")
     c.add_argument("--out", type=Path, default=Path("renders/converge"), help="output folder")
     c.add_argument("--reference", type=Path, help="reference EXR (default: render one with mis)")

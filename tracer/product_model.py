@@ -372,7 +372,7 @@ def _kl_one(t: Any, func: np.ndarray, rot_u: float, fsum: float, k: int) -> tupl
         for j in range(w):
             if func[i, j] > 0.0:
                 dx, dy, dz = uv_to_dir((j + 0.5) / w, (i + 0.5) / h)
-                fr, fg, fb, _ = bsdf_eval(kind, material_params(t.mat_prm, m), lox, loy, loz, dx * tx + dy * ty + dz * tz,
+                fr, fg, fb, _ = bsdf_eval(kind, material_params(t.mat_prm[m]), lox, loy, loz, dx * tx + dy * ty + dz * tz,
                                           dx * bx + dy * by + dz * bz, dx * nx + dy * ny + dz * nz)
                 target[i, j] = func[i, j] * (fr + fg + fb)
     z = target.sum()
