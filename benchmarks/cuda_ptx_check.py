@@ -36,6 +36,7 @@ from tracer import kernels_cuda as KC
 from tracer import light_dispatch
 from tracer.backend import CPU
 from tracer.envmap import load_envmap
+from tracer.geometry import build_geometry
 from tracer.product_model import build_product_model, random_conditions
 from tracer.samplers import make_strategy
 from tracer.samplers.flow import SquareDensities, SquareSamples
@@ -50,7 +51,8 @@ def t(shape: tuple[int, ...] | int, dtype: type = np.float64):
 F1, F2, F3 = t(4), t((4, 2)), t((4, 3))
 I1, B1 = t(4, np.int64), t(4, np.bool_)
 F32_3 = t((2, 4, 3), np.float32)
-GEOM = (t((1, 3)), t(1), t((1, 3, 3)), t((1, 24)), t((1, 8), np.int64), I1)
+# the types of a real Geometry's arrays (one sphere, one triangle), field by field
+GEOM = tuple(typeof(a) for a in build_geometry(np.zeros((1, 3)), np.ones(1), np.eye(3)[None]))
 i, f = typeof(1), typeof(1.0)
 
 SIGS = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import subprocess
 import sys
@@ -13,16 +14,21 @@ import pytest
 from numba import njit
 
 from tracer.geometry import (
+    LANES,
     STACK_SHAPE,
     WIDTH,
     Geometry,
     _children_scalar,
     _inv,
+    _tri4_scalar,
     build_geometry,
     children_entry,
     intersect_sphere,
     intersect_triangle,
+    nearest_in_block,
+    ray_shear,
     trace,
+    tri4_entry,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -512,5 +518,102 @@ def test_vector_slab_test_equals_the_scalar_one_bit_for_bit() -> None:
     entered = np.isfinite(scalar)
     assert 0.05 < entered.mean() < 0.95  # both outcomes well represented
     assert np.array_equal(np.signbit(vec), np.signbit(scalar))
-    empty = g.node_child[node, WIDTH:] < 0
+    empty = g.node_child[node, WIDTH:2 * WIDTH] < 0
     assert empty.any() and not entered[empty].any()  # empty slots are never entered
+
+
+# ---------------------------------------------------------------- triangle blocks
+
+
+def test_leaves_hold_every_primitive_once_with_their_triangles_in_blocks() -> None:
+    sc, sr, tv = random_scene(5, n_sph=30, n_tri=500)
+    g = build_geometry(sc, sr, tv)
+    S, W = len(sr), WIDTH
+    ch = g.node_child
+    leaf = ch[:, W:2 * W] > 0
+    assert leaf.any() and (ch[:, W:2 * W] == 0).any()  # leaves and interior children
+    first, n_blk = ch[:, :W][leaf], ch[:, 2 * W:3 * W][leaf]
+    sph0, n_s = ch[:, 3 * W:4 * W][leaf], ch[:, 4 * W:][leaf]
+    # the leaves' block ranges tile the blocks, their sphere ranges hold spheres only
+    spans = sorted(zip(first, first + n_blk, strict=True))
+    assert spans[0][0] == 0 and spans[-1][1] == len(g.tri4_v)
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(spans))
+    for a, n in zip(sph0, n_s, strict=True):
+        assert (g.prim_order[a:a + n] < S).all()
+    # every lane in use holds one triangle, with that triangle's vertices
+    ids = g.tri4_id.ravel()
+    used = ids >= 0
+    assert np.array_equal(np.sort(ids[used]), np.arange(S, S + len(tv)))
+    lanes = g.tri4_v.reshape(-1, 3, 3, LANES).transpose(0, 3, 1, 2).reshape(-1, 3, 3)
+    assert np.array_equal(lanes[used], tv[ids[used] - S])
+    assert not lanes[~used].any()  # unused lanes: a degenerate triangle at the origin
+    # a leaf's count is its spheres plus the triangles of its blocks
+    tris = [(g.tri4_id[f:f + n] >= 0).sum() for f, n in zip(first, n_blk, strict=True)]
+    assert np.array_equal(ch[:, W:2 * W][leaf], n_s + np.array(tris))
+    # only the last block of a leaf has unused lanes
+    for f, n in zip(first, n_blk, strict=True):
+        assert (g.tri4_id[f:f + n - 1] >= 0).all()
+    assert np.array_equal(np.sort(g.prim_order), np.arange(S + len(tv)))
+
+
+@njit
+def _both_block_tests(v4, blk, o, d, tmax, vec, scalar):
+    """The twelve outputs of each ray's block test, by the CPU's vector test and the scalar one."""
+    for k in range(o.shape[0]):
+        r = ray_shear(o[k, 0], o[k, 1], o[k, 2], d[k, 0], d[k, 1], d[k, 2])
+        vec[k] = tri4_entry(v4, blk[k], r, tmax[k])  # the CPU's tri4_entry is tracer.simd.tri4
+        scalar[k] = _tri4_scalar(v4, blk[k], r, tmax[k])
+
+
+def test_vector_triangle_test_equals_the_scalar_one_bit_for_bit() -> None:
+    # the blocks of a real tree (unused lanes included); rays aimed at a lane's vertices,
+    # edges and inside, from both sides; rays along the axes; finite and infinite tmax
+    rng = np.random.default_rng(12)
+    _, _, tv = random_scene(6, n_sph=0, n_tri=300)
+    g = build_geometry(*NO_SPHERES, tv)
+    v = g.tri4_v.reshape(-1, 3, 3, LANES)  # (block, vertex, axis, lane)
+    n = 30000
+    blk = rng.integers(0, len(v), n)
+    lane = rng.integers(0, LANES, n)
+    tri = v[blk, :, :, lane]  # (n, 3, 3)
+    w = rng.dirichlet(np.ones(3), n)
+    kind = rng.integers(0, 3, n)
+    w[kind == 1, rng.integers(0, 3, n)[kind == 1]] = 0.0  # on an edge
+    w[kind == 2] = np.eye(3)[rng.integers(0, 3, (kind == 2).sum())]  # at a vertex
+    w /= w.sum(axis=1, keepdims=True)
+    target = np.einsum("nv,nva->na", w, tri)
+    o = target + rng.normal(size=(n, 3)) * 3
+    d = unit(target - o)
+    axial = rng.random(n) < 0.1
+    d[axial] = np.eye(3)[rng.integers(0, 3, axial.sum())] * rng.choice([-1, 1], (axial.sum(), 1))
+    miss = rng.random(n) < 0.2
+    d[miss] = -d[miss]  # the triangle behind the origin
+    tmax = np.where(rng.random(n) < 0.5, np.inf, rng.random(n) * 6)
+    vec, scalar = np.empty((n, 12)), np.empty((n, 12))
+    _both_block_tests(g.tri4_v, blk, o, d, tmax, vec, scalar)
+    assert np.array_equal(vec, scalar)
+    assert np.array_equal(np.signbit(vec), np.signbit(scalar))
+    hit = np.isfinite(vec[:, :4])
+    assert 0.1 < hit[np.arange(n), lane].mean() < 0.9  # both outcomes well represented
+    assert not hit[g.tri4_id[blk] < 0].any()  # unused lanes are never hit
+    assert (vec[:, :4][hit] > 0).all() and (vec[:, :4] < tmax[:, None])[hit].all()
+
+
+@njit
+def _nearest(v4, o, d):
+    r = ray_shear(o[0], o[1], o[2], d[0], d[1], d[2])
+    return nearest_in_block(v4, 0, r, math.inf)
+
+
+def test_nearest_in_block_takes_the_nearest_lane_and_the_first_of_a_tie() -> None:
+    near = np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 1.0], [0.0, 1.0, 1.0]])
+    far = near + [0.0, 0.0, 1.0]
+    o, d = np.array([0.2, 0.2, 0.0]), np.array([0.0, 0.0, 1.0])
+    for lanes, lane in (((far, near, far, near), 1), ((far, far, far, near), 3),
+                        ((near, far, near, far), 0), ((far, far, near, near), 2)):
+        v4 = np.stack(lanes, axis=-1).reshape(1, 36)
+        t, k, b1, b2 = _nearest(v4, o, d)
+        assert (t, k) == (1.0, lane)
+        assert b1 == pytest.approx(0.2) and b2 == pytest.approx(0.2)
+    t, k, _, _ = _nearest(np.zeros((1, 36)), o, d)  # four degenerate lanes
+    assert t == math.inf

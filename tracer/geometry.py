@@ -7,7 +7,8 @@ Hierarchies"; pbrt-v4 ``aggregates.cpp``), collapsed into a 4-wide tree
 stack. The ray-triangle test is the watertight one of Woop, Benthin and Wald (JCGT 2(1),
 2013) as in pbrt: no ray slips between two triangles that share an edge.
 All geometry is float64. On the CPU a node's four slab tests run as one vector computation
-(:mod:`tracer.simd`, Embree's single-ray node test), with the scalar code's results.
+(:mod:`tracer.simd`, Embree's single-ray node test), and a leaf's triangles are stored and
+tested four at a time (Embree's ``Triangle4``), both with the scalar code's results.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 from numba import njit
 from numba.extending import overload
 
-from tracer.simd import FAR_SCALE, slab4
+from tracer.simd import FAR_SCALE, TRI_ROW, slab4, tri4
 
 #: deepest level of the binary build; the 4-wide tree is no deeper
 MAX_DEPTH = 62
@@ -31,9 +32,20 @@ STACK_SIZE = 3 * MAX_DEPTH + 2
 STACK_SHAPE = (STACK_SIZE, 2)
 #: children of a node of the traversed tree
 WIDTH = 4
+#: triangles a leaf tests at once (:func:`tracer.simd.tri4`): a leaf's triangles are stored
+#: in blocks of four, one per vector lane (Embree's ``Triangle4``)
+LANES = 4
+#: the largest leaf the binary build makes (primitives), when the SAH finds it no dearer
+#: than a split. On the knot (bench_micro.py, closest / any hit, two threads, ns a ray):
+#: 4: 129 / 51, 8: 117 / 48, 12: 119 / 49, 16: 121 / 48
+MAX_LEAF = 8
+#: columns of ``Geometry.node_child``: five groups of ``WIDTH``, per child slot
+CHILD_COLS = 5 * WIDTH
 BIG = 1e30
-#: SAH cost of a node step of the binary build in units of one primitive test. pbrt takes
-#: 1/8; with our scalar traversal a node step costs about a watertight triangle test.
+#: SAH cost of a node step of the binary build in units of one leaf test (a block of four
+#: triangles since the eighth round). pbrt takes 1/8; with our scalar traversal a node step
+#: costs about a watertight triangle test. With blocks (bench_micro.py, closest / any hit,
+#: two threads, ns a ray): 0.5: 124 / 49, 1: 117 / 48, 2: 118 / 48. Before the blocks:
 #: Measured on the knot (closest hit, ns per ray, benchmarks/bench_micro.py's rays): binary
 #: tree 1/8: 270, 0.5: 260, 1: 255, 2: 248; after the 4-wide collapse 0.5: 229, 1: 219,
 #: 2: 217-220, 4: 219. A scene of at most four primitives (the spheres scene) is split to
@@ -47,18 +59,30 @@ class Geometry(NamedTuple):
 
     Node ``n`` holds its (up to) four children: their boxes in ``node_box[n]`` as six rows of
     four (min x, min y, min z, max x, max y, max z of children 0..3, laid out so the four slab
-    tests read contiguous values) and in ``node_child[n]`` per child a reference (``[0:4]``)
-    and a primitive count (``[4:8]``): count 0 is an interior node (the reference is its
-    row), count > 0 a leaf (its first slot in ``prim_order``), count -1 an empty slot. Node
-    0 is the root; a leaf costs no row of its own.
+    tests read contiguous values) and in ``node_child[n]`` five groups of four, one column a
+    child slot ``j``:
+
+    - ``[j]``: an interior child's row; a leaf's first triangle block;
+    - ``[4 + j]``: 0 for an interior child, -1 for an empty slot, > 0 for a leaf (its number
+      of primitives);
+    - ``[8 + j]``: a leaf's number of triangle blocks (rows of ``tri4_v``);
+    - ``[12 + j]``: a leaf's first sphere in ``prim_order``;
+    - ``[16 + j]``: a leaf's number of spheres.
+
+    A leaf's triangles are copied into blocks of four (``tri4_v``: coordinate ``a`` of vertex
+    ``v`` of lane ``l`` at ``(3 v + a) 4 + l``; ``tri4_id``: each lane's primitive number, -1
+    for an unused lane, whose triangle is degenerate and never hit), tested four at once
+    (:func:`tri4_entry`). Node 0 is the root; a leaf costs no row of its own.
     """
 
     sphere_c: np.ndarray  # (S, 3)
     sphere_r: np.ndarray  # (S,)
     tri_v: np.ndarray  # (T, 3, 3)
     node_box: np.ndarray  # (M, 24) the children's boxes, coordinate-major
-    node_child: np.ndarray  # (M, 8) the children's references, then their counts
-    prim_order: np.ndarray  # (P,) primitive ids in leaf order
+    node_child: np.ndarray  # (M, 20) the children's references and counts (above)
+    prim_order: np.ndarray  # (P,) primitive ids in leaf order, each leaf's spheres first
+    tri4_v: np.ndarray  # (B, 36) the leaves' triangles, four a row
+    tri4_id: np.ndarray  # (B, 4) their primitive numbers
 
 
 @njit(cache=True, inline="always")
@@ -126,20 +150,24 @@ def ray_shear(ox: float, oy: float, oz: float, dx: float, dy: float, dz: float) 
 
 
 @njit(cache=True, inline="always")
-def intersect_triangle_sheared(tri: np.ndarray, r: Shear, tmax: float) -> tuple[float, float, float]:
-    """Watertight ray-triangle test for a ray prepared by :func:`ray_shear`: (t, b1, b2) or
-    t = -1 for a miss."""
-    kx, ky, kz = r.kx, r.ky, r.kz
-    # translate to the ray origin, in the permuted axes
-    p0x = tri[0, kx] - r.ox
-    p0y = tri[0, ky] - r.oy
-    p0z = tri[0, kz] - r.oz
-    p1x = tri[1, kx] - r.ox
-    p1y = tri[1, ky] - r.oy
-    p1z = tri[1, kz] - r.oz
-    p2x = tri[2, kx] - r.ox
-    p2y = tri[2, ky] - r.oy
-    p2z = tri[2, kz] - r.oz
+def watertight(
+    p0x: float, p0y: float, p0z: float, p1x: float, p1y: float, p1z: float,
+    p2x: float, p2y: float, p2z: float, r: Shear, tmax: float,
+) -> tuple[float, float, float]:
+    """Watertight ray-triangle test of the triangle whose vertices have the coordinates
+    ``p0 .. p2`` in the ray's permuted axes (``kx, ky, kz`` of :func:`ray_shear`), for a ray
+    prepared by :func:`ray_shear`: (t, b1, b2) or t = -1 for a miss. :func:`tracer.simd.tri4`
+    is the same operations on four triangles."""
+    # translate to the ray origin
+    p0x -= r.ox
+    p0y -= r.oy
+    p0z -= r.oz
+    p1x -= r.ox
+    p1y -= r.oy
+    p1z -= r.oz
+    p2x -= r.ox
+    p2y -= r.oy
+    p2z -= r.oz
     # shear so that the ray points along +z
     p0x += r.sx * p0z
     p0y += r.sy * p0z
@@ -169,6 +197,15 @@ def intersect_triangle_sheared(tri: np.ndarray, r: Shear, tmax: float) -> tuple[
 
 
 @njit(cache=True, inline="always")
+def intersect_triangle_sheared(tri: np.ndarray, r: Shear, tmax: float) -> tuple[float, float, float]:
+    """Watertight ray-triangle test of ``tri`` (3 vertices x 3 coordinates) for a ray
+    prepared by :func:`ray_shear`: (t, b1, b2) or t = -1 for a miss."""
+    kx, ky, kz = r.kx, r.ky, r.kz
+    return watertight(tri[0, kx], tri[0, ky], tri[0, kz], tri[1, kx], tri[1, ky], tri[1, kz],
+                      tri[2, kx], tri[2, ky], tri[2, kz], r, tmax)
+
+
+@njit(cache=True, inline="always")
 def intersect_triangle(
     tri: np.ndarray, ox: float, oy: float, oz: float, dx: float, dy: float, dz: float, tmax: float
 ) -> tuple[float, float, float]:
@@ -184,11 +221,21 @@ def _area(mn: np.ndarray, mx: np.ndarray) -> float:
     return 2.0 * (ex * ey + ey * ez + ez * ex)
 
 
+@njit(cache=True, inline="always")
+def _blocks(n: int, block: int) -> int:
+    """Tests of a leaf of ``n`` primitives taken ``block`` at a time: ceil(n / block)."""
+    return (n + block - 1) // block
+
+
 @njit(cache=True)
 def build_bvh(
-    bmin: np.ndarray, bmax: np.ndarray, max_leaf: int = 4, n_bins: int = 16
+    bmin: np.ndarray, bmax: np.ndarray, max_leaf: int = MAX_LEAF, n_bins: int = 16,
+    block: int = LANES,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
-    """Binned-SAH BVH over primitive bounds (P, 3); returns the node arrays and the count."""
+    """Binned-SAH BVH over primitive bounds (P, 3); returns the node arrays and the count.
+
+    A leaf of n primitives costs ceil(n / block) tests, as Embree's builders count a leaf of
+    ``Triangle4`` blocks: its primitives are tested ``block`` at a time."""
     n_prims = bmin.shape[0]
     cap = max(1, 2 * n_prims)
     node_min = np.zeros((cap, 3))
@@ -272,13 +319,14 @@ def build_bvh(
             lc = left_cnt[b - 1]
             if lc == 0 or c == 0:
                 continue
-            cost = TRAVERSAL_COST + (lc * left_area[b - 1] + c * _area(amn, amx)) * inv_area
+            cost = TRAVERSAL_COST + (_blocks(lc, block) * left_area[b - 1]
+                                     + _blocks(c, block) * _area(amn, amx)) * inv_area
             if cost < best_cost:
                 best_cost = cost
                 best = b - 1
         # (a scene of at most WIDTH primitives is split to single ones: one vector test of
         # the root's four boxes then stands for up to four primitive tests)
-        if best < 0 or (n <= max_leaf and best_cost >= n and n_prims > WIDTH):
+        if best < 0 or (n <= max_leaf and best_cost >= _blocks(n, block) and n_prims > WIDTH):
             node_left[node] = s
             node_count[node] = n
             continue
@@ -373,6 +421,59 @@ def collapse_bvh4(
     return box[:n_rows].copy(), child[:n_rows].copy()
 
 
+@njit(cache=True)
+def pack_leaves(
+    child4: np.ndarray, order: np.ndarray, n_sph: int, tri_v: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The traversed tree's child table (:class:`Geometry`'s ``node_child``) and triangle
+    blocks from :func:`collapse_bvh4`'s table (a leaf's first slot in ``order`` and its
+    count): each leaf's spheres are moved to the front of its range of ``order`` (in place,
+    in their order) and its triangles copied, in their order, four to a block."""
+    m = child4.shape[0]
+    n_blk = 0
+    for r in range(m):
+        for j in range(WIDTH):
+            cnt = child4[r, WIDTH + j]
+            if cnt > 0:
+                n_tri = 0
+                for k in range(child4[r, j], child4[r, j] + cnt):
+                    n_tri += order[k] >= n_sph
+                n_blk += _blocks(n_tri, LANES)
+    child = np.zeros((m, CHILD_COLS), np.int64)
+    v4 = np.zeros((n_blk, TRI_ROW))  # an unused lane: a degenerate triangle, never hit
+    ids = np.full((n_blk, LANES), -1, np.int64)
+    blk = 0
+    for r in range(m):
+        for j in range(WIDTH):
+            ref, cnt = child4[r, j], child4[r, WIDTH + j]
+            child[r, j] = ref
+            child[r, WIDTH + j] = cnt
+            if cnt <= 0:
+                continue
+            prims = order[ref:ref + cnt].copy()
+            n_s = 0
+            for p in prims:  # the spheres first
+                if p < n_sph:
+                    order[ref + n_s] = p
+                    n_s += 1
+            n_t = 0
+            for p in prims:  # then the triangles, four a block
+                if p >= n_sph:
+                    order[ref + n_s + n_t] = p
+                    b, lane = blk + n_t // LANES, n_t % LANES
+                    ids[b, lane] = p
+                    for v in range(3):
+                        for a in range(3):
+                            v4[b, (3 * v + a) * LANES + lane] = tri_v[p - n_sph, v, a]
+                    n_t += 1
+            child[r, j] = blk
+            child[r, 2 * WIDTH + j] = _blocks(n_t, LANES)
+            child[r, 3 * WIDTH + j] = ref
+            child[r, 4 * WIDTH + j] = n_s
+            blk += _blocks(n_t, LANES)
+    return child, v4, ids
+
+
 def build_geometry(sphere_c: np.ndarray, sphere_r: np.ndarray, tri_v: np.ndarray) -> Geometry:
     """Bounds every primitive and builds the BVH over them."""
     sc = np.ascontiguousarray(sphere_c, np.float64).reshape(-1, 3)
@@ -383,16 +484,18 @@ def build_geometry(sphere_c: np.ndarray, sphere_r: np.ndarray, tri_v: np.ndarray
     if len(bmin) == 0:
         # an empty scene: a root with four empty slots
         box = np.zeros((1, 6 * WIDTH))
-        child = np.zeros((1, 2 * WIDTH), np.int64)
-        child[0, WIDTH:] = -1
-        return Geometry(sc, sr, tv, box, child, np.zeros(0, np.int64))
+        child = np.zeros((1, CHILD_COLS), np.int64)
+        child[0, WIDTH:2 * WIDTH] = -1
+        return Geometry(sc, sr, tv, box, child, np.zeros(0, np.int64), np.zeros((0, TRI_ROW)),
+                        np.zeros((0, LANES), np.int64))
     nmin, nmax, nl, nr, nc, order, n = build_bvh(bmin, bmax)
-    box, child = collapse_bvh4(nmin, nmax, nl, nr, nc, n)
+    box, child4 = collapse_bvh4(nmin, nmax, nl, nr, nc, n)
+    child, v4, ids = pack_leaves(child4, order, len(sc), tv)
     # one ulp wider on every side, so that the branch-free slab test keeps a ray that lies
     # in a box's face and parallel to it (see _slab); the first 12 columns are minima
     box[:, : 3 * WIDTH] = np.nextafter(box[:, : 3 * WIDTH], -np.inf)
     box[:, 3 * WIDTH:] = np.nextafter(box[:, 3 * WIDTH:], np.inf)
-    return Geometry(sc, sr, tv, box, child, order)
+    return Geometry(sc, sr, tv, box, child, order, v4, ids)
 
 
 @njit(cache=True, inline="always")
@@ -463,6 +566,68 @@ def _children_entry_cuda(box, node, ox, oy, oz, ix, iy, iz, tmax):
     return impl
 
 
+def tri4_entry(v4: np.ndarray, b: int, r: Shear, tmax: float) -> tuple[float, ...]:
+    """The watertight test of the four triangles of block ``b`` (:class:`Geometry`'s
+    ``tri4_v``): each lane's t (infinity unless 0 < t < tmax), then its b1, then its b2 (0
+    where missed), twelve values. On the CPU one vector computation
+    (:func:`tracer.simd.tri4`, the scalar test's values bit for bit); on the GPU and in
+    Python (the CUDA simulator), four calls of :func:`watertight`."""
+    return _tri4_scalar(v4, b, r, tmax)
+
+
+@njit(cache=True, inline="always")
+def _tri_lane(v4: np.ndarray, b: int, lane: int, r: Shear, tmax: float) -> tuple[float, float, float]:
+    """Lane ``lane`` of block ``b``: (t, b1, b2), t infinity unless 0 < t < tmax."""
+    kx, ky, kz = r.kx * LANES + lane, r.ky * LANES + lane, r.kz * LANES + lane
+    t, b1, b2 = watertight(v4[b, kx], v4[b, ky], v4[b, kz],
+                           v4[b, 3 * LANES + kx], v4[b, 3 * LANES + ky], v4[b, 3 * LANES + kz],
+                           v4[b, 6 * LANES + kx], v4[b, 6 * LANES + ky], v4[b, 6 * LANES + kz],
+                           r, tmax)
+    if t > 0.0 and t < tmax:
+        return t, b1, b2
+    return math.inf, 0.0, 0.0
+
+
+@njit(cache=True, inline="always")
+def _tri4_scalar(v4: np.ndarray, b: int, r: Shear, tmax: float) -> tuple[float, ...]:
+    t0, u0, w0 = _tri_lane(v4, b, 0, r, tmax)
+    t1, u1, w1 = _tri_lane(v4, b, 1, r, tmax)
+    t2, u2, w2 = _tri_lane(v4, b, 2, r, tmax)
+    t3, u3, w3 = _tri_lane(v4, b, 3, r, tmax)
+    return t0, t1, t2, t3, u0, u1, u2, u3, w0, w1, w2, w3
+
+
+@overload(tri4_entry, target="cpu", inline="always")
+def _tri4_entry_cpu(v4, b, r, tmax):
+    def impl(v4, b, r, tmax):
+        return tri4(v4, b, r.kx, r.ky, r.kz, r.ox, r.oy, r.oz, r.sx, r.sy, r.sz, tmax)
+
+    return impl
+
+
+@overload(tri4_entry, target="cuda")
+def _tri4_entry_cuda(v4, b, r, tmax):
+    def impl(v4, b, r, tmax):
+        return _tri4_scalar(v4, b, r, tmax)
+
+    return impl
+
+
+@njit(cache=True, inline="always")
+def nearest_in_block(v4: np.ndarray, b: int, r: Shear, tmax: float) -> tuple[float, int, float, float]:
+    """The nearest hit among block ``b``'s four triangles: (t, lane, b1, b2), t infinity if
+    none is hit before ``tmax``; of equal t the first lane (the scalar loop's choice)."""
+    t0, t1, t2, t3, u0, u1, u2, u3, w0, w1, w2, w3 = tri4_entry(v4, b, r, tmax)
+    # a tournament of selects: which lane is nearest is unpredictable
+    n01 = t1 < t0
+    ta, la, ua, wa = (t1, 1, u1, w1) if n01 else (t0, 0, u0, w0)
+    n23 = t3 < t2
+    tb, lb, ub, wb = (t3, 3, u3, w3) if n23 else (t2, 2, u2, w2)
+    if tb < ta:
+        return tb, lb, ub, wb
+    return ta, la, ua, wa
+
+
 @njit(cache=True, inline="always")
 def _order(ta: float, ca: int, tb: float, cb: int) -> tuple[float, int, float, int]:
     """A compare-exchange of the sorting network: the nearer (t, slot) first, without a
@@ -501,9 +666,10 @@ def trace(
     if its entry t lies beyond the closest hit found since (closest hit only): the slab test
     against the shorter ray, without testing the box again. An any-hit ray skips the
     sorting: any order finds an occluder, and the network's unpredictable exchanges cost
-    more than the order saves (shadow rays on the knot 145 -> 106 ns).
+    more than the order saves (shadow rays on the knot 145 -> 106 ns). A leaf tests its
+    spheres one by one, then its triangles a block of four at a time
+    (:func:`nearest_in_block`).
     """
-    n_sph = g.sphere_r.shape[0]
     best_t = tmax
     best_p = -1
     best_b1 = 0.0
@@ -562,18 +728,24 @@ def trace(
         if cnt == 0:
             node = ref
             continue
-        for k in range(ref, ref + cnt):
+        # a leaf: its spheres one by one, then its triangles four at a time
+        s0 = child[parent, 3 * WIDTH + j]
+        for k in range(s0, s0 + child[parent, 4 * WIDTH + j]):
             p = g.prim_order[k]
-            if p < n_sph:
-                t = intersect_sphere(g.sphere_c[p, 0], g.sphere_c[p, 1], g.sphere_c[p, 2],
-                                     g.sphere_r[p], ox, oy, oz, dx, dy, dz, 0.0, best_t)
-                b1 = 0.0
-                b2 = 0.0
-            else:
-                t, b1, b2 = intersect_triangle_sheared(g.tri_v[p - n_sph], shear, best_t)
+            t = intersect_sphere(g.sphere_c[p, 0], g.sphere_c[p, 1], g.sphere_c[p, 2],
+                                 g.sphere_r[p], ox, oy, oz, dx, dy, dz, 0.0, best_t)
             if t > 0.0 and t < best_t:
                 best_t = t
                 best_p = p
+                best_b1 = 0.0
+                best_b2 = 0.0
+                if any_hit:
+                    return best_t, best_p, best_b1, best_b2
+        for b in range(ref, ref + child[parent, 2 * WIDTH + j]):
+            t, lane, b1, b2 = nearest_in_block(g.tri4_v, b, shear, best_t)
+            if t < best_t:
+                best_t = t
+                best_p = g.tri4_id[b, lane]
                 best_b1 = b1
                 best_b2 = b2
                 if any_hit:

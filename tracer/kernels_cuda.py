@@ -67,12 +67,12 @@ def generate_camera_rays(cam, width, height, pix0, nslab, sample0, seed, samplin
 
 
 @cuda.jit(cache=True)
-def _intersect_closest(sc, sr, tv, nbox, nchild, order, idx, ro, rd,
+def _intersect_closest(sc, sr, tv, nbox, nchild, order, t4v, t4id, idx, ro, rd,
                        hit_t, hit_prim, hit_b):
     k = cuda.grid(1)
     if k < idx.shape[0]:
         stack = cuda.local.array(STACK_SHAPE, float64)
-        g = Geometry(sc, sr, tv, nbox, nchild, order)
+        g = Geometry(sc, sr, tv, nbox, nchild, order, t4v, t4id)
         intersect_closest_at(k, g, idx, ro, rd, hit_t, hit_prim, hit_b, stack)
 
 
@@ -81,11 +81,11 @@ def intersect_closest(g, idx, ro, rd, hit_t, hit_prim, hit_b):
 
 
 @cuda.jit(cache=True)
-def _surface_interaction(sc, sr, tv, nbox, nchild, order, tri_n, sphere_mat,
+def _surface_interaction(sc, sr, tv, nbox, nchild, order, t4v, t4id, tri_n, sphere_mat,
                          tri_mat, idx, ro, rd, hit_t, hit_prim, hit_b, pos, ng, ns, mat):
     k = cuda.grid(1)
     if k < idx.shape[0]:
-        g = Geometry(sc, sr, tv, nbox, nchild, order)
+        g = Geometry(sc, sr, tv, nbox, nchild, order, t4v, t4id)
         surface_interaction_at(k, g, tri_n, sphere_mat, tri_mat, idx, ro, rd, hit_t, hit_prim,
                                hit_b, pos, ng, ns, mat)
 
@@ -112,12 +112,12 @@ def handle_escaped(idx, depth, mode, power, le, light_pdf, beta, radiance, alive
 
 
 @cuda.jit(cache=True)
-def _trace_shadow_rays(sc, sr, tv, nbox, nchild, order, idx, rd, pos, ng, wi, light_pdf,
+def _trace_shadow_rays(sc, sr, tv, nbox, nchild, order, t4v, t4id, idx, rd, pos, ng, wi, light_pdf,
                        mat, mat_kind, unoccluded):
     k = cuda.grid(1)
     if k < pos.shape[0]:
         stack = cuda.local.array(STACK_SHAPE, float64)
-        g = Geometry(sc, sr, tv, nbox, nchild, order)
+        g = Geometry(sc, sr, tv, nbox, nchild, order, t4v, t4id)
         trace_shadow_rays_at(k, g, idx, rd, pos, ng, wi, light_pdf, mat, mat_kind, unoccluded, stack)
 
 
