@@ -617,3 +617,17 @@ def test_nearest_in_block_takes_the_nearest_lane_and_the_first_of_a_tie() -> Non
         assert b1 == pytest.approx(0.2) and b2 == pytest.approx(0.2)
     t, k, _, _ = _nearest(np.zeros((1, 36)), o, d)  # four degenerate lanes
     assert t == math.inf
+
+
+def test_children_are_stored_by_surface_area_the_largest_last() -> None:
+    # the any-hit traversal visits the last entered slot first: the largest box
+    _, _, tv = random_scene(7, n_sph=0, n_tri=800)
+    g = build_geometry(*NO_SPHERES, tv)
+    lo = g.node_box[:, :3 * WIDTH].reshape(-1, 3, WIDTH)
+    hi = g.node_box[:, 3 * WIDTH:].reshape(-1, 3, WIDTH)
+    e = hi - lo
+    area = 2 * (e[:, 0] * e[:, 1] + e[:, 1] * e[:, 2] + e[:, 2] * e[:, 0])
+    real = g.node_child[:, WIDTH:2 * WIDTH] >= 0
+    assert real.sum() > 3 * len(area)  # mostly full nodes
+    for a, r in zip(area, real, strict=True):
+        assert np.all(np.diff(a[r]) >= 0)

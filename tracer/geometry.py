@@ -399,6 +399,16 @@ def collapse_bvh4(
             kids[best] = nl[c]
             kids[k] = nr[c]
             k += 1
+        # the children by surface area, the largest last: an any-hit ray visits the last
+        # entered slot first, and a large box is the likeliest to hold an occluder
+        for a in range(1, k):
+            x = kids[a]
+            xa = _area(nmin[x], nmax[x])
+            b = a - 1
+            while b >= 0 and _area(nmin[kids[b]], nmax[kids[b]]) > xa:
+                kids[b + 1] = kids[b]
+                b -= 1
+            kids[b + 1] = x
         for j in range(WIDTH):
             if j >= k:  # an empty slot: count -1, reference 0, a box far outside any scene
                 child[row, WIDTH + j] = -1
