@@ -661,6 +661,18 @@ def _inv(d: float) -> float:
     return 1.0 / d
 
 
+#: no child to visit next (see :func:`_code`)
+NONE = -(1 << 62)
+
+
+@njit(cache=True, inline="always")
+def _code(child: np.ndarray, node: int, j: int) -> int:
+    """What the traversal pushes for child ``j`` of ``node``: an interior child's row (>= 0),
+    so that popping it leads straight to its boxes (Embree's node references), or for a leaf
+    -1 - its slot ``WIDTH node + j``, where its counts are read."""
+    return child[node, j] if child[node, WIDTH + j] == 0 else -1 - (WIDTH * node + j)
+
+
 @njit(cache=True, inline="always")
 def trace(
     g: Geometry, ox: float, oy: float, oz: float, dx: float, dy: float, dz: float,
@@ -693,23 +705,25 @@ def trace(
     # the root's own children first: the root is visited like any interior node, unless it
     # holds a single child (a scene small enough to be one leaf): then that child's box alone
     node = 0
-    slot = -1
+    cur = NONE
     if child[0, WIDTH + 1] < 0:
         node = -1
         if _slab(g.node_box, 0, 0, ox, oy, oz, ix, iy, iz, best_t) < math.inf:
-            slot = 0
+            cur = _code(child, 0, 0)
     while True:
         if node >= 0:
             t0, t1, t2, t3 = children_entry(g.node_box, node, ox, oy, oz, ix, iy, iz, best_t)
-            base = WIDTH * node
+            # what each child is (read beside the boxes, off the path from one visit to the next)
+            c0, c1, c2, c3 = (_code(child, node, 0), _code(child, node, 1),
+                              _code(child, node, 2), _code(child, node, 3))
             if any_hit:
                 # any order finds an occluder: push every entered child, visit the last
-                for j, tj in ((0, t0), (1, t1), (2, t2), (3, t3)):
-                    stack[sp, 0] = base + j
+                for cj, tj in ((c0, t0), (c1, t1), (c2, t2), (c3, t3)):
+                    stack[sp, 0] = cj
                     sp += tj < math.inf
             else:
-                t0, c0, t1, c1 = _order(t0, base, t1, base + 1)
-                t2, c2, t3, c3 = _order(t2, base + 2, t3, base + 3)
+                t0, c0, t1, c1 = _order(t0, c0, t1, c1)
+                t2, c2, t3, c3 = _order(t2, c2, t3, c3)
                 t0, c0, t2, c2 = _order(t0, c0, t2, c2)
                 t1, c1, t3, c3 = _order(t1, c1, t3, c3)
                 t1, c1, t2, c2 = _order(t1, c1, t2, c2)
@@ -720,24 +734,25 @@ def trace(
                 sp += t2 < math.inf
                 stack[sp, 0], stack[sp, 1] = c1, t1
                 sp += t1 < math.inf
-                slot = c0 if t0 < math.inf else -1
+                cur = c0 if t0 < math.inf else NONE
             node = -1
-        # nothing entered here: the next pushed slot that is still in front of the best hit
+        # nothing entered here: the next pushed child that is still in front of the best hit
         # (its slab test against the shortened ray: entry t <= best_t, rounded as _slab does)
-        while slot < 0 and sp > 0:
+        while cur == NONE and sp > 0:
             sp -= 1
             if any_hit or stack[sp, 1] <= best_t * FAR_SCALE:
-                slot = int(stack[sp, 0])
-        if slot < 0:
+                cur = int(stack[sp, 0])
+        if cur == NONE:
             break
+        if cur >= 0:  # an interior node: visit it
+            node = cur
+            cur = NONE
+            continue
+        slot = -1 - cur
+        cur = NONE
         parent = slot // WIDTH
         j = slot % WIDTH
         ref = child[parent, j]
-        cnt = child[parent, WIDTH + j]
-        slot = -1
-        if cnt == 0:
-            node = ref
-            continue
         # a leaf: its spheres one by one, then its triangles four at a time
         s0 = child[parent, 3 * WIDTH + j]
         for k in range(s0, s0 + child[parent, 4 * WIDTH + j]):
