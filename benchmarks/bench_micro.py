@@ -190,7 +190,8 @@ def main() -> None:
     rd = lo + (hi - lo) * rng.random((m, 3)) - ro
     rd /= np.linalg.norm(rd, axis=1, keepdims=True)
     prim = np.empty(m, np.int64)
-    print(f"\nknot: {g.tri_v.shape[0]} triangles, {g.node_box.shape[0]} 4-wide nodes")
+    print(f"\nknot: {g.tri_v.shape[0]} triangles, {g.node_box.shape[0]} 4-wide nodes, "
+          f"{g.tri4_v.shape[0]} leaf blocks of four triangles")
     for any_hit in (False, True):
         ns = median_ns(_traverse, (g, ro, rd, any_hit, prim), m, r)
         kind = "any hit" if any_hit else "closest hit"
