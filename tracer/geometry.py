@@ -27,8 +27,8 @@ MAX_DEPTH = 62
 #: traversal stack entries: a 4-wide node pushes at most 3 of its children, so 3 per level
 #: (and two to spare) never overflow
 STACK_SIZE = 3 * MAX_DEPTH + 2
-#: the traversal stack's shape and type, one row (child slot, entry t) per entry; a slot
-#: (an integer below 2^53) is held exactly in a float64
+#: the traversal stack's shape and type, one row (child code, entry t) per entry; a code
+#: (see _code: an integer of magnitude below 2^53) is held exactly in a float64
 STACK_SHAPE = (STACK_SIZE, 2)
 #: children of a node of the traversed tree
 WIDTH = 4
@@ -71,7 +71,8 @@ class Geometry(NamedTuple):
 
     A leaf's triangles are copied into blocks of four (``tri4_v``: coordinate ``a`` of vertex
     ``v`` of lane ``l`` at ``(3 v + a) 4 + l``; ``tri4_id``: each lane's primitive number, -1
-    for an unused lane, whose triangle is degenerate and never hit), tested four at once
+    for an unused lane, whose coordinates are NaN: its t is NaN, which fails the test's
+    0 < t, fused multiply-adds or not), tested four at once
     (:func:`tri4_entry`). Node 0 is the root; a leaf costs no row of its own.
     """
 
@@ -227,15 +228,22 @@ def _blocks(n: int, block: int) -> int:
     return (n + block - 1) // block
 
 
+@njit(cache=True, inline="always")
+def _leaf_cost(n: int, n_s: int, block: int) -> int:
+    """Tests of a leaf of ``n`` primitives of which ``n_s`` are spheres: the spheres one by
+    one, the triangles ``block`` at a time."""
+    return n_s + _blocks(n - n_s, block)
+
+
 @njit(cache=True)
 def build_bvh(
     bmin: np.ndarray, bmax: np.ndarray, max_leaf: int = MAX_LEAF, n_bins: int = 16,
-    block: int = LANES,
+    block: int = LANES, n_sph: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
     """Binned-SAH BVH over primitive bounds (P, 3); returns the node arrays and the count.
 
-    A leaf of n primitives costs ceil(n / block) tests, as Embree's builders count a leaf of
-    ``Triangle4`` blocks: its primitives are tested ``block`` at a time."""
+    Primitives below ``n_sph`` are spheres, tested one at a time; the triangles of a leaf
+    cost ceil(n / block) tests, as Embree's builders count a leaf of ``Triangle4`` blocks."""
     n_prims = bmin.shape[0]
     cap = max(1, 2 * n_prims)
     node_min = np.zeros((cap, 3))
@@ -251,6 +259,8 @@ def build_bvh(
     sp = 1
     n_nodes = 1
     bin_cnt = np.zeros(n_bins, np.int64)
+    bin_sph = np.zeros(n_bins, np.int64)
+    left_sph = np.zeros(n_bins, np.int64)
     bin_min = np.zeros((n_bins, 3))
     bin_max = np.zeros((n_bins, 3))
     left_area = np.zeros(n_bins)
@@ -262,8 +272,10 @@ def build_bvh(
         mx = np.full(3, -BIG)
         cmn = np.full(3, BIG)
         cmx = np.full(3, -BIG)
+        n_s = 0  # spheres among them
         for k in range(s, e):
             p = order[k]
+            n_s += p < n_sph
             for a in range(3):
                 mn[a] = min(mn[a], bmin[p, a])
                 mx[a] = max(mx[a], bmax[p, a])
@@ -285,6 +297,7 @@ def build_bvh(
             continue
         # bin centroids along the widest axis and sweep the SAH cost of each split
         bin_cnt[:] = 0
+        bin_sph[:] = 0
         bin_min[:] = BIG
         bin_max[:] = -BIG
         scale = n_bins / ext[axis]
@@ -292,41 +305,47 @@ def build_bvh(
             p = order[k]
             b = min(int((cent[p, axis] - cmn[axis]) * scale), n_bins - 1)
             bin_cnt[b] += 1
+            bin_sph[b] += p < n_sph
             for a in range(3):
                 bin_min[b, a] = min(bin_min[b, a], bmin[p, a])
                 bin_max[b, a] = max(bin_max[b, a], bmax[p, a])
         amn = np.full(3, BIG)
         amx = np.full(3, -BIG)
         c = 0
+        cs = 0
         for b in range(n_bins - 1):
             c += bin_cnt[b]
+            cs += bin_sph[b]
             for a in range(3):
                 amn[a] = min(amn[a], bin_min[b, a])
                 amx[a] = max(amx[a], bin_max[b, a])
             left_cnt[b] = c
+            left_sph[b] = cs
             left_area[b] = _area(amn, amx) if c > 0 else 0.0
         amn[:] = BIG
         amx[:] = -BIG
         c = 0
+        cs = 0
         best = -1
         best_cost = BIG
         inv_area = 1.0 / max(_area(mn, mx), 1e-300)
         for b in range(n_bins - 1, 0, -1):
             c += bin_cnt[b]
+            cs += bin_sph[b]
             for a in range(3):
                 amn[a] = min(amn[a], bin_min[b, a])
                 amx[a] = max(amx[a], bin_max[b, a])
             lc = left_cnt[b - 1]
             if lc == 0 or c == 0:
                 continue
-            cost = TRAVERSAL_COST + (_blocks(lc, block) * left_area[b - 1]
-                                     + _blocks(c, block) * _area(amn, amx)) * inv_area
+            cost = TRAVERSAL_COST + (_leaf_cost(lc, left_sph[b - 1], block) * left_area[b - 1]
+                                     + _leaf_cost(c, cs, block) * _area(amn, amx)) * inv_area
             if cost < best_cost:
                 best_cost = cost
                 best = b - 1
         # (a scene of at most WIDTH primitives is split to single ones: one vector test of
         # the root's four boxes then stands for up to four primitive tests)
-        if best < 0 or (n <= max_leaf and best_cost >= _blocks(n, block) and n_prims > WIDTH):
+        if best < 0 or (n <= max_leaf and best_cost >= _leaf_cost(n, n_s, block) and n_prims > WIDTH):
             node_left[node] = s
             node_count[node] = n
             continue
@@ -450,7 +469,11 @@ def pack_leaves(
                     n_tri += order[k] >= n_sph
                 n_blk += _blocks(n_tri, LANES)
     child = np.zeros((m, CHILD_COLS), np.int64)
-    v4 = np.zeros((n_blk, TRI_ROW))  # an unused lane: a degenerate triangle, never hit
+    # an unused lane: NaN coordinates, whose t is NaN and never a hit. (Not a degenerate
+    # triangle: its edge functions x y - y x are exactly 0 only if the products are rounded
+    # apart, and a GPU fuses them into multiply-adds, which leave the products' rounding
+    # errors; then the lane is "hit" at the plane through the origin.)
+    v4 = np.full((n_blk, TRI_ROW), np.nan)
     ids = np.full((n_blk, LANES), -1, np.int64)
     blk = 0
     for r in range(m):
@@ -498,7 +521,7 @@ def build_geometry(sphere_c: np.ndarray, sphere_r: np.ndarray, tri_v: np.ndarray
         child[0, WIDTH:2 * WIDTH] = -1
         return Geometry(sc, sr, tv, box, child, np.zeros(0, np.int64), np.zeros((0, TRI_ROW)),
                         np.zeros((0, LANES), np.int64))
-    nmin, nmax, nl, nr, nc, order, n = build_bvh(bmin, bmax)
+    nmin, nmax, nl, nr, nc, order, n = build_bvh(bmin, bmax, n_sph=len(sc))
     box, child4 = collapse_bvh4(nmin, nmax, nl, nr, nc, n)
     child, v4, ids = pack_leaves(child4, order, len(sc), tv)
     # one ulp wider on every side, so that the branch-free slab test keeps a ray that lies
@@ -640,7 +663,7 @@ def nearest_in_block(v4: np.ndarray, b: int, r: Shear, tmax: float) -> tuple[flo
 
 @njit(cache=True, inline="always")
 def _order(ta: float, ca: int, tb: float, cb: int) -> tuple[float, int, float, int]:
-    """A compare-exchange of the sorting network: the nearer (t, slot) first, without a
+    """A compare-exchange of the sorting network: the nearer (t, code) first, without a
     branch (min/max and selects: which pair is nearer is unpredictable)."""
     swap = tb < ta
     return min(ta, tb), (cb if swap else ca), max(ta, tb), (ca if swap else cb)
@@ -680,11 +703,11 @@ def trace(
 ) -> tuple[float, int, float, float]:
     """Closest (or, with ``any_hit``, any) intersection: (t, prim, b1, b2); prim = -1 on a miss.
 
-    Ordered traversal of the 4-wide tree over child slots (``4 node + j``): at an interior
-    node the four children's boxes are tested (:func:`children_entry`), sorted by entry t (a
-    five-exchange sorting network), the nearest entered child is visited next and the other
-    entered ones pushed farthest first with their entry t (``stack``: rows of
-    :data:`STACK_SHAPE`); a child the ray misses is never pushed. A popped slot is skipped
+    Ordered traversal of the 4-wide tree: at an interior node the four children's boxes are
+    tested (:func:`children_entry`), sorted by entry t (a five-exchange sorting network), the
+    nearest entered child is visited next and the other entered ones pushed farthest first,
+    each as its code (:func:`_code`) with its entry t (``stack``: rows of
+    :data:`STACK_SHAPE`); a child the ray misses is never pushed. A popped child is skipped
     if its entry t lies beyond the closest hit found since (closest hit only): the slab test
     against the shorter ray, without testing the box again. An any-hit ray skips the
     sorting: any order finds an occluder, and the network's unpredictable exchanges cost

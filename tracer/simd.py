@@ -8,9 +8,12 @@ four children in one SIMD register), in double precision: the entry distances ar
 scalar code's, bit for bit (the same IEEE operations on the same values, only four at a
 time).
 
-The intrinsics compile for the CPU only. Callers reach them through a stub with a scalar
-twin (:func:`tracer.geometry.children_entry`), which the CUDA target and Python (the CUDA
-simulator) run instead.
+:func:`tri4` does the same for a leaf's block of four triangles (Embree's ``Triangle4``):
+the watertight ray-triangle test of each in one lane, the scalar test's values bit for bit.
+
+The intrinsics compile for the CPU only. Callers reach them through stubs with scalar twins
+(:func:`tracer.geometry.children_entry`, :func:`tracer.geometry.tri4_entry`), which the
+CUDA target and Python (the CUDA simulator) run instead.
 """
 
 from __future__ import annotations
