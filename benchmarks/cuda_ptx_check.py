@@ -101,6 +101,12 @@ def light_signatures() -> dict[str, tuple]:
     return sigs
 
 
+#: kernels that test triangles, and the products rounded on their own that their PTX must hold:
+#: the six of the watertight test's edge functions (tracer.geometry.rounded_product), which a
+#: GPU would otherwise fuse into multiply-adds that break watertightness
+ROUNDED_PRODUCTS = {"_intersect_closest": 6, "_trace_shadow_rays": 6}
+
+
 def uncovered(sigs: dict[str, tuple]) -> list[str]:
     """Kernels of :mod:`tracer.kernels_cuda` that no case here compiles (the cache-less twins
     of the light kernels are the same Python functions)."""
@@ -133,6 +139,10 @@ def main() -> None:
         t0 = time.perf_counter()
         try:
             ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=cc)
+            need = ROUNDED_PRODUCTS.get(name, 0)
+            if ptx.count("mul.rn.f64") < need:
+                raise RuntimeError(f"{ptx.count('mul.rn.f64')} mul.rn.f64 in its PTX, fewer than the "
+                                   f"{need} of the watertight test's edge functions")
             print(f"ok    {name:<24} {len(ptx) // 1024:>5} KB PTX  {time.perf_counter() - t0:5.1f} s")
         except Exception as e:  # noqa: BLE001 - report every kernel
             failed += 1

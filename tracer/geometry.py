@@ -150,6 +150,34 @@ def ray_shear(ox: float, oy: float, oz: float, dx: float, dy: float, dz: float) 
     return Shear(0, 1, 2, ox, oy, oz, -dx / dz, -dy / dz, 1.0 / dz)  # kz = 2
 
 
+def rounded_product(a: float, b: float) -> float:
+    """a x b, rounded on its own: never fused with the subtraction that follows it into a
+    multiply-add. The watertight test needs this of its edge functions (x1 y2 - y1 x2 of
+    the two triangles that share an edge must be exact negatives of each other, which a
+    fused multiply-add does not give). The CPU kernels compile without contraction; a GPU
+    contracts by default (numba-cuda and ptxas), so there it is libdevice's ``dmul_rn``,
+    whose PTX ``mul.rn.f64`` is never fused (``benchmarks/cuda_ptx_check.py`` counts them)."""
+    return a * b
+
+
+@overload(rounded_product, target="cpu", inline="always")
+def _rounded_product_cpu(a, b):
+    def impl(a, b):
+        return a * b
+
+    return impl
+
+
+@overload(rounded_product, target="cuda")
+def _rounded_product_cuda(a, b):
+    from numba.cuda import libdevice
+
+    def impl(a, b):
+        return libdevice.dmul_rn(a, b)
+
+    return impl
+
+
 @njit(cache=True, inline="always")
 def watertight(
     p0x: float, p0y: float, p0z: float, p1x: float, p1y: float, p1z: float,
@@ -176,10 +204,10 @@ def watertight(
     p1y += r.sy * p1z
     p2x += r.sx * p2z
     p2y += r.sy * p2z
-    # edge functions
-    e0 = p1x * p2y - p1y * p2x
-    e1 = p2x * p0y - p2y * p0x
-    e2 = p0x * p1y - p0y * p1x
+    # edge functions (each product rounded on its own: see rounded_product)
+    e0 = rounded_product(p1x, p2y) - rounded_product(p1y, p2x)
+    e1 = rounded_product(p2x, p0y) - rounded_product(p2y, p0x)
+    e2 = rounded_product(p0x, p1y) - rounded_product(p0y, p1x)
     if (e0 < 0.0 or e1 < 0.0 or e2 < 0.0) and (e0 > 0.0 or e1 > 0.0 or e2 > 0.0):
         return -1.0, 0.0, 0.0
     det = e0 + e1 + e2
