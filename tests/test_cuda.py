@@ -94,6 +94,23 @@ def test_cuda_and_cpu_render_the_same_image(cuda_images: tuple, cpu_images: dict
     np.testing.assert_allclose(cu[key + ":var"], cpu_images[key + ":var"], rtol=max(tol, 1e-12), atol=1e-15)
 
 
+def test_the_cuda_traversal_is_watertight(tmp_path: Path) -> None:
+    # rays at a closed mesh's shared edges through the CUDA closest-hit kernel: on a GPU, a
+    # multiply-add fused into an edge function would let some slip between two triangles
+    out = tmp_path / "hits.npz"
+    env = dict(os.environ)
+    if not cuda_available():
+        env.update(NUMBA_ENABLE_CUDASIM="1", NUMBA_DISABLE_JIT="1")
+    r = subprocess.run([sys.executable, "-m", "tests.cuda_watertight", str(out)], check=False,
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    with np.load(out) as z:
+        dist, hit_t, hit_prim = z["dist"], z["hit_t"], z["hit_prim"]
+    assert dist.size > 2000
+    assert (hit_prim >= 0).all(), f"{(hit_prim < 0).sum()} of {dist.size} rays slipped through"
+    np.testing.assert_allclose(hit_t, dist, rtol=1e-9)
+
+
 def test_device_flag() -> None:
     assert make_backend("cpu").name == "cpu"
     assert make_backend("auto").name == ("cuda" if cuda_available() else "cpu")
