@@ -772,6 +772,12 @@ def trace(
                 for cj, tj in ((c0, t0), (c1, t1), (c2, t2), (c3, t3)):
                     stack[sp, 0] = cj
                     sp += tj < math.inf
+                # the last one pushed is visited next: taken back by selects, not reloaded
+                # from the stack
+                last = c3 if t3 < math.inf else (c2 if t2 < math.inf else (c1 if t1 < math.inf else c0))
+                any_in = t0 < math.inf or t1 < math.inf or t2 < math.inf or t3 < math.inf
+                cur = last if any_in else NONE
+                sp -= any_in
             else:
                 t0, c0, t1, c1 = _order(t0, c0, t1, c1)
                 t2, c2, t3, c3 = _order(t2, c2, t3, c3)
