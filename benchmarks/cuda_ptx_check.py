@@ -139,10 +139,10 @@ def main() -> None:
         t0 = time.perf_counter()
         try:
             ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=cc)
-            need = ROUNDED_PRODUCTS.get(name, 0)
-            if ptx.count("mul.rn.f64") < need:
-                raise RuntimeError(f"{ptx.count('mul.rn.f64')} mul.rn.f64 in its PTX, fewer than the "
-                                   f"{need} of the watertight test's edge functions")
+            have, need = ptx.count("mul.rn.f64"), ROUNDED_PRODUCTS.get(name, 0)
+            if have < need:
+                raise RuntimeError(f"{have} mul.rn.f64 in its PTX, fewer than the {need} of the "
+                                   "watertight test's edge functions")
             print(f"ok    {name:<24} {len(ptx) // 1024:>5} KB PTX  {time.perf_counter() - t0:5.1f} s")
         except Exception as e:  # noqa: BLE001 - report every kernel
             failed += 1

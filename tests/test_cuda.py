@@ -22,6 +22,20 @@ from tracer.errors import TracerError
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def run_on_cuda(module: str, *args: str) -> str:
+    """Run a helper module of the CUDA tests in a child process, on the GPU if there is one
+    and under the CUDA simulator otherwise; returns which ("gpu" or "simulator")."""
+    env = dict(os.environ)
+    where = "gpu"
+    if not cuda_available():
+        env.update(NUMBA_ENABLE_CUDASIM="1", NUMBA_DISABLE_JIT="1")
+        where = "simulator"
+    r = subprocess.run([sys.executable, "-m", module, *args], check=False, cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return where
+
+
 @pytest.fixture(scope="module")
 def flow_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A briefly fitted flow for the test scene's sky."""
@@ -58,14 +72,7 @@ def product_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def cuda_images(tmp_path_factory: pytest.TempPathFactory, flow_model: Path,
                 product_model: Path) -> tuple[dict[str, np.ndarray], str]:
     out = tmp_path_factory.mktemp("cuda") / "cuda.npz"
-    env = dict(os.environ)
-    where = "gpu"
-    if not cuda_available():
-        env.update(NUMBA_ENABLE_CUDASIM="1", NUMBA_DISABLE_JIT="1")
-        where = "simulator"
-    r = subprocess.run([sys.executable, "-m", "tests.cuda_render", str(out), "cuda", str(flow_model), str(product_model)], check=False, cwd=ROOT, env=env,
-                       capture_output=True, text=True, timeout=900)
-    assert r.returncode == 0, r.stderr[-3000:]
+    where = run_on_cuda("tests.cuda_render", str(out), "cuda", str(flow_model), str(product_model))
     with np.load(out) as z:
         return {k: z[k] for k in z.files}, where
 
@@ -98,12 +105,7 @@ def test_the_cuda_traversal_is_watertight(tmp_path: Path) -> None:
     # rays at a closed mesh's shared edges through the CUDA closest-hit kernel: on a GPU, a
     # multiply-add fused into an edge function would let some slip between two triangles
     out = tmp_path / "hits.npz"
-    env = dict(os.environ)
-    if not cuda_available():
-        env.update(NUMBA_ENABLE_CUDASIM="1", NUMBA_DISABLE_JIT="1")
-    r = subprocess.run([sys.executable, "-m", "tests.cuda_watertight", str(out)], check=False,
-                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
-    assert r.returncode == 0, r.stderr[-3000:]
+    run_on_cuda("tests.cuda_watertight", str(out))
     with np.load(out) as z:
         dist, hit_t, hit_prim = z["dist"], z["hit_t"], z["hit_prim"]
     assert dist.size > 2000

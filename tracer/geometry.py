@@ -226,20 +226,15 @@ def watertight(
 
 
 @njit(cache=True, inline="always")
-def intersect_triangle_sheared(tri: np.ndarray, r: Shear, tmax: float) -> tuple[float, float, float]:
-    """Watertight ray-triangle test of ``tri`` (3 vertices x 3 coordinates) for a ray
-    prepared by :func:`ray_shear`: (t, b1, b2) or t = -1 for a miss."""
-    kx, ky, kz = r.kx, r.ky, r.kz
-    return watertight(tri[0, kx], tri[0, ky], tri[0, kz], tri[1, kx], tri[1, ky], tri[1, kz],
-                      tri[2, kx], tri[2, ky], tri[2, kz], r, tmax)
-
-
-@njit(cache=True, inline="always")
 def intersect_triangle(
     tri: np.ndarray, ox: float, oy: float, oz: float, dx: float, dy: float, dz: float, tmax: float
 ) -> tuple[float, float, float]:
-    """Watertight ray-triangle test: (t, b1, b2) or t = -1 for a miss."""
-    return intersect_triangle_sheared(tri, ray_shear(ox, oy, oz, dx, dy, dz), tmax)
+    """Watertight ray-triangle test of ``tri`` (3 vertices x 3 coordinates): (t, b1, b2) or
+    t = -1 for a miss. The traversal tests a leaf's blocks instead (:func:`nearest_in_block`)."""
+    r = ray_shear(ox, oy, oz, dx, dy, dz)
+    kx, ky, kz = r.kx, r.ky, r.kz
+    return watertight(tri[0, kx], tri[0, ky], tri[0, kz], tri[1, kx], tri[1, ky], tri[1, kz],
+                      tri[2, kx], tri[2, ky], tri[2, kz], r, tmax)
 
 
 @njit(cache=True, inline="always")
