@@ -4,15 +4,16 @@
 
 Renders each scene with ``mis`` and records, at every bounce, what next-event estimation
 added to each path's radiance (its luminance: the light sample's contribution, MIS weight,
-throughput and BSDF included), which shadow rays were traced (the tests of
-:func:`tracer.stages.trace_shadow_rays_at`) and which of them reached the map. Prints the
+throughput and BSDF included), which shadow rays were traced (the renderer's own test,
+:func:`tracer.stages.light_sample_can_count`) and which of them reached the map. Prints the
 distribution of an unoccluded ray's contribution c, and for thresholds tau (multiples of
 its mean) what an unbiased roulette on shadow rays (trace with probability
 q = min(1, c / tau), weight 1 / q; Arvo and Kirk 1990) would do: the share of the rays
-below tau and of the energy they carry, the expected share of shadow rays not traced, and
-the second moment it adds, sum c (tau - c) over c < tau, relative to the NEE terms' own
-second moment (a proxy for the variance it adds). The renderer does not do this; the
-figures are what a future lever would work from (README, "The levers, measured").
+below tau and of the energy they carry, the expected share of shadow rays not traced
+(estimated from the unoccluded ones, whose contribution is known), and the second moment
+it adds, sum c (tau - c) over c < tau, relative to the NEE terms' own second moment (a
+proxy for the variance it adds). The renderer does not do this; the figures are what a
+future lever would work from (README, "The levers, measured").
 """
 
 from __future__ import annotations
@@ -22,17 +23,26 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from numba import njit
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tracer import kernels
-from tracer.bsdf import DIELECTRIC
 from tracer.envmap import LUMINANCE, load_envmap
 from tracer.integrator import render
 from tracer.samplers import make_strategy
 from tracer.scene import load_scene
 from tracer.scene_data import scene_data
+from tracer.stages import light_sample_can_count
+
+
+@njit
+def can_count(idx, rd, ng, wi, light_pdf, mat, mat_kind, out):
+    """Which entries' shadow rays the renderer traces (:func:`light_sample_can_count`)."""
+    for k in range(idx.shape[0]):
+        out[k] = light_sample_can_count(k, idx, rd, ng, wi, light_pdf, mat, mat_kind)
+
 
 #: per bounce: (NEE luminance added, shadow ray traced, shadow ray unoccluded)
 RECORDS: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
@@ -45,9 +55,8 @@ def recording_shade(idx, depth, seed, sampling, sample_of, pixel_of, mode, power
     """:func:`tracer.kernels.shade_and_scatter`, recording what it adds to the radiance."""
     m = idx.shape[0]
     before = radiance[idx] @ LUMINANCE
-    side_o = np.einsum("ij,ij->i", -rd[idx], ng[:m])
-    side_i = np.einsum("ij,ij->i", lwi[:m], ng[:m])
-    traced = (lpdf[:m] > 0) & (side_i * side_o > 0) & (mat_kind[mat[:m]] != DIELECTRIC)
+    traced = np.empty(m, np.bool_)
+    can_count(idx, rd, ng, lwi, lpdf, mat, mat_kind, traced)
     _shade(idx, depth, seed, sampling, sample_of, pixel_of, mode, power, rr_depth, rr_cap, pos, ng,
            ns, mat, mat_kind, mat_prm, lwi, lpdf, lle, unocc, ro, rd, beta, radiance, *rest)
     RECORDS.append((radiance[idx] @ LUMINANCE - before, traced, unocc[:m].copy()))

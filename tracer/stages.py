@@ -185,6 +185,23 @@ def handle_escaped_at(
 
 
 @njit(cache=True, inline="always")
+def light_sample_can_count(
+    k: int, idx: np.ndarray, rd: np.ndarray, ng: np.ndarray, wi: np.ndarray,
+    light_pdf: np.ndarray, mat: np.ndarray, mat_kind: np.ndarray,
+) -> bool:
+    """Can queue entry k's light sample count at all, if visible? Not through glass (a delta
+    BSDF), not of zero density, and not from the other side of the geometric surface than
+    the outgoing direction (the light would arrive from behind the surface it is to reflect
+    from). The one place this is decided (:func:`trace_shadow_rays_at`)."""
+    p = idx[k]
+    gx, gy, gz = ng[k, 0], ng[k, 1], ng[k, 2]
+    wox, woy, woz = -rd[p, 0], -rd[p, 1], -rd[p, 2]
+    side_o = wox * gx + woy * gy + woz * gz
+    side_i = wi[k, 0] * gx + wi[k, 1] * gy + wi[k, 2] * gz
+    return not (light_pdf[k] <= 0.0 or mat_kind[mat[k]] == DIELECTRIC or not side_i * side_o > 0.0)
+
+
+@njit(cache=True, inline="always")
 def trace_shadow_rays_at(
     k: int,
     g: Geometry, idx: np.ndarray, rd: np.ndarray, pos: np.ndarray, ng: np.ndarray,
@@ -192,21 +209,13 @@ def trace_shadow_rays_at(
     unoccluded: np.ndarray, stack: np.ndarray,
 ) -> None:
     """Whether each light sample contributes: visible from the hit point (an any-hit ray to
-    infinity) and able to count at all, which :func:`shade_at` reads from
-    ``unoccluded`` alone.
-
-    Samples that cannot count are not traced: none through glass (a delta BSDF), none of
-    zero density, and none on the other side of the geometric surface from the outgoing
-    direction (the light would arrive from behind the surface it is to reflect from)."""
-    p = idx[k]
-    gx, gy, gz = ng[k, 0], ng[k, 1], ng[k, 2]
-    wox, woy, woz = -rd[p, 0], -rd[p, 1], -rd[p, 2]
-    side_o = wox * gx + woy * gy + woz * gz
-    side_i = wi[k, 0] * gx + wi[k, 1] * gy + wi[k, 2] * gz
-    if light_pdf[k] <= 0.0 or mat_kind[mat[k]] == DIELECTRIC or not side_i * side_o > 0.0:
+    infinity) and able to count at all (:func:`light_sample_can_count`; a sample that
+    cannot is not traced), which :func:`shade_at` reads from ``unoccluded`` alone."""
+    if not light_sample_can_count(k, idx, rd, ng, wi, light_pdf, mat, mat_kind):
         unoccluded[k] = False
         return
-    ox, oy, oz = offset_origin(pos[k, 0], pos[k, 1], pos[k, 2], gx, gy, gz, wi[k, 0], wi[k, 1], wi[k, 2])
+    ox, oy, oz = offset_origin(pos[k, 0], pos[k, 1], pos[k, 2], ng[k, 0], ng[k, 1], ng[k, 2],
+                               wi[k, 0], wi[k, 1], wi[k, 2])
     _, prim, _, _ = trace(g, ox, oy, oz, wi[k, 0], wi[k, 1], wi[k, 2], math.inf, True, stack)
     unoccluded[k] = prim < 0
 
