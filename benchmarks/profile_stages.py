@@ -1,7 +1,7 @@
 """Where a render's time goes: wall time and entries of every kernel and back-end call.
 
     python benchmarks/profile_stages.py [--scene spheres] [--sampler mis] [--light piecewise]
-        [--sequence independent] [--size 256] [--spp 64] [--batch N] [--no-pool]
+        [--sequence independent] [--shadow-rr 0.15] [--size 256] [--spp 64] [--batch N] [--no-pool]
         [--device cpu]
 
 Wraps each stage kernel of the back-end's kernel module (:mod:`tracer.kernels`, or
@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 from tracer.backend import make_backend
 from tracer.envmap import load_envmap
 from tracer.integrator import render
-from tracer.samplers import make_strategy
+from tracer.samplers import SHADOW_RR, make_strategy
 from tracer.scene import load_scene
 from tracer.scene_data import scene_data
 
@@ -69,6 +69,7 @@ def main() -> None:
     ap.add_argument("--sampler", default="mis")
     ap.add_argument("--light", default="piecewise")
     ap.add_argument("--sequence", default="independent")
+    ap.add_argument("--shadow-rr", type=float, default=SHADOW_RR, help="shadow-ray roulette (0: off)")
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--spp", type=int, default=64)
     ap.add_argument("--depth", type=int, default=5)
@@ -83,7 +84,7 @@ def main() -> None:
     env = load_envmap(scene.env)
     data = scene_data(scene, args.size, args.size)
     kw = {"light": args.light} if args.sampler == "mis" else {}
-    st = make_strategy(args.sampler, env, sequence=args.sequence, **kw)
+    st = make_strategy(args.sampler, env, sequence=args.sequence, shadow_rr=args.shadow_rr, **kw)
     if args.no_pool:
         backend_class.pooled = lambda self: self  # type: ignore[method-assign]
     for name in KERNELS:

@@ -1,4 +1,7 @@
-"""Russian roulette in ``shade_and_scatter``: throughput times the eta^2 of refractions, capped."""
+"""Russian roulette in ``shade_and_scatter``: on the path (throughput times the eta^2 of
+refractions, capped) and on the shadow rays (next-event terms below a threshold kept with
+probability term / threshold); and ``trace_shadow_rays`` adding the terms whose light is
+visible."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import pytest
 
 from tracer import kernels as K
 from tracer.bsdf import DIELECTRIC, DIFFUSE
+from tracer.geometry import build_geometry
 from tracer.integrator import RR_CAP, RR_DEPTH
 from tracer.rng import INDEPENDENT
 
@@ -28,10 +32,9 @@ def scatter(kind: int, prm: np.ndarray, beta0: float, depth: int, eta0: float = 
     alive = np.ones(N, np.bool_)
     K.shade_and_scatter(
         idx, depth, 11, INDEPENDENT, idx.copy(), np.zeros(N, np.int64), K.BSDF_ONLY, 2.0,
-        RR_DEPTH, RR_CAP, z3.copy(), normal, normal.copy(), np.zeros(N, np.int64),
+        RR_DEPTH, RR_CAP, 0.0, z3.copy(), normal, normal.copy(), np.zeros(N, np.int64),
         np.array([kind], np.int64), prm[None, :], z3.copy(), np.zeros(N), z3.copy(),
-        np.zeros(N, np.bool_), z3.copy(), rd, beta, z3.copy(), alive, np.zeros(N),
-        np.zeros(N, np.bool_), eta_scale)
+        z3.copy(), z3.copy(), rd, beta, alive, np.zeros(N), np.zeros(N, np.bool_), eta_scale)
     return {"alive": alive, "beta": beta[:, 0], "eta_scale": eta_scale, "rd_z": rd[:, 2]}
 
 
@@ -79,3 +82,69 @@ def test_no_roulette_before_rr_depth() -> None:
     r = scatter(DIFFUSE, prm, 0.3, RR_DEPTH - 1)
     assert r["alive"].all()
     np.testing.assert_allclose(r["beta"], 0.3, rtol=1e-12)
+
+
+def shade_nee(beta0: np.ndarray, rr_shadow: float, lpdf: float = 0.3, depth: int = 0) -> np.ndarray:
+    """The next-event terms of N paths hitting the plane z = 0 from above (a diffuse albedo
+    (0.8, 0.5, 0.2)) with the light sample wi = (0.6, 0, 0.8) of radiance (2, 1, 0.5) and
+    density ``lpdf``, under light sampling alone (no MIS weight)."""
+    idx = np.arange(N)
+    z3 = np.zeros((N, 3))
+    normal = np.tile([0.0, 0.0, 1.0], (N, 1))
+    nee = np.full((N, 3), -1.0)
+    K.shade_and_scatter(
+        idx, depth, 5, INDEPENDENT, idx.copy(), np.zeros(N, np.int64), K.NEE_ONLY, 2.0,
+        RR_DEPTH, RR_CAP, rr_shadow, z3.copy(), normal, normal.copy(), np.zeros(N, np.int64),
+        np.array([DIFFUSE], np.int64), np.array([[0.8, 0.5, 0.2, 0.0, 0.0, 0.0, 0.0, 0.0]]),
+        np.tile([0.6, 0.0, 0.8], (N, 1)), np.full(N, lpdf), np.tile([2.0, 1.0, 0.5], (N, 1)), nee,
+        z3.copy(), np.tile([0.0, 0.0, -1.0], (N, 1)), np.tile(beta0, (N, 1)),
+        np.ones(N, np.bool_), np.zeros(N), np.zeros(N, np.bool_), np.ones(N))
+    return nee
+
+
+BETA = np.array([0.5, 1.0, 0.25])
+#: the term of shade_nee: beta f Le cos / pdf, f = albedo / pi, cos = 0.8
+EXACT = BETA * np.array([0.8, 0.5, 0.2]) / math.pi * np.array([2.0, 1.0, 0.5]) * 0.8 / 0.3
+
+
+def test_next_event_term_without_shadow_roulette() -> None:
+    nee = shade_nee(BETA, 0.0)
+    np.testing.assert_allclose(nee, np.tile(EXACT, (N, 1)), rtol=1e-12)
+    assert np.all(shade_nee(BETA, 0.0, lpdf=0.0) == 0.0)  # no density: no term, no shadow ray
+
+
+@pytest.mark.parametrize("depth", [0, RR_DEPTH + 1])
+def test_shadow_roulette_keeps_the_expectation(depth: int) -> None:
+    """tau = 4 c (c the term's largest component): a quarter of the terms kept, each times
+    4, the rest zero (no shadow ray); the mean is the exact term."""
+    c = EXACT.max()
+    rr = 4.0 * c
+    nee = shade_nee(BETA, rr, depth=depth)
+    kept = np.any(nee != 0.0, axis=1)
+    assert within(kept.mean(), 0.25, N), kept.mean()
+    np.testing.assert_allclose(nee[kept], np.tile(EXACT * 4.0, (kept.sum(), 1)), rtol=1e-12)
+    assert np.all(nee[~kept] == 0.0)
+    se = nee.std(axis=0) / math.sqrt(N)
+    assert np.all(np.abs(nee.mean(axis=0) - EXACT) <= 5 * se), (nee.mean(axis=0), EXACT, se)
+
+
+def test_terms_above_the_threshold_are_untouched() -> None:
+    rr = 0.9 * EXACT.max()
+    np.testing.assert_array_equal(shade_nee(BETA, rr), shade_nee(BETA, 0.0))
+
+
+def test_shadow_rays_add_the_visible_terms() -> None:
+    """From the origin (normal +z) under a sphere at (0, 0, 3) of radius 1 (it covers 19.5
+    degrees about +z): the term along +z is occluded, the one at 45 degrees is added to its
+    path's radiance, a zero term is not traced, and a NaN one is added (the film drops it)."""
+    g = build_geometry(np.array([[0.0, 0.0, 3.0]]), np.array([1.0]), np.zeros((0, 3, 3)))
+    idx = np.array([3, 0, 2, 1])
+    s = math.sqrt(0.5)
+    wi = np.array([[0.0, 0.0, 1.0], [s, 0.0, s], [s, 0.0, s], [0.0, s, s]])
+    nee = np.array([[1.0, 2.0, 3.0], [0.5, 0.25, 0.125], [0.0, 0.0, 0.0], [math.nan, 0.0, 1.0]])
+    radiance = np.arange(12.0).reshape(4, 3)
+    want = radiance.copy()
+    want[0] += nee[1]
+    want[1] = [math.nan, 4.0, 6.0]
+    K.trace_shadow_rays(g, idx, np.zeros((4, 3)), np.tile([0.0, 0.0, 1.0], (4, 1)), wi, nee, radiance)
+    np.testing.assert_array_equal(radiance, want)

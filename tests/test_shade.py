@@ -15,17 +15,16 @@ from tracer.stages import SHADE_F, SHADE_I, shade_at, shade_gather_at, shade_sca
 
 @njit(cache=True)
 def shade_one_at_a_time(idx, depth, seed, sampling, sample_of, pixel_of, mode, power, rr_depth,
-                        rr_cap, pos, ng, ns, mat, mat_kind, mat_prm, light_wi, light_pdf, light_le,
-                        unoccluded, ro, rd, beta, radiance, alive, prev_pdf, prev_delta, eta_scale):
+                        rr_cap, rr_shadow, pos, ng, ns, mat, mat_kind, mat_prm, light_wi, light_pdf,
+                        light_le, nee, ro, rd, beta, alive, prev_pdf, prev_delta, eta_scale):
     """What a GPU thread does (tracer.kernels_cuda), entry by entry in a scratch of one column."""
     sf = np.empty((SHADE_F, 1))
     si = np.empty((SHADE_I, 1), np.int64)
     for k in range(idx.shape[0]):
         shade_gather_at(k, 0, sf, si, mode, idx, sample_of, pixel_of, pos, ng, ns, mat, mat_kind,
-                        mat_prm, light_wi, light_pdf, light_le, unoccluded, rd, beta, radiance,
-                        eta_scale)
-        shade_at(0, sf, si, depth, seed, sampling, mode, power, rr_depth, rr_cap)
-        shade_scatter_at(k, 0, sf, idx, ro, rd, beta, radiance, alive, prev_pdf, prev_delta,
+                        mat_prm, light_wi, light_pdf, light_le, rd, beta, eta_scale)
+        shade_at(0, sf, si, depth, seed, sampling, mode, power, rr_depth, rr_cap, rr_shadow)
+        shade_scatter_at(k, 0, sf, mode, nee, idx, ro, rd, beta, alive, prev_pdf, prev_delta,
                          eta_scale)
 
 
@@ -36,13 +35,15 @@ def unit(rng: np.random.Generator, n: int) -> np.ndarray:
 
 @pytest.mark.parametrize("mode", [K.MIS, K.NEE_ONLY, K.BSDF_ONLY])
 @pytest.mark.parametrize("sampling", [INDEPENDENT, SOBOL])
-@pytest.mark.parametrize("depth", [0, RR_DEPTH + 1])
-def test_grouped_shading_equals_one_entry_at_a_time(mode: int, sampling: int, depth: int) -> None:
-    """Bit for bit, every output of the path state: a queue of 2500 sparse paths (two tasks
-    and a short last group) over diffuse, rough and near-mirror conductors and glass, shading
-    normals tilted off the geometric ones (some samples then land on the wrong side),
-    outgoing directions on both sides, light samples of zero density or occluded, throughputs
-    above and below the roulette's cap and paths inside glass (eta_scale != 1)."""
+@pytest.mark.parametrize("depth,rr_shadow", [(0, 0.0), (RR_DEPTH + 1, 2.0)])
+def test_grouped_shading_equals_one_entry_at_a_time(mode: int, sampling: int, depth: int,
+                                                    rr_shadow: float) -> None:
+    """Bit for bit, every output (the next-event terms and the path state): a queue of 2500
+    sparse paths (two tasks and a short last group) over diffuse, rough and near-mirror
+    conductors and glass, shading normals tilted off the geometric ones (some samples then
+    land on the wrong side), outgoing directions on both sides, light samples of zero
+    density, throughputs above and below the roulette's cap, paths inside glass
+    (eta_scale != 1), with and without shadow-ray roulette."""
     rng = np.random.default_rng(11)
     paths, n = 4000, 2500
     kinds = np.array([DIFFUSE, CONDUCTOR, CONDUCTOR, DIELECTRIC, DIFFUSE], np.int64)
@@ -58,23 +59,27 @@ def test_grouped_shading_equals_one_entry_at_a_time(mode: int, sampling: int, de
     wi = unit(rng, n)
     lpdf = rng.random(n) * (rng.random(n) > 0.1)
     state = {
+        "nee": np.full((n, 3), -1.0),
         "ro": rng.normal(size=(paths, 3)), "rd": unit(rng, paths),
-        "beta": rng.random((paths, 3)) * 2.0, "radiance": rng.random((paths, 3)),
+        "beta": rng.random((paths, 3)) * 2.0,
         "alive": np.ones(paths, np.bool_), "prev_pdf": rng.random(paths),
         "prev_delta": np.zeros(paths, np.bool_),
         "eta_scale": np.where(rng.random(paths) < 0.2, 2.25, 1.0),
     }
     args = (idx, depth, 7, sampling, rng.integers(0, 64, paths), rng.integers(0, 10_000, paths),
-            mode, 2.0, RR_DEPTH, RR_CAP, rng.normal(size=(n, 3)), ng, ns,
-            rng.integers(0, len(kinds), n), kinds, prm, wi, lpdf, rng.random((n, 3)) * 5.0,
-            (rng.random(n) < 0.7) & (lpdf > 0))
+            mode, 2.0, RR_DEPTH, RR_CAP, rr_shadow, rng.normal(size=(n, 3)), ng, ns,
+            rng.integers(0, len(kinds), n), kinds, prm, wi, lpdf, rng.random((n, 3)) * 5.0)
     got = {k: v.copy() for k, v in state.items()}
     want = {k: v.copy() for k, v in state.items()}
     K.shade_and_scatter(*args, *got.values())
     shade_one_at_a_time(*args, *want.values())
     for name in state:
         assert np.array_equal(got[name], want[name]), name
-    # the stage did its work: radiance added, paths ended and continued in new directions
-    assert not np.array_equal(got["radiance"], state["radiance"]) or mode == K.BSDF_ONLY
+    # the stage did its work: next-event terms, some zero (and with the roulette some kept
+    # and scaled up), paths ended and continued in new directions
+    if mode != K.BSDF_ONLY:
+        nz = np.any(got["nee"] != 0.0, axis=1)
+        assert 0 < nz.sum() < n
+        assert np.all(got["nee"] >= 0.0)
     assert 0 < got["alive"].sum() < paths
     assert not np.array_equal(got["rd"], state["rd"])

@@ -75,7 +75,7 @@ def render_key(data: Any, env: Any, strategy: Any, width: int, height: int, max_
         f"flowtracer-render-v{CHECKPOINT_VERSION}", code_digest(), library_versions(), str(device),
         data, env.rgb, float(env.rot_u),
         strategy.name, int(strategy.mode), float(strategy.power), sampler_fingerprint(strategy.light),
-        str(strategy.sequence),
+        str(strategy.sequence), float(strategy.shadow_rr),
         int(width), int(height), int(max_depth), int(seed),
     )
 

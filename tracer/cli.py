@@ -53,6 +53,13 @@ def _positive_finite_float(text: str) -> float:
     return v
 
 
+def _nonneg_finite_float(text: str) -> float:
+    v = _finite_float(text)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
+    return v
+
+
 def _int(text: str) -> int:
     try:
         return int(text)
@@ -97,7 +104,7 @@ def _nonneg_int(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from tracer.samplers import LIGHTS, SAMPLERS, SEQUENCES
+    from tracer.samplers import LIGHTS, SAMPLERS, SEQUENCES, SHADOW_RR
 
     p = _Parser(
         prog="tracer",
@@ -123,6 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--sequence", choices=SEQUENCES, default="independent",
                    help="sample sequence: independent hashed numbers, or Owen-scrambled Sobol "
                         "(stratified per pixel; best at power-of-two spp)")
+    r.add_argument("--shadow-rr", type=_nonneg_finite_float, default=SHADOW_RR,
+                   help="shadow-ray roulette: a light sample whose contribution is below this many "
+                        "times the map's mean luminance is traced with probability contribution / "
+                        "threshold and weighted by its inverse (unbiased; 0 traces every shadow ray)")
     r.add_argument("--out", type=Path, help="output EXR (PNG and JSON go beside it)")
     r.add_argument("--exposure", type=_finite_float, default=0.0, help="PNG exposure in stops")
     r.add_argument("--tonemap", choices=("filmic", "srgb"), default="filmic", help="PNG tone curve")
@@ -179,6 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--seed", type=_seed)
     c.add_argument("--sequence", choices=SEQUENCES, default="independent",
                    help="sample sequence of every swept sampler (the reference stays independent)")
+    c.add_argument("--shadow-rr", type=_nonneg_finite_float, default=SHADOW_RR,
+                   help="shadow-ray roulette's threshold of every swept sampler (render --shadow-rr; "
+                        "0: off)")
     c.add_argument("--flow-model", type=Path)
     c.add_argument("--no-progress", action="store_true")
     c.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
@@ -202,7 +216,7 @@ def cmd_converge(args: argparse.Namespace) -> None:
                           "and product samplers; sweep them separately")
     opts = RenderOptions(scene=args.scene, envmap=args.envmap, resolution=args.resolution,
                          max_depth=args.max_depth, seed=args.seed, flow_model=args.flow_model,
-                         sequence=args.sequence)
+                         sequence=args.sequence, shadow_rr=args.shadow_rr)
     summary = run_converge(opts, samplers, parse_spp_list(args.spp), args.out, args.ref_spp,
                            args.reference, progress=not args.no_progress, ray=args.ray)
     print(format_table(summary))
@@ -303,7 +317,8 @@ def cmd_render(args: argparse.Namespace) -> None:
         scene=args.scene, sampler=args.sampler, light=args.light, heuristic=args.heuristic,
         compensate=args.compensate, envmap=args.envmap, env_scale=args.env_scale,
         env_rotation=args.env_rotation, spp=args.spp, resolution=args.resolution,
-        max_depth=args.max_depth, seed=args.seed, sequence=args.sequence, out=args.out,
+        max_depth=args.max_depth, seed=args.seed, sequence=args.sequence,
+        shadow_rr=args.shadow_rr, out=args.out,
         exposure=args.exposure,
         tonemap=args.tonemap, progress=not args.no_progress, reference=args.reference,
         flow_model=args.flow_model, device=args.device, resume=args.resume,

@@ -50,7 +50,7 @@ from tracer.integrator import StageTimes, render
 from tracer.job import RenderOptions, error_metrics, load_reference, resolve_env, scene_data
 from tracer.outputs import write_atomic
 from tracer.progress import progress_bar
-from tracer.samplers import MODEL_SAMPLERS, make_strategy, parse_sampler_name
+from tracer.samplers import MODEL_SAMPLERS, SHADOW_RR, make_strategy, parse_sampler_name
 
 if TYPE_CHECKING:
     from tracer.integrator import SceneData
@@ -231,7 +231,7 @@ def run_converge(
     bias: dict[str, dict[str, Any]] = {}
     jobs = {name: make_sweep_job(name, base, kw.get("light", "piecewise"), opts.flow_model, data, env,
                                  width, height, list(spp_list), max_depth, seed, progress, opts.sequence,
-                                 kw.get("compensate"))
+                                 kw.get("compensate"), opts.shadow_rr)
             for name, (base, kw) in strategies.items()}
     sweeps = out_dir / "sweeps"
     results: dict[str, SweepResult] = {}
@@ -273,6 +273,7 @@ def run_converge(
     summary = {
         "scene": str(opts.scene), "resolution": [width, height], "max_depth": max_depth, "seed": seed,
         "sequence": opts.sequence,
+        "shadow_rr": opts.shadow_rr,
         "envmap": env.name, "reference": ref_note, "reference_mean_relative_variance": ref_noise,
         "points": [asdict(p) for p in points], "bias": bias,
     }
@@ -304,14 +305,15 @@ class SweepJob:
 def make_sweep_job(name: str, base: str, light: str, flow_model: Path | None, data: SceneData,
                    env: EnvMap, width: int, height: int, spp_list: list[int], max_depth: int,
                    seed: int, progress: bool = False, sequence: str = "independent",
-                   compensate: bool | None = None) -> SweepJob:
+                   compensate: bool | None = None, shadow_rr: float = SHADOW_RR) -> SweepJob:
     """Build the strategy of sampler ``name`` and the key of its sweep (``compensate``: the
     light density of ``mis``, see :func:`tracer.samplers.make_strategy`)."""
     t0 = time.perf_counter()
     flow_opts: dict = {"progress": progress}
     if flow_model and any(m in (base, light) for m in MODEL_SAMPLERS):
         flow_opts["model_path"] = flow_model
-    st = make_strategy(base, env, light=light, compensate=compensate, sequence=sequence, **flow_opts)
+    st = make_strategy(base, env, light=light, compensate=compensate, sequence=sequence,
+                       shadow_rr=shadow_rr, **flow_opts)
     setup = time.perf_counter() - t0
     key = content_key("flowtracer-sweep-v1", name, spp_list,
                       render_key(data, env, st, width, height, max_depth, seed))

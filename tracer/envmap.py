@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -200,6 +201,11 @@ class EnvMap:
         from flows.export import content_hash
 
         return content_hash(self.rgb)
+
+    @cached_property
+    def mean_luminance(self) -> float:
+        """The luminance averaged over the sphere's solid angle, power / 4 pi."""
+        return self.power() / (4.0 * np.pi)
 
     def power(self) -> float:
         """Integral of luminance over the sphere (W/m^2/sr * sr), used to refuse black maps."""

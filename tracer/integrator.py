@@ -11,8 +11,8 @@ a slab of pixels, when the image holds more pixels than a batch has paths)::
         surface_interaction     hit point, normals, material
         (record_condition       normal, wo, material per path: for a conditional sampler)
         sample_light            light.sample(u[, cond]) batch -> (wi, pdf, Le)
-        trace_shadow_rays       any-hit kernel
-        shade_and_scatter       BSDF eval/pdf/sample, MIS, Russian roulette
+        shade_and_scatter       BSDF eval/pdf/sample, MIS, next-event terms, roulettes
+        trace_shadow_rays       any-hit kernel: the terms whose light is visible
     accumulate                  Welford per pixel, NaN/Inf dropped and counted
 
 The light sampler is called twice per bounce on whole queues (``sample`` before shading,
@@ -124,6 +124,7 @@ def render_batch(
     mode = strategy.mode
     sampling = SAMPLINGS[strategy.sequence]
     g = scene.geom
+    rr_shadow = strategy.shadow_rr * env.mean_luminance  # shadow-ray roulette's threshold
     clock = Clock(be, times)
 
     K.generate_camera_rays(scene.camera, width, height, pix0, nslab, sample0, seed, sampling, q.ro,
@@ -165,25 +166,28 @@ def render_batch(
         if conditional:
             K.record_condition(idx, ns, q.rd, mat, q.cond_n, q.cond_wo, q.cond_mat)
         clock.lap("shade")
-        # ---- sample_light + trace_shadow_rays
-        unocc = out("unoccluded", m, np.bool_)  # written by trace_shadow_rays (read only then)
+        # ---- sample_light
+        nee = out("nee", (m, 3))  # next-event terms: shade_and_scatter's, for the shadow rays
         if light is not None and mode != K.BSDF_ONLY:
             u = out("light_u", (m, 2))
             K.light_uniforms(idx, depth, seed, sampling, sample_of, pixel_of, u)
             ls = light.sample(u, condition(idx))
             lwi, lpdf, lle = ls.wi, ls.pdf, ls.le
             clock.lap("light")
-            K.trace_shadow_rays(g, idx, q.rd, pos, ng, lwi, lpdf, mat, scene.mat_kind, unocc)
-            clock.lap("trace")
         else:  # BSDF sampling alone: shade_and_scatter reads no light sample
             lwi = out("no_light.wi", (m, 3))
             lpdf = out("no_light.pdf", m)
             lle = out("no_light.le", (m, 3))
         # ---- shade_and_scatter
         K.shade_and_scatter(idx, depth, seed, sampling, sample_of, pixel_of, mode, strategy.power,
-                            RR_DEPTH, RR_CAP, pos, ng, ns, mat, scene.mat_kind, scene.mat_prm, lwi,
-                            lpdf, lle, unocc, q.ro, q.rd, q.beta, q.radiance, q.alive, q.prev_pdf,
-                            q.prev_delta, q.eta_scale)
+                            RR_DEPTH, RR_CAP, rr_shadow, pos, ng, ns, mat, scene.mat_kind,
+                            scene.mat_prm, lwi, lpdf, lle, nee, q.ro, q.rd, q.beta, q.alive,
+                            q.prev_pdf, q.prev_delta, q.eta_scale)
+        clock.lap("shade")
+        # ---- trace_shadow_rays
+        if mode != K.BSDF_ONLY:
+            K.trace_shadow_rays(g, idx, pos, ng, lwi, nee, q.radiance)
+            clock.lap("trace")
         idx = be.compact(idx, q.alive)
         clock.lap("shade")
 

@@ -26,7 +26,7 @@ from tracer.hdr_io import write_exr
 from tracer.integrator import StageTimes, render
 from tracer.outputs import check_output_path, publish_set, remove_stale_temps
 from tracer.progress import progress_bar
-from tracer.samplers import MODEL_SAMPLERS, check_compensate, make_strategy
+from tracer.samplers import MODEL_SAMPLERS, SHADOW_RR, check_compensate, make_strategy
 from tracer.scene import EnvSpec, Scene
 from tracer.scene_data import scene_data
 
@@ -48,6 +48,7 @@ class RenderOptions:
     max_depth: int | None = None
     seed: int | None = None
     sequence: str = "independent"  # the sample sequence: independent or sobol
+    shadow_rr: float = SHADOW_RR  # shadow-ray roulette's threshold (0: off)
     out: Path | None = None
     exposure: float = 0.0
     tonemap: str = "filmic"
@@ -134,7 +135,7 @@ def run_render(opts: RenderOptions) -> dict[str, Any]:
     if opts.flow_model is not None:
         flow_opts["model_path"] = opts.flow_model
     strategy = make_strategy(sampler, env, opts.light, opts.heuristic, opts.compensate,
-                             sequence=opts.sequence, **flow_opts)
+                             sequence=opts.sequence, shadow_rr=opts.shadow_rr, **flow_opts)
     data = scene_data(scene, width, height)
 
     # ---- where to start: afresh, or from the checkpoint of this very render
@@ -221,6 +222,7 @@ def run_render(opts: RenderOptions) -> dict[str, Any]:
         "max_depth": max_depth,
         "seed": seed,
         "sequence": strategy.sequence,
+        "shadow_rr": strategy.shadow_rr,
         "device": "ray" if opts.ray is not None else be.name,
         "time_s": {"setup_compile": setup_s, "render": seconds, **times.as_dict()},
         "paths": paths,

@@ -103,29 +103,30 @@ def handle_escaped(
 
 @njit(cache=True, parallel=True)
 def trace_shadow_rays(
-    g: Geometry, idx: np.ndarray, rd: np.ndarray, pos: np.ndarray, ng: np.ndarray,
-    wi: np.ndarray, light_pdf: np.ndarray, mat: np.ndarray, mat_kind: np.ndarray,
-    unoccluded: np.ndarray,
+    g: Geometry, idx: np.ndarray, pos: np.ndarray, ng: np.ndarray, wi: np.ndarray,
+    nee: np.ndarray, radiance: np.ndarray,
 ) -> None:
-    """Visibility of the environment along each light sample (any-hit rays to infinity)."""
+    """The next-event terms whose light is visible (any-hit rays to infinity), added to the
+    paths' radiance (:func:`tracer.stages.trace_shadow_rays_at`)."""
     n = pos.shape[0]
     for c in prange((n + CHUNK - 1) // CHUNK):
         stack = np.empty(STACK_SHAPE)
         for k in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
-            trace_shadow_rays_at(k, g, idx, rd, pos, ng, wi, light_pdf, mat, mat_kind, unoccluded, stack)
+            trace_shadow_rays_at(k, g, idx, pos, ng, wi, nee, radiance, stack)
 
 
 @njit(cache=True, parallel=True)
 def shade_and_scatter(
     idx: np.ndarray, depth: int, seed: int, sampling: int, sample_of: np.ndarray,
     pixel_of: np.ndarray, mode: int, power: float, rr_depth: int, rr_cap: float,
-    pos: np.ndarray, ng: np.ndarray, ns: np.ndarray, mat: np.ndarray,
+    rr_shadow: float, pos: np.ndarray, ng: np.ndarray, ns: np.ndarray, mat: np.ndarray,
     mat_kind: np.ndarray, mat_prm: np.ndarray,
-    light_wi: np.ndarray, light_pdf: np.ndarray, light_le: np.ndarray, unoccluded: np.ndarray,
-    ro: np.ndarray, rd: np.ndarray, beta: np.ndarray, radiance: np.ndarray, alive: np.ndarray,
+    light_wi: np.ndarray, light_pdf: np.ndarray, light_le: np.ndarray, nee: np.ndarray,
+    ro: np.ndarray, rd: np.ndarray, beta: np.ndarray, alive: np.ndarray,
     prev_pdf: np.ndarray, prev_delta: np.ndarray, eta_scale: np.ndarray,
 ) -> None:
-    """Next-event estimation with the light sample, then BSDF sampling and Russian roulette
+    """Next-event estimation's term with the light sample (left in ``nee`` for
+    :func:`trace_shadow_rays`), then BSDF sampling and Russian roulette
     (:func:`tracer.stages.shade_at`), in groups of :data:`tracer.envmap.GROUP` entries: the
     group's inputs gathered into a scratch of a row per quantity, the maths over the whole
     group (vector code: it touches the scratch alone, and its branches become selects), then
@@ -140,14 +141,14 @@ def shade_and_scatter(
             m = min(GROUP, end - k0)
             for e in range(m):
                 shade_gather_at(k0 + e, e, sf, si, mode, idx, sample_of, pixel_of, pos, ng, ns, mat,
-                                mat_kind, mat_prm, light_wi, light_pdf, light_le, unoccluded, rd,
-                                beta, radiance, eta_scale)
+                                mat_kind, mat_prm, light_wi, light_pdf, light_le, rd, beta,
+                                eta_scale)
             # the whole group, a short last one's unused columns too (what they hold is
             # finite: the last group's or zeros), so that the loop has a fixed length
             for e in range(GROUP):
-                shade_at(e, sf, si, depth, seed, sampling, mode, power, rr_depth, rr_cap)
+                shade_at(e, sf, si, depth, seed, sampling, mode, power, rr_depth, rr_cap, rr_shadow)
             for e in range(m):
-                shade_scatter_at(k0 + e, e, sf, idx, ro, rd, beta, radiance, alive, prev_pdf,
+                shade_scatter_at(k0 + e, e, sf, mode, nee, idx, ro, rd, beta, alive, prev_pdf,
                                  prev_delta, eta_scale)
 
 

@@ -112,34 +112,33 @@ def handle_escaped(idx, depth, mode, power, le, light_pdf, beta, radiance, alive
 
 
 @cuda.jit(cache=True)
-def _trace_shadow_rays(sc, sr, tv, nbox, nchild, order, t4v, t4id, idx, rd, pos, ng, wi, light_pdf,
-                       mat, mat_kind, unoccluded):
+def _trace_shadow_rays(sc, sr, tv, nbox, nchild, order, t4v, t4id, idx, pos, ng, wi, nee,
+                       radiance):
     k = cuda.grid(1)
     if k < pos.shape[0]:
         stack = cuda.local.array(STACK_SHAPE, float64)
         g = Geometry(sc, sr, tv, nbox, nchild, order, t4v, t4id)
-        trace_shadow_rays_at(k, g, idx, rd, pos, ng, wi, light_pdf, mat, mat_kind, unoccluded, stack)
+        trace_shadow_rays_at(k, g, idx, pos, ng, wi, nee, radiance, stack)
 
 
-def trace_shadow_rays(g, idx, rd, pos, ng, wi, light_pdf, mat, mat_kind, unoccluded):
-    _trace_shadow_rays[grid(pos.shape[0])](*g, idx, rd, pos, ng, wi, light_pdf, mat, mat_kind,
-                                           unoccluded)
+def trace_shadow_rays(g, idx, pos, ng, wi, nee, radiance):
+    _trace_shadow_rays[grid(pos.shape[0])](*g, idx, pos, ng, wi, nee, radiance)
 
 
 @cuda.jit(cache=True)
 def _shade_and_scatter(idx, depth, seed, sampling, sample_of, pixel_of, mode, power, rr_depth,
-                       rr_cap, pos, ng, ns, mat, mat_kind, mat_prm, light_wi, light_pdf, light_le,
-                       unoccluded, ro, rd, beta, radiance, alive, prev_pdf, prev_delta, eta_scale):
+                       rr_cap, rr_shadow, pos, ng, ns, mat, mat_kind, mat_prm, light_wi,
+                       light_pdf, light_le, nee, ro, rd, beta, alive, prev_pdf, prev_delta,
+                       eta_scale):
     k = cuda.grid(1)
     if k < idx.shape[0]:
         # the CPU's group steps for a group of one, in a per-thread scratch
         sf = cuda.local.array((SHADE_F, 1), float64)
         si = cuda.local.array((SHADE_I, 1), int64)
         shade_gather_at(k, 0, sf, si, mode, idx, sample_of, pixel_of, pos, ng, ns, mat, mat_kind,
-                        mat_prm, light_wi, light_pdf, light_le, unoccluded, rd, beta, radiance,
-                        eta_scale)
-        shade_at(0, sf, si, depth, seed, sampling, mode, power, rr_depth, rr_cap)
-        shade_scatter_at(k, 0, sf, idx, ro, rd, beta, radiance, alive, prev_pdf, prev_delta,
+                        mat_prm, light_wi, light_pdf, light_le, rd, beta, eta_scale)
+        shade_at(0, sf, si, depth, seed, sampling, mode, power, rr_depth, rr_cap, rr_shadow)
+        shade_scatter_at(k, 0, sf, mode, nee, idx, ro, rd, beta, alive, prev_pdf, prev_delta,
                          eta_scale)
 
 

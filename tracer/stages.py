@@ -185,39 +185,35 @@ def handle_escaped_at(
 
 
 @njit(cache=True, inline="always")
-def light_sample_can_count(
-    k: int, idx: np.ndarray, rd: np.ndarray, ng: np.ndarray, wi: np.ndarray,
-    light_pdf: np.ndarray, mat: np.ndarray, mat_kind: np.ndarray,
-) -> bool:
-    """Can queue entry k's light sample count at all, if visible? Not through glass (a delta
-    BSDF), not of zero density, and not from the other side of the geometric surface than
-    the outgoing direction (the light would arrive from behind the surface it is to reflect
-    from). The one place this is decided (:func:`trace_shadow_rays_at`)."""
-    p = idx[k]
-    gx, gy, gz = ng[k, 0], ng[k, 1], ng[k, 2]
-    wox, woy, woz = -rd[p, 0], -rd[p, 1], -rd[p, 2]
-    side_o = wox * gx + woy * gy + woz * gz
-    side_i = wi[k, 0] * gx + wi[k, 1] * gy + wi[k, 2] * gz
-    return not (light_pdf[k] <= 0.0 or mat_kind[mat[k]] == DIELECTRIC or not side_i * side_o > 0.0)
+def light_sample_counts(light_pdf: float, kind: int, side_i: float, side_o: float) -> bool:
+    """Can a light sample count at all, if visible? Not through glass (a delta BSDF), not of
+    zero density, and not from the other side of the geometric surface than the outgoing
+    direction (``side_i`` and ``side_o``: the light's and the outgoing direction's cosines
+    with the geometric normal; the light would arrive from behind the surface it is to
+    reflect from). The one place this is decided (:func:`shade_at`)."""
+    return not (light_pdf <= 0.0 or kind == DIELECTRIC or not side_i * side_o > 0.0)
 
 
 @njit(cache=True, inline="always")
 def trace_shadow_rays_at(
     k: int,
-    g: Geometry, idx: np.ndarray, rd: np.ndarray, pos: np.ndarray, ng: np.ndarray,
-    wi: np.ndarray, light_pdf: np.ndarray, mat: np.ndarray, mat_kind: np.ndarray,
-    unoccluded: np.ndarray, stack: np.ndarray,
+    g: Geometry, idx: np.ndarray, pos: np.ndarray, ng: np.ndarray, wi: np.ndarray,
+    nee: np.ndarray, radiance: np.ndarray, stack: np.ndarray,
 ) -> None:
-    """Whether each light sample contributes: visible from the hit point (an any-hit ray to
-    infinity) and able to count at all (:func:`light_sample_can_count`; a sample that
-    cannot is not traced), which :func:`shade_at` reads from ``unoccluded`` alone."""
-    if not light_sample_can_count(k, idx, rd, ng, wi, light_pdf, mat, mat_kind):
-        unoccluded[k] = False
+    """Add each light sample's next-event term ``nee[k]`` (:func:`shade_at`: already MIS
+    weighted and divided by its shadow-ray roulette's probability) to its path's radiance if
+    the environment is visible along it (an any-hit ray to infinity). A term of zero (a
+    sample that cannot count, of zero BSDF value, or rouletted away) is not traced; a NaN
+    one is, so that the film drops the sample as it drops any NaN."""
+    if nee[k, 0] == 0.0 and nee[k, 1] == 0.0 and nee[k, 2] == 0.0:
         return
     ox, oy, oz = offset_origin(pos[k, 0], pos[k, 1], pos[k, 2], ng[k, 0], ng[k, 1], ng[k, 2],
                                wi[k, 0], wi[k, 1], wi[k, 2])
     _, prim, _, _ = trace(g, ox, oy, oz, wi[k, 0], wi[k, 1], wi[k, 2], math.inf, True, stack)
-    unoccluded[k] = prim < 0
+    if prim < 0:
+        p = idx[k]
+        for c in range(3):
+            radiance[p, c] += nee[k, c]
 
 
 # The shading stage in three steps over scratch columns, so that the CPU runs its maths for a
@@ -236,18 +232,17 @@ S_LLE = 18  # its radiance
 S_BETA = 21  # throughput (updated)
 S_ETA = 24  # eta_scale (updated)
 S_POS = 25  # hit point
-S_RAD = 28  # radiance so far (updated)
-S_DEAD = 31  # 1 where the path ends here
-S_PDF = 32  # the BSDF sample's pdf
-S_DELTA = 33  # 1 where it is a delta lobe's
-S_RO = 34  # the continuation ray's origin
-S_RD = 37  # and direction
+S_DEAD = 28  # 1 where the path ends here
+S_PDF = 29  # the BSDF sample's pdf
+S_DELTA = 30  # 1 where it is a delta lobe's
+S_RO = 31  # the continuation ray's origin
+S_RD = 34  # and direction
+S_NEE = 37  # the next-event term, for trace_shadow_rays_at to add if the light is visible
 SHADE_F = 40
 S_KIND = 0  # material kind
 S_PIX = 1  # pixel and sample (the random numbers' keys)
 S_SMP = 2
-S_UNOCC = 3  # the light sample counts (trace_shadow_rays_at)
-SHADE_I = 4
+SHADE_I = 3
 
 
 @njit(cache=True, inline="always")
@@ -256,8 +251,8 @@ def shade_gather_at(
     idx: np.ndarray, sample_of: np.ndarray, pixel_of: np.ndarray,
     pos: np.ndarray, ng: np.ndarray, ns: np.ndarray, mat: np.ndarray,
     mat_kind: np.ndarray, mat_prm: np.ndarray,
-    light_wi: np.ndarray, light_pdf: np.ndarray, light_le: np.ndarray, unoccluded: np.ndarray,
-    rd: np.ndarray, beta: np.ndarray, radiance: np.ndarray, eta_scale: np.ndarray,
+    light_wi: np.ndarray, light_pdf: np.ndarray, light_le: np.ndarray,
+    rd: np.ndarray, beta: np.ndarray, eta_scale: np.ndarray,
 ) -> None:
     """Queue entry k's inputs of :func:`shade_at` into scratch column e (the light sample's
     only where there is one: not with BSDF sampling alone)."""
@@ -274,10 +269,8 @@ def shade_gather_at(
         sf[S_NS + c, e] = ns[k, c]
         sf[S_BETA + c, e] = beta[p, c]
         sf[S_POS + c, e] = pos[k, c]
-        sf[S_RAD + c, e] = radiance[p, c]
     sf[S_ETA, e] = eta_scale[p]
     if mode != BSDF_ONLY:
-        si[S_UNOCC, e] = unoccluded[k]
         for c in range(3):
             sf[S_LWI + c, e] = light_wi[k, c]
             sf[S_LLE + c, e] = light_le[k, c]
@@ -288,9 +281,24 @@ def shade_gather_at(
 def shade_at(
     e: int, sf: np.ndarray, si: np.ndarray,
     depth: int, seed: int, sampling: int, mode: int, power: float, rr_depth: int, rr_cap: float,
+    rr_shadow: float,
 ) -> None:
-    """Next-event estimation with the light sample, then BSDF sampling and Russian roulette,
-    for the entry in scratch column e (reads and writes the scratch alone).
+    """Next-event estimation's term with the light sample and its shadow-ray roulette, then
+    BSDF sampling and Russian roulette, for the entry in scratch column e (reads and writes
+    the scratch alone).
+
+    The next-event term :math:`\beta f L_e w / p` (w the MIS weight) is left in ``S_NEE``
+    for :func:`trace_shadow_rays_at`, which adds it if the light is visible. Shadow-ray
+    roulette (Arvo and Kirk 1990, on the shadow ray rather than the path): a term whose
+    largest component c is below ``rr_shadow`` = tau (in the image's units: the integrator
+    passes a fraction of the map's mean luminance) is kept with probability c / tau and then
+    divided by it (so its largest component is tau), else set to zero and its shadow ray not
+    traced. The estimate stays unbiased, a kept term is bounded by tau, and the variance
+    added is c (tau - c) <= (tau / 2)^2 a term; the rays it saves are those that carry
+    little (a light sample outside a glossy lobe, or one that MIS gives to BSDF sampling).
+    One tau for every term, not one scaled by the path's throughput: the terms already
+    carry the throughput, and what a skipped ray costs the image is the variance it adds to
+    the pixel. ``rr_shadow`` = 0 turns it off.
 
     Russian roulette (pbrt-v4 ``PathIntegrator``, Mitsuba 3 ``path.cpp``) from depth
     ``rr_depth`` on: the path goes on with probability ``c = min(max(beta) * eta_scale,
@@ -315,23 +323,36 @@ def shade_at(
     loy = wox * bx + woy * by + woz * bz
     loz = wox * nx + woy * ny + woz * nz
     b0, b1, b2 = sf[S_BETA, e], sf[S_BETA + 1, e], sf[S_BETA + 2, e]
-    # ---- next-event estimation: the light sample, if it contributes (visible, on the lit
-    # side, of positive density: trace_shadow_rays_at decided)
-    if mode != BSDF_ONLY and si[S_UNOCC, e] != 0:
-        wx, wy, wz = sf[S_LWI, e], sf[S_LWI + 1, e], sf[S_LWI + 2, e]
-        lix = wx * tx + wy * ty + wz * tz
-        liy = wx * bx + wy * by + wz * bz
-        liz = wx * nx + wy * ny + wz * nz
-        fr, fg, fb, bpdf = bsdf_eval(kind, prm, lox, loy, loz, lix, liy, liz)
-        lp = sf[S_LPDF, e]
-        w = mis_weight(lp, bpdf, power) if mode == MIS else 1.0
-        s = w / lp
-        sf[S_RAD, e] += b0 * fr * sf[S_LLE, e] * s
-        sf[S_RAD + 1, e] += b1 * fg * sf[S_LLE + 1, e] * s
-        sf[S_RAD + 2, e] += b2 * fb * sf[S_LLE + 2, e] * s
-    # ---- BSDF sampling: the continuation of the path
     pix = si[S_PIX, e]
     smp = si[S_SMP, e]
+    # ---- next-event estimation: the light sample's term, if it can count
+    n0 = n1 = n2 = 0.0
+    if mode != BSDF_ONLY:
+        wx, wy, wz = sf[S_LWI, e], sf[S_LWI + 1, e], sf[S_LWI + 2, e]
+        lp = sf[S_LPDF, e]
+        if light_sample_counts(lp, kind, wx * gx + wy * gy + wz * gz, side_o):
+            lix = wx * tx + wy * ty + wz * tz
+            liy = wx * bx + wy * by + wz * bz
+            liz = wx * nx + wy * ny + wz * nz
+            fr, fg, fb, bpdf = bsdf_eval(kind, prm, lox, loy, loz, lix, liy, liz)
+            w = mis_weight(lp, bpdf, power) if mode == MIS else 1.0
+            s = w / lp
+            n0 = b0 * fr * sf[S_LLE, e] * s
+            n1 = b1 * fg * sf[S_LLE + 1, e] * s
+            n2 = b2 * fb * sf[S_LLE + 2, e] * s
+        # shadow-ray roulette: keep a term below tau with probability c / tau
+        if rr_shadow > 0.0:
+            u_sh, _ = draw2(sampling, seed, pix, smp, bounce_dim(depth, 6))
+            c = max(n0, max(n1, n2))
+            tau = rr_shadow
+            if c < tau:
+                if u_sh * tau < c:
+                    q = c / tau
+                    n0, n1, n2 = n0 / q, n1 / q, n2 / q
+                else:
+                    n0 = n1 = n2 = 0.0
+    sf[S_NEE, e], sf[S_NEE + 1, e], sf[S_NEE + 2, e] = n0, n1, n2
+    # ---- BSDF sampling: the continuation of the path
     # bsdf_sample draws a direction from (u1, u2) and the dielectric's reflect-or-refract
     # choice from u0: the direction gets one (stratified, under Sobol) pair of dimensions,
     # the lobe choice and the roulette the next
@@ -377,15 +398,17 @@ def shade_at(
 
 @njit(cache=True, inline="always")
 def shade_scatter_at(
-    k: int, e: int, sf: np.ndarray,
-    idx: np.ndarray, ro: np.ndarray, rd: np.ndarray, beta: np.ndarray, radiance: np.ndarray,
+    k: int, e: int, sf: np.ndarray, mode: int, nee: np.ndarray,
+    idx: np.ndarray, ro: np.ndarray, rd: np.ndarray, beta: np.ndarray,
     alive: np.ndarray, prev_pdf: np.ndarray, prev_delta: np.ndarray, eta_scale: np.ndarray,
 ) -> None:
-    """Scratch column e's results of :func:`shade_at` into the state of entry k's path: its
-    radiance, and either its end or its next ray, throughput and BSDF pdf."""
+    """Scratch column e's results of :func:`shade_at` into entry k's next-event term (not
+    with BSDF sampling alone) and the state of its path: either its end or its next ray,
+    throughput and BSDF pdf. (The radiance is the shadow rays' to add to.)"""
     p = idx[k]
-    for c in range(3):
-        radiance[p, c] = sf[S_RAD + c, e]
+    if mode != BSDF_ONLY:
+        for c in range(3):
+            nee[k, c] = sf[S_NEE + c, e]
     if sf[S_DEAD, e] != 0.0:
         alive[p] = False
         return

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 from tracer.envmap import EnvMap
 from tracer.errors import TracerError
 from tracer.rng import SAMPLINGS
 from tracer.samplers.base import LightSampler, LightSamples
-from tracer.samplers.strategy import NEE_ONLY, Strategy
+from tracer.samplers.strategy import NEE_ONLY, SHADOW_RR, Strategy
 
 #: values of ``--sampler``
 SAMPLERS = ("uniform", "piecewise", "alias", "flow", "product", "bsdf", "mis")
@@ -24,15 +25,21 @@ COMPENSABLE = ("piecewise", "alias")
 
 
 def parse_sampler_name(name: str) -> tuple[str, dict[str, Any]]:
-    """A sampler named ``NAME[-LIGHT][+plain][+SEQUENCE]`` (``tracer converge --samplers``, the
-    benchmarks) -> (:func:`make_strategy`'s sampler, its keyword arguments): ``mis-alias`` is
-    mis with the alias light, ``+plain`` mis with the plain light density (``--no-compensate``),
-    ``+sobol`` the Sobol sample sequence."""
+    """A sampler named ``NAME[-LIGHT][+plain][+SEQUENCE][+srr=X]`` (``tracer converge
+    --samplers``, the benchmarks) -> (:func:`make_strategy`'s sampler, its keyword arguments):
+    ``mis-alias`` is mis with the alias light, ``+plain`` mis with the plain light density
+    (``--no-compensate``), ``+sobol`` the Sobol sample sequence, ``+srr=0`` no shadow-ray
+    roulette (``--shadow-rr 0``)."""
     base, *mods = name.split("+")
     kw: dict[str, Any] = {}
     for mod in mods:
         if mod == "plain":
             kw["compensate"] = False
+        elif mod.startswith("srr="):
+            try:
+                kw["shadow_rr"] = float(mod[4:])
+            except ValueError:
+                raise TracerError(f"sampler {name!r}: +srr= takes a number, not {mod[4:]!r}") from None
         else:
             kw["sequence"] = mod
     if "-" in base:
@@ -92,10 +99,12 @@ def make_strategy(
     heuristic: str = "power",
     compensate: bool | None = None,
     sequence: str = "independent",
+    shadow_rr: float = SHADOW_RR,
     **flow_opts: Any,
 ) -> Strategy:
     """The strategy for ``--sampler``; ``light``, ``heuristic``, ``compensate`` apply to ``mis``;
-    ``sequence`` (``--sequence``) is the sample sequence of every path.
+    ``sequence`` (``--sequence``) is the sample sequence of every path, ``shadow_rr``
+    (``--shadow-rr``) the threshold of shadow-ray roulette (:attr:`Strategy.shadow_rr`).
 
     ``mis`` draws its light samples from the MIS-compensated density by default
     (``compensate=None``; pbrt-v4's default for image lights, Karlik et al. 2019), where the
@@ -106,8 +115,10 @@ def make_strategy(
         raise TracerError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
     if sequence not in SEQUENCES:
         raise TracerError(f"unknown sample sequence {sequence!r}; choose one of {', '.join(SEQUENCES)}")
+    if not (math.isfinite(shadow_rr) and shadow_rr >= 0.0):
+        raise TracerError(f"the shadow-ray roulette threshold must be finite and >= 0 (0: off), not {shadow_rr}")
     return dataclasses.replace(_strategy(sampler, env, light, heuristic, compensate, **flow_opts),
-                               sequence=sequence)
+                               sequence=sequence, shadow_rr=float(shadow_rr))
 
 
 def _strategy(
@@ -127,4 +138,4 @@ def _strategy(
     return Strategy(sampler, NEE_ONLY, make_light_sampler(sampler, env, **flow_opts))
 
 
-__all__ = ["COMPENSABLE", "LIGHTS", "MODEL_SAMPLERS", "SAMPLERS", "SEQUENCES", "LightSampler", "LightSamples", "Strategy", "check_compensate", "make_light_sampler", "make_strategy", "parse_sampler_name"]
+__all__ = ["COMPENSABLE", "LIGHTS", "MODEL_SAMPLERS", "SAMPLERS", "SEQUENCES", "SHADOW_RR", "LightSampler", "LightSamples", "Strategy", "check_compensate", "make_light_sampler", "make_strategy", "parse_sampler_name"]
