@@ -32,7 +32,7 @@ from benchmarks.bench_flow_fit import map_paths
 from tracer.envmap import load_envmap
 from tracer.integrator import render
 from tracer.job import error_metrics
-from tracer.samplers import make_strategy
+from tracer.samplers import make_reference_strategy, make_strategy
 from tracer.samplers.flow import cache_path, make_flow_sampler
 from tracer.samplers.piecewise import PiecewiseSampler
 from tracer.scene import EnvSpec, load_scene
@@ -90,7 +90,7 @@ def main() -> None:
                 wi = s.sample(u).wi
                 thr[name, "sample", b] = rate(s.sample, u)
                 thr[name, "pdf", b] = rate(s.pdf, wi)
-        ref = render(data, env, make_strategy("mis", env), args.size, args.size, args.ref_spp, args.depth, 999)
+        ref = render(data, env, make_reference_strategy(env), args.size, args.size, args.ref_spp, args.depth, 999)
         rel = {}
         for name in samplers:
             extra = {"model_path": cache_path(env)} if name == "flow" else {}

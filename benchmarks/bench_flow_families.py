@@ -39,7 +39,7 @@ from benchmarks.bench_flow_fit import map_paths
 from flows.families import FAMILY_NAMES, family
 from tracer.envmap import EnvMap, load_envmap
 from tracer.integrator import render
-from tracer.samplers import make_strategy
+from tracer.samplers import make_reference_strategy, make_strategy
 from tracer.samplers.flow import fit_map_flow, make_flow_sampler
 from tracer.samplers.piecewise import PiecewiseSampler
 from tracer.scene import EnvSpec, load_scene
@@ -142,7 +142,7 @@ def main() -> None:
     rows = []
     for map_path in map_paths(args.maps):
         env = load_envmap(EnvSpec(kind="file", path=map_path))
-        ref = render(data, env, make_strategy("mis", env), args.size, args.size, args.ref_spp, args.depth, 999)
+        ref = render(data, env, make_reference_strategy(env), args.size, args.size, args.ref_spp, args.depth, 999)
         ref_img = ref.film.image()
         pw = relmse_of_renders(data, env, make_strategy("piecewise", env), args.size, args.spp, args.depth,
                                args.renders, ref_img)

@@ -40,7 +40,7 @@ from tracer.envmap import load_envmap
 from tracer.integrator import render
 from tracer.job import error_metrics
 from tracer.product_model import build_product_model, mean_kl, random_conditions
-from tracer.samplers import make_strategy
+from tracer.samplers import make_reference_strategy, make_strategy
 from tracer.samplers.mis import make_mis_strategy
 from tracer.samplers.product import ProductSampler
 from tracer.samplers.strategy import NEE_ONLY, Strategy
@@ -106,7 +106,7 @@ def main() -> None:
             scene = load_scene(ROOT / "scenes" / f"{scene_name}.toml")
             env = load_envmap(dataclasses.replace(scene.env, path=map_path))
             data = scene_data(scene, size, size)
-            ref = render(data, env, make_strategy("mis", env), size, size, args.ref_spp, args.depth, 999).film.image()
+            ref = render(data, env, make_reference_strategy(env), size, size, args.ref_spp, args.depth, 999).film.image()
             sts = strategies(env, {"product": model, "cosine": models["cosine"]})
             for name in names:
                 render(data, env, sts[name], 8, 8, 1, args.depth, 0)  # warm-up (compile or load)

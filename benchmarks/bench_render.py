@@ -54,7 +54,12 @@ from tracer.backend import CPU
 from tracer.envmap import load_envmap
 from tracer.integrator import render
 from tracer.job import error_metrics
-from tracer.samplers import make_light_sampler, make_strategy, parse_sampler_name
+from tracer.samplers import (
+    make_light_sampler,
+    make_reference_strategy,
+    make_strategy,
+    parse_sampler_name,
+)
 from tracer.scene import load_scene
 from tracer.scene_data import scene_data
 
@@ -73,7 +78,7 @@ def bench_scene(scene_path: Path, samplers: list[str], spp: int, repeats: int, s
     for st in strategies.values():
         render(data, env, st, size, size, 1, depth, 0)  # warm-up: compile / load the cache
     t0 = time.perf_counter()
-    ref = render(data, env, make_strategy("mis", env), size, size, ref_spp, depth, 10_000).film.image()
+    ref = render(data, env, make_reference_strategy(env), size, size, ref_spp, depth, 10_000).film.image()
     ref_s = time.perf_counter() - t0
     runs: dict[str, list] = {n: [] for n in samplers}
     for seed in range(1, repeats + 1):

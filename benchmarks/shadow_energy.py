@@ -51,21 +51,26 @@ _trace = kernels.trace_shadow_rays
 
 
 def recording_trace(g, idx, pos, ng, wi, nee, radiance) -> None:
-    """:func:`tracer.kernels.trace_shadow_rays`, timed, recording its terms and which it added."""
-    before = radiance[idx]
+    """:func:`tracer.kernels.trace_shadow_rays`, timed, recording its terms and which it added
+    (it adds into a zeroed copy of the radiance, so that a visible term shows however small,
+    and that copy is then added to the paths' radiance)."""
+    added = np.zeros_like(radiance)
     t0 = time.perf_counter()
-    _trace(g, idx, pos, ng, wi, nee, radiance)
+    _trace(g, idx, pos, ng, wi, nee, added)
     SECONDS.append(time.perf_counter() - t0)
+    radiance += added
     m = idx.shape[0]
     terms = nee[:m]
     traced = np.any(terms != 0.0, axis=1)
-    visible = traced & np.any(radiance[idx] != before, axis=1)
+    visible = traced & np.any(added[idx] != 0.0, axis=1)
     RECORDS.append((idx[traced], terms[traced].copy(), visible[traced]))
 
 
 def predict(c: np.ndarray, tau: np.ndarray, terms: np.ndarray, visible: np.ndarray, pix: np.ndarray,
             npix: int, spp: int, weight: np.ndarray) -> tuple[float, float]:
-    """(share of the traced shadow rays left untraced, relMSE added) under threshold tau."""
+    """(share of the traced shadow rays left untraced, relMSE added) under threshold tau: the
+    keep probability of :func:`tracer.stages.shade_at`'s roulette, min(1, c / tau), in NumPy
+    (a model of the kernel's rule over recorded terms, not the renderer's code path)."""
     q = np.minimum(1.0, c / tau)
     untraced = float(np.mean(1.0 - q))
     v = visible & (q < 1.0)

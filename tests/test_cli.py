@@ -13,6 +13,7 @@ import pytest
 
 from tracer.cli import main
 from tracer.hdr_io import read_exr, write_exr
+from tracer.samplers import SHADOW_RR
 
 ROOT = Path(__file__).resolve().parents[1]
 FURNACE = ROOT / "scenes" / "furnace.toml"
@@ -162,6 +163,9 @@ def test_bad_env_scale(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
         (["--max-depth", "-1"], "--max-depth"),
         (["--light", "bsdf"], "--light"),
         (["--sequence", "halton"], "--sequence"),
+        (["--shadow-rr", "-1"], "--shadow-rr"),
+        (["--shadow-rr", "nan"], "--shadow-rr"),
+        (["--shadow-rr", "inf"], "--shadow-rr"),
     ],
 )
 def test_bad_flags_are_argparse_errors(
@@ -308,6 +312,7 @@ def test_render_writes_outputs_and_log(tmp_path: Path, capsys: pytest.CaptureFix
     assert log["resolution"] == [16, 16]
     assert log["max_depth"] == 5 and log["seed"] == 0  # from furnace.toml / the defaults
     assert log["sequence"] == "independent"
+    assert log["shadow_rr"] == SHADOW_RR
     assert log["paths_per_second"] > 0
     assert log["mean_pixel_variance"] >= 0
     assert log["nan_inf_samples"] == 0
@@ -320,18 +325,41 @@ def test_render_writes_outputs_and_log(tmp_path: Path, capsys: pytest.CaptureFix
     np.testing.assert_allclose(img[[0, 0, -1, -1], [0, -1, 0, -1]], 1.0, rtol=1e-6)
 
 
+def two_renders_differ_in_key_and_image(tmp_path: Path, flag: str, values: tuple[str, str],
+                                        sampler: str) -> dict[str, dict]:
+    """Render the furnace (8x8, 4 spp) once per value of ``flag``; assert that the two
+    images and checkpoint keys differ, and return the two logs by value."""
+    logs = {}
+    for v in values:
+        out = tmp_path / f"{v}.exr"
+        assert main(["render", str(FURNACE), "--spp", "4", "--resolution", "8x8", "--out", str(out),
+                     "--no-progress", flag, v, "--sampler", sampler]) == 0  # fmt: skip
+        logs[v] = json.loads(out.with_suffix(".json").read_text())
+    a, b = values
+    assert logs[a]["render_key"] != logs[b]["render_key"]
+    assert not np.array_equal(read_exr(tmp_path / f"{a}.exr"), read_exr(tmp_path / f"{b}.exr"))
+    return logs
+
+
 def test_sequence_sobol_changes_the_numbers_and_the_resume_key(tmp_path: Path) -> None:
     """--sequence sobol is logged, draws other numbers than the default, and is part of the
     checkpoint key (a render of one sequence is never resumed with the other)."""
-    logs = {}
-    for seq in ("independent", "sobol"):
-        out = tmp_path / f"{seq}.exr"
-        assert main(["render", str(FURNACE), "--spp", "4", "--resolution", "8x8", "--out", str(out),
-                     "--no-progress", "--sequence", seq, "--sampler", "bsdf"]) == 0  # fmt: skip
-        logs[seq] = json.loads(out.with_suffix(".json").read_text())
-        assert logs[seq]["sequence"] == seq
-    assert logs["independent"]["render_key"] != logs["sobol"]["render_key"]
-    assert not np.array_equal(read_exr(tmp_path / "independent.exr"), read_exr(tmp_path / "sobol.exr"))
+    logs = two_renders_differ_in_key_and_image(tmp_path, "--sequence", ("independent", "sobol"), "bsdf")
+    for seq, log in logs.items():
+        assert log["sequence"] == seq
+
+
+def test_shadow_rr_is_logged_and_part_of_the_resume_key(tmp_path: Path) -> None:
+    """--shadow-rr is logged, changes the image (at 1 most of the furnace's next-event terms
+    are rouletted) and is part of the checkpoint key; under bsdf, which traces no shadow
+    ray, it is 0 whatever the flag says."""
+    logs = two_renders_differ_in_key_and_image(tmp_path, "--shadow-rr", ("0", "1"), "mis")
+    for srr, log in logs.items():
+        assert log["shadow_rr"] == float(srr)
+    out = tmp_path / "bsdf.exr"
+    assert main(["render", str(FURNACE), "--spp", "1", "--resolution", "4x4", "--out", str(out),
+                 "--no-progress", "--shadow-rr", "1", "--sampler", "bsdf"]) == 0  # fmt: skip
+    assert json.loads(out.with_suffix(".json").read_text())["shadow_rr"] == 0.0
 
 
 def test_reference_adds_error_metrics(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

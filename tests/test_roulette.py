@@ -84,9 +84,10 @@ def test_no_roulette_before_rr_depth() -> None:
     np.testing.assert_allclose(r["beta"], 0.3, rtol=1e-12)
 
 
-def shade_nee(beta0: np.ndarray, rr_shadow: float, lpdf: float = 0.3, depth: int = 0) -> np.ndarray:
+def shade_nee(beta0: np.ndarray, rr_shadow: float, lpdf: float = 0.3, depth: int = 0,
+              le: tuple[float, float, float] = (2.0, 1.0, 0.5)) -> np.ndarray:
     """The next-event terms of N paths hitting the plane z = 0 from above (a diffuse albedo
-    (0.8, 0.5, 0.2)) with the light sample wi = (0.6, 0, 0.8) of radiance (2, 1, 0.5) and
+    (0.8, 0.5, 0.2)) with the light sample wi = (0.6, 0, 0.8) of radiance ``le`` and
     density ``lpdf``, under light sampling alone (no MIS weight)."""
     idx = np.arange(N)
     z3 = np.zeros((N, 3))
@@ -96,7 +97,7 @@ def shade_nee(beta0: np.ndarray, rr_shadow: float, lpdf: float = 0.3, depth: int
         idx, depth, 5, INDEPENDENT, idx.copy(), np.zeros(N, np.int64), K.NEE_ONLY, 2.0,
         RR_DEPTH, RR_CAP, rr_shadow, z3.copy(), normal, normal.copy(), np.zeros(N, np.int64),
         np.array([DIFFUSE], np.int64), np.array([[0.8, 0.5, 0.2, 0.0, 0.0, 0.0, 0.0, 0.0]]),
-        np.tile([0.6, 0.0, 0.8], (N, 1)), np.full(N, lpdf), np.tile([2.0, 1.0, 0.5], (N, 1)), nee,
+        np.tile([0.6, 0.0, 0.8], (N, 1)), np.full(N, lpdf), np.tile(le, (N, 1)), nee,
         z3.copy(), np.tile([0.0, 0.0, -1.0], (N, 1)), np.tile(beta0, (N, 1)),
         np.ones(N, np.bool_), np.zeros(N), np.zeros(N, np.bool_), np.ones(N))
     return nee
@@ -133,10 +134,22 @@ def test_terms_above_the_threshold_are_untouched() -> None:
     np.testing.assert_array_equal(shade_nee(BETA, rr), shade_nee(BETA, 0.0))
 
 
+@pytest.mark.parametrize("channel", [0, 1, 2])
+def test_a_nan_term_is_kept_for_the_film_to_drop(channel: int) -> None:
+    """A NaN in any channel of the light's radiance (the others' terms far below tau) makes
+    a NaN term that the roulette never zeroes: the film drops and counts that sample."""
+    le = [1e-3, 1e-3, 1e-3]
+    le[channel] = math.nan
+    nee = shade_nee(BETA, 10.0, le=tuple(le))
+    assert np.all(np.isnan(nee[:, channel]))
+    np.testing.assert_array_equal(nee[:, [c for c in range(3) if c != channel]],
+                                  shade_nee(BETA, 0.0, le=tuple(le))[:, [c for c in range(3) if c != channel]])
+
+
 def test_shadow_rays_add_the_visible_terms() -> None:
     """From the origin (normal +z) under a sphere at (0, 0, 3) of radius 1 (it covers 19.5
     degrees about +z): the term along +z is occluded, the one at 45 degrees is added to its
-    path's radiance, a zero term is not traced, and a NaN one is added (the film drops it)."""
+    path's radiance, a zero term adds nothing, and a NaN one is added (the film drops it)."""
     g = build_geometry(np.array([[0.0, 0.0, 3.0]]), np.array([1.0]), np.zeros((0, 3, 3)))
     idx = np.array([3, 0, 2, 1])
     s = math.sqrt(0.5)

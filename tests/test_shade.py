@@ -75,11 +75,22 @@ def test_grouped_shading_equals_one_entry_at_a_time(mode: int, sampling: int, de
     shade_one_at_a_time(*args, *want.values())
     for name in state:
         assert np.array_equal(got[name], want[name]), name
-    # the stage did its work: next-event terms, some zero (and with the roulette some kept
-    # and scaled up), paths ended and continued in new directions
+    # the stage did its work: next-event terms, some zero, paths ended and continued in new
+    # directions; with the roulette, against the same queue without it: some terms zeroed,
+    # some kept and scaled up to tau in their largest component, those above tau untouched
     if mode != K.BSDF_ONLY:
         nz = np.any(got["nee"] != 0.0, axis=1)
         assert 0 < nz.sum() < n
         assert np.all(got["nee"] >= 0.0)
+        if rr_shadow > 0.0:
+            plain = {k: v.copy() for k, v in state.items()}
+            K.shade_and_scatter(*args[:10], 0.0, *args[11:], *plain.values())
+            a, b = got["nee"], plain["nee"]
+            below = (b.max(axis=1) < rr_shadow) & (b.max(axis=1) > 0.0)
+            zeroed = below & (a.max(axis=1) == 0.0)
+            kept = below & ~zeroed
+            assert zeroed.sum() > 0 and kept.sum() > 0
+            np.testing.assert_allclose(a[kept].max(axis=1), rr_shadow, rtol=1e-12)
+            np.testing.assert_array_equal(a[~below], b[~below])
     assert 0 < got["alive"].sum() < paths
     assert not np.array_equal(got["rd"], state["rd"])

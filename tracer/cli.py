@@ -192,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sample sequence of every swept sampler (the reference stays independent)")
     c.add_argument("--shadow-rr", type=_nonneg_finite_float, default=SHADOW_RR,
                    help="shadow-ray roulette's threshold of every swept sampler (render --shadow-rr; "
-                        "0: off)")
+                        "0: off; the reference traces every shadow ray)")
     c.add_argument("--flow-model", type=Path)
     c.add_argument("--no-progress", action="store_true")
     c.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",

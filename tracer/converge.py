@@ -50,7 +50,13 @@ from tracer.integrator import StageTimes, render
 from tracer.job import RenderOptions, error_metrics, load_reference, resolve_env, scene_data
 from tracer.outputs import write_atomic
 from tracer.progress import progress_bar
-from tracer.samplers import MODEL_SAMPLERS, SHADOW_RR, make_strategy, parse_sampler_name
+from tracer.samplers import (
+    MODEL_SAMPLERS,
+    SHADOW_RR,
+    make_reference_strategy,
+    make_strategy,
+    parse_sampler_name,
+)
 
 if TYPE_CHECKING:
     from tracer.integrator import SceneData
@@ -210,7 +216,7 @@ def run_converge(
             ref_var = read_image(ref_var_path).astype(np.float64)
             ref_note = f"reused {ref_path} (mis, {ref_spp} spp, seed {seed + 1_000_003})"
         else:
-            st = make_strategy("mis", env)
+            st = make_reference_strategy(env)
             res = render(data, env, st, width, height, ref_spp, max_depth, seed + 1_000_003,
                          progress=bar.update if bar else None)
             ref = res.film.image().astype(np.float32).astype(np.float64)

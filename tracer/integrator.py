@@ -122,6 +122,7 @@ def render_batch(
         return Condition(queue, q.cond_n, q.cond_wo, q.cond_mat, scene.mat_kind, scene.mat_prm)
 
     mode = strategy.mode
+    nee_on = mode != K.BSDF_ONLY  # next-event estimation (render refuses it without a light)
     sampling = SAMPLINGS[strategy.sequence]
     g = scene.geom
     rr_shadow = strategy.shadow_rr * env.mean_luminance  # shadow-ray roulette's threshold
@@ -168,7 +169,7 @@ def render_batch(
         clock.lap("shade")
         # ---- sample_light
         nee = out("nee", (m, 3))  # next-event terms: shade_and_scatter's, for the shadow rays
-        if light is not None and mode != K.BSDF_ONLY:
+        if nee_on:
             u = out("light_u", (m, 2))
             K.light_uniforms(idx, depth, seed, sampling, sample_of, pixel_of, u)
             ls = light.sample(u, condition(idx))
@@ -185,7 +186,7 @@ def render_batch(
                             q.prev_pdf, q.prev_delta, q.eta_scale)
         clock.lap("shade")
         # ---- trace_shadow_rays
-        if mode != K.BSDF_ONLY:
+        if nee_on:
             K.trace_shadow_rays(g, idx, pos, ng, lwi, nee, q.radiance)
             clock.lap("trace")
         idx = be.compact(idx, q.alive)

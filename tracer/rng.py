@@ -14,7 +14,8 @@ from numba import njit
 
 MASK32 = 0xFFFFFFFF
 #: Random dimensions a path uses per bounce, in pairs: light sample (0, 1), BSDF direction
-#: (2, 3), the dielectric's lobe choice and Russian roulette (4, 5), spare (6, 7).
+#: (2, 3), the dielectric's lobe choice and Russian roulette (4, 5), shadow-ray roulette (6;
+#: its pair's 7 is spare).
 DIMS_PER_BOUNCE = 8
 #: Dimensions the camera uses before the first bounce (pixel jitter 2).
 CAMERA_DIMS = 2

@@ -293,7 +293,8 @@ def shade_at(
     largest component c is below ``rr_shadow`` = tau (in the image's units: the integrator
     passes a fraction of the map's mean luminance) is kept with probability c / tau and then
     divided by it (so its largest component is tau), else set to zero and its shadow ray not
-    traced. The estimate stays unbiased, a kept term is bounded by tau, and the variance
+    traced. The estimate stays unbiased (up to the 2^-24 grid of the uniform numbers, as
+    for the path's roulette), a kept term is bounded by tau, and the variance
     added is c (tau - c) <= (tau / 2)^2 a term; the rays it saves are those that carry
     little (a light sample outside a glossy lobe, or one that MIS gives to BSDF sampling).
     One tau for every term, not one scaled by the path's throughput: the terms already
@@ -340,15 +341,16 @@ def shade_at(
             n0 = b0 * fr * sf[S_LLE, e] * s
             n1 = b1 * fg * sf[S_LLE + 1, e] * s
             n2 = b2 * fb * sf[S_LLE + 2, e] * s
-        # shadow-ray roulette: keep a term below tau with probability c / tau
+        # shadow-ray roulette: keep a term below tau with probability c / tau (the test is
+        # false for a term with a NaN, which is kept for the film to drop)
         if rr_shadow > 0.0:
             u_sh, _ = draw2(sampling, seed, pix, smp, bounce_dim(depth, 6))
-            c = max(n0, max(n1, n2))
             tau = rr_shadow
-            if c < tau:
+            if n0 < tau and n1 < tau and n2 < tau:
+                c = max(n0, max(n1, n2))
                 if u_sh * tau < c:
-                    q = c / tau
-                    n0, n1, n2 = n0 / q, n1 / q, n2 / q
+                    # divided by q = c / tau, as n / c * tau: n / c <= 1 cannot overflow
+                    n0, n1, n2 = n0 / c * tau, n1 / c * tau, n2 / c * tau
                 else:
                     n0 = n1 = n2 = 0.0
     sf[S_NEE, e], sf[S_NEE + 1, e], sf[S_NEE + 2, e] = n0, n1, n2

@@ -10,7 +10,7 @@ from tracer.envmap import EnvMap
 from tracer.errors import TracerError
 from tracer.rng import SAMPLINGS
 from tracer.samplers.base import LightSampler, LightSamples
-from tracer.samplers.strategy import NEE_ONLY, SHADOW_RR, Strategy
+from tracer.samplers.strategy import BSDF_ONLY, NEE_ONLY, SHADOW_RR, Strategy
 
 #: values of ``--sampler``
 SAMPLERS = ("uniform", "piecewise", "alias", "flow", "product", "bsdf", "mis")
@@ -29,7 +29,8 @@ def parse_sampler_name(name: str) -> tuple[str, dict[str, Any]]:
     --samplers``, the benchmarks) -> (:func:`make_strategy`'s sampler, its keyword arguments):
     ``mis-alias`` is mis with the alias light, ``+plain`` mis with the plain light density
     (``--no-compensate``), ``+sobol`` the Sobol sample sequence, ``+srr=0`` no shadow-ray
-    roulette (``--shadow-rr 0``)."""
+    roulette (``--shadow-rr 0``). ``tracer converge`` takes the first two
+    (:func:`sweep_sampler_names`) and sets the others for every sampler by flag."""
     base, *mods = name.split("+")
     kw: dict[str, Any] = {}
     for mod in mods:
@@ -117,8 +118,17 @@ def make_strategy(
         raise TracerError(f"unknown sample sequence {sequence!r}; choose one of {', '.join(SEQUENCES)}")
     if not (math.isfinite(shadow_rr) and shadow_rr >= 0.0):
         raise TracerError(f"the shadow-ray roulette threshold must be finite and >= 0 (0: off), not {shadow_rr}")
-    return dataclasses.replace(_strategy(sampler, env, light, heuristic, compensate, **flow_opts),
-                               sequence=sequence, shadow_rr=float(shadow_rr))
+    st = _strategy(sampler, env, light, heuristic, compensate, **flow_opts)
+    # (BSDF sampling alone traces no shadow rays: 0, so that its logs and keys say so)
+    return dataclasses.replace(st, sequence=sequence,
+                               shadow_rr=float(shadow_rr) if st.mode != BSDF_ONLY else 0.0)
+
+
+def make_reference_strategy(env: EnvMap) -> Strategy:
+    """The strategy of the reference images (``tracer converge`` and the benchmarks): ``mis``
+    with every shadow ray traced (no shadow-ray roulette), as references were before it
+    existed, so that a reference does not move with ``--shadow-rr``'s default."""
+    return make_strategy("mis", env, shadow_rr=0.0)
 
 
 def _strategy(
@@ -138,4 +148,4 @@ def _strategy(
     return Strategy(sampler, NEE_ONLY, make_light_sampler(sampler, env, **flow_opts))
 
 
-__all__ = ["COMPENSABLE", "LIGHTS", "MODEL_SAMPLERS", "SAMPLERS", "SEQUENCES", "SHADOW_RR", "LightSampler", "LightSamples", "Strategy", "check_compensate", "make_light_sampler", "make_strategy", "parse_sampler_name"]
+__all__ = ["COMPENSABLE", "LIGHTS", "MODEL_SAMPLERS", "SAMPLERS", "SEQUENCES", "SHADOW_RR", "LightSampler", "LightSamples", "Strategy", "check_compensate", "make_light_sampler", "make_reference_strategy", "make_strategy", "parse_sampler_name"]
