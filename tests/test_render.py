@@ -350,7 +350,7 @@ def test_samplers_converge_to_the_same_image(sphere_renders: dict, name: str) ->
     thresh = norm.isf(0.01 / (2 * n))
     assert np.all(np.abs(z) < thresh), np.sort(np.abs(z).ravel())[-10:]
     # the image means must agree tightly (this is where a bias would show)
-    se = math.sqrt(va.sum() + vb.sum()) / n
+    se = math.hypot(image_mean_se(va), image_mean_se(vb))
     assert abs(a.mean() - b.mean()) < 4 * se, (a.mean(), b.mean(), se)
 
 
