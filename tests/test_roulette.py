@@ -19,23 +19,37 @@ from tracer.rng import INDEPENDENT
 N = 40_000
 
 
-def scatter(kind: int, prm: np.ndarray, beta0: float, depth: int, eta0: float = 1.0,
-            up: bool = False) -> dict:
-    """N paths hitting the plane z = 0 (outward normal +z), shaded once at ``depth``: going
-    straight down from outside (wo = +z), or with ``up`` straight up from inside (wo = -z)."""
+def shade_on_plane(kind: int, prm: np.ndarray, beta0: np.ndarray | float, depth: int, seed: int,
+                   mode: int = K.BSDF_ONLY, rr_shadow: float = 0.0, eta0: float = 1.0,
+                   up: bool = False, wi: tuple[float, float, float] = (0.0, 0.0, 0.0),
+                   lpdf: float = 0.0, le: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> dict:
+    """N paths hitting the plane z = 0 (outward normal +z), shaded once at ``depth`` by
+    ``shade_and_scatter``: going straight down from outside (wo = +z), or with ``up``
+    straight up from inside (wo = -z); with the light sample ``wi`` of radiance ``le`` and
+    density ``lpdf`` under ``mode``. Returns the path state and the next-event terms."""
     idx = np.arange(N)
     z3 = np.zeros((N, 3))
     normal = np.tile([0.0, 0.0, 1.0], (N, 1))
     rd = np.tile([0.0, 0.0, 1.0 if up else -1.0], (N, 1))
-    beta = np.full((N, 3), beta0)
+    beta = np.zeros((N, 3)) + beta0
     eta_scale = np.full(N, eta0)
     alive = np.ones(N, np.bool_)
+    nee = np.full((N, 3), -1.0)
     K.shade_and_scatter(
-        idx, depth, 11, INDEPENDENT, idx.copy(), np.zeros(N, np.int64), K.BSDF_ONLY, 2.0,
-        RR_DEPTH, RR_CAP, 0.0, z3.copy(), normal, normal.copy(), np.zeros(N, np.int64),
-        np.array([kind], np.int64), prm[None, :], z3.copy(), np.zeros(N), z3.copy(),
-        z3.copy(), z3.copy(), rd, beta, alive, np.zeros(N), np.zeros(N, np.bool_), eta_scale)
-    return {"alive": alive, "beta": beta[:, 0], "eta_scale": eta_scale, "rd_z": rd[:, 2]}
+        idx, depth, seed, INDEPENDENT, idx.copy(), np.zeros(N, np.int64), mode, 2.0,
+        RR_DEPTH, RR_CAP, rr_shadow, z3.copy(), normal, normal.copy(), np.zeros(N, np.int64),
+        np.array([kind], np.int64), prm[None, :], np.tile(wi, (N, 1)), np.full(N, lpdf),
+        np.tile(le, (N, 1)), nee, z3.copy(), rd, beta, alive, np.zeros(N), np.zeros(N, np.bool_),
+        eta_scale)
+    return {"alive": alive, "beta": beta, "eta_scale": eta_scale, "rd": rd, "nee": nee}
+
+
+def scatter(kind: int, prm: np.ndarray, beta0: float, depth: int, eta0: float = 1.0,
+            up: bool = False) -> dict:
+    """BSDF sampling alone on the plane (:func:`shade_on_plane`)."""
+    r = shade_on_plane(kind, prm, beta0, depth, 11, eta0=eta0, up=up)
+    return {"alive": r["alive"], "beta": r["beta"][:, 0], "eta_scale": r["eta_scale"],
+            "rd_z": r["rd"][:, 2]}
 
 
 def within(frac: float, p: float, n: int) -> bool:
@@ -86,21 +100,12 @@ def test_no_roulette_before_rr_depth() -> None:
 
 def shade_nee(beta0: np.ndarray, rr_shadow: float, lpdf: float = 0.3, depth: int = 0,
               le: tuple[float, float, float] = (2.0, 1.0, 0.5)) -> np.ndarray:
-    """The next-event terms of N paths hitting the plane z = 0 from above (a diffuse albedo
+    """The next-event terms on the plane (:func:`shade_on_plane`; a diffuse albedo
     (0.8, 0.5, 0.2)) with the light sample wi = (0.6, 0, 0.8) of radiance ``le`` and
     density ``lpdf``, under light sampling alone (no MIS weight)."""
-    idx = np.arange(N)
-    z3 = np.zeros((N, 3))
-    normal = np.tile([0.0, 0.0, 1.0], (N, 1))
-    nee = np.full((N, 3), -1.0)
-    K.shade_and_scatter(
-        idx, depth, 5, INDEPENDENT, idx.copy(), np.zeros(N, np.int64), K.NEE_ONLY, 2.0,
-        RR_DEPTH, RR_CAP, rr_shadow, z3.copy(), normal, normal.copy(), np.zeros(N, np.int64),
-        np.array([DIFFUSE], np.int64), np.array([[0.8, 0.5, 0.2, 0.0, 0.0, 0.0, 0.0, 0.0]]),
-        np.tile([0.6, 0.0, 0.8], (N, 1)), np.full(N, lpdf), np.tile(le, (N, 1)), nee,
-        z3.copy(), np.tile([0.0, 0.0, -1.0], (N, 1)), np.tile(beta0, (N, 1)),
-        np.ones(N, np.bool_), np.zeros(N), np.zeros(N, np.bool_), np.ones(N))
-    return nee
+    prm = np.array([0.8, 0.5, 0.2, 0.0, 0.0, 0.0, 0.0, 0.0])
+    return shade_on_plane(DIFFUSE, prm, beta0, depth, 5, mode=K.NEE_ONLY, rr_shadow=rr_shadow,
+                          wi=(0.6, 0.0, 0.8), lpdf=lpdf, le=le)["nee"]
 
 
 BETA = np.array([0.5, 1.0, 0.25])
@@ -142,8 +147,8 @@ def test_a_nan_term_is_kept_for_the_film_to_drop(channel: int) -> None:
     le[channel] = math.nan
     nee = shade_nee(BETA, 10.0, le=tuple(le))
     assert np.all(np.isnan(nee[:, channel]))
-    np.testing.assert_array_equal(nee[:, [c for c in range(3) if c != channel]],
-                                  shade_nee(BETA, 0.0, le=tuple(le))[:, [c for c in range(3) if c != channel]])
+    others = [c for c in range(3) if c != channel]
+    np.testing.assert_array_equal(nee[:, others], shade_nee(BETA, 0.0, le=tuple(le))[:, others])
 
 
 def test_shadow_rays_add_the_visible_terms() -> None:
