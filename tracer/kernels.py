@@ -143,8 +143,11 @@ def shade_and_scatter(
                 shade_gather_at(k0 + e, e, sf, si, mode, idx, sample_of, pixel_of, pos, ng, ns, mat,
                                 mat_kind, mat_prm, light_wi, light_pdf, light_le, rd, beta,
                                 eta_scale)
-            # the whole group, a short last one's unused columns too (what they hold is
-            # finite: the last group's or zeros), so that the loop has a fixed length
+            # the whole group, a short last one's unused columns too (the last group's
+            # values, or zeros), so that the loop has a fixed length; their results are never
+            # read. Zeros can divide by zero: inside this prange loop Numba does not check
+            # divisions and gives infinities, but the same loop compiled on its own, with the
+            # default error model, raises ZeroDivisionError
             for e in range(GROUP):
                 shade_at(e, sf, si, depth, seed, sampling, mode, power, rr_depth, rr_cap, rr_shadow)
             for e in range(m):
