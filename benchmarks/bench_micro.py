@@ -10,7 +10,10 @@ Prints the median nanoseconds per call of
 - closest-hit and any-hit traversal of ``scenes/knot.toml``'s BVH for rays from a sphere
   around the knot aimed at random points of its box (the hard rays: most of them reach the
   mesh), and the BVH's triangle and node counts; one thread, and all threads (the render
-  kernels' chunked loop).
+  kernels' chunked loop);
+- closest hits of the knot's camera rays (256x256, one a pixel, in the queue's row order):
+  one by one against packets of neighbouring pixels (:mod:`tracer.packet`, the kernel the
+  render runs at depth 0), one thread and all threads.
 
 ``--mitsuba`` also traces the same rays through Mitsuba 3 (``llvm_ad_rgb``, whose CPU
 variants traverse with Embree; the triangles as one mesh, in float32 as Mitsuba keeps them):
@@ -34,7 +37,9 @@ from numba import njit, prange
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tracer import kernels
 from tracer.geometry import STACK_SHAPE, trace
+from tracer.packet import HIT, PACKET, PACKET_STACK_SHAPE, RAY_COLS, set_ray, trace_packet
 from tracer.scene import load_scene
 from tracer.scene_data import scene_data
 from tracer.sphere_map import dir_to_uv, uv_to_dir
@@ -141,6 +146,54 @@ def embree_ns(tri_v: np.ndarray, ro: np.ndarray, rd: np.ndarray, repeats: int) -
     return closest, any_hit, float(np.mean(np.isfinite(t)))
 
 
+@njit(cache=True, error_model="numpy")
+def _packets(g, ro: np.ndarray, rd: np.ndarray, prim: np.ndarray) -> None:
+    """Closest hits of packets of PACKET consecutive rays (n a multiple of PACKET)."""
+    stack = np.empty(PACKET_STACK_SHAPE)
+    ray = np.empty((PACKET, RAY_COLS))
+    for k in range(0, ro.shape[0], PACKET):
+        for i in range(PACKET):
+            set_ray(ray, i, ro[k + i, 0], ro[k + i, 1], ro[k + i, 2], rd[k + i, 0], rd[k + i, 1],
+                    rd[k + i, 2])
+        trace_packet(g, ray, stack)
+        for i in range(PACKET):
+            prim[k + i] = int(ray[i, HIT + 1])
+
+
+def camera_rays(n: int) -> tuple:
+    """The knot scene's camera rays at n x n, one a pixel, and its geometry."""
+    data = scene_data(load_scene(ROOT / "scenes" / "knot.toml"), n, n)
+    m = n * n
+    ro, rd, beta, radiance = (np.empty((m, 3)) for _ in range(4))
+    alive, delta = np.empty(m, np.bool_), np.empty(m, np.bool_)
+    pdf, eta = np.empty(m), np.empty(m)
+    kernels.generate_camera_rays(data.camera, n, n, 0, m, 0, 1, 0, ro, rd, beta, radiance, alive,
+                                 pdf, delta, eta)
+    return data.geom, ro, rd
+
+
+def camera_ray_rows(repeats: int) -> None:
+    """One by one against packets, on the knot's camera rays."""
+    g, ro, rd = camera_rays(256)
+    m = ro.shape[0]
+    prim, prim_p = np.empty(m, np.int64), np.empty(m, np.int64)
+    single = median_ns(_traverse, (g, ro, rd, False, prim), m, repeats)
+    packets = median_ns(_packets, (g, ro, rd, prim_p), m, repeats)
+    assert (prim == prim_p).all()
+    print(f"\nknot camera rays (256x256, {np.mean(prim >= 0):.0%} hit), closest hits:")
+    print(f"{'one by one, one thread':<36}{single:>9.1f}")
+    print(f"{f'packets of {PACKET}, one thread':<36}{packets:>9.1f}   ({single / packets:.2f}x)")
+    idx = np.arange(m)
+    hit = (np.empty(m), prim, np.empty((m, 2)))
+    threads = [median_ns(k, (g, idx, ro, rd, *hit), m, repeats)
+               for k in (kernels.intersect_closest, kernels.intersect_coherent)]
+    from numba import get_num_threads
+
+    print(f"{f'one by one, {get_num_threads()} threads':<36}{threads[0]:>9.1f}")
+    print(f"{f'packets of {PACKET}, {get_num_threads()} threads':<36}{threads[1]:>9.1f}   "
+          f"({threads[0] / threads[1]:.2f}x)")
+
+
 def median_ns(fn, args: tuple, n: int, repeats: int) -> float:
     fn(*args)  # compile / load the cache
     ts = []
@@ -209,6 +262,7 @@ def main() -> None:
             for kind, ns, mine in (("closest hit", closest, ours[0]), ("any hit", any_hit, ours[1])):
                 print(f"{f'Mitsuba 3 (Embree), {kind}':<36}{ns:>9.1f}   (ours / Mitsuba's time: "
                       f"{mine / ns:.2f}; {hit:.0%} of rays hit)")
+    camera_ray_rows(r)
 
 
 if __name__ == "__main__":

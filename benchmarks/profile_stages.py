@@ -33,7 +33,7 @@ from tracer.samplers import SHADOW_RR, make_strategy
 from tracer.scene import load_scene
 from tracer.scene_data import scene_data
 
-KERNELS = ("generate_camera_rays", "intersect_closest", "surface_interaction", "handle_escaped",
+KERNELS = ("generate_camera_rays", "intersect_coherent", "intersect_closest", "surface_interaction", "handle_escaped",
            "trace_shadow_rays", "shade_and_scatter", "light_uniforms", "accumulate", "record_condition")
 BACKEND = ("paths", "split_escaped", "compact", "gather", "env_eval", "light_sample", "light_pdf")
 SECONDS: collections.Counter = collections.Counter()

@@ -6,6 +6,7 @@ a slab of pixels, when the image holds more pixels than a batch has paths)::
     generate_camera_rays                       -> every path alive
     for depth in 0 .. max_depth:
         intersect_closest       (BVH kernel)   -> hit queue, escaped queue
+                                (intersect_coherent at depth 0: camera rays as packets)
         handle_escaped          env lookup + light.pdf batch (MIS weight)
         (stop at max_depth: the last vertex only receives escaped light)
         surface_interaction     hit point, normals, material
@@ -140,7 +141,10 @@ def render_batch(
         hit_t = out("hit_t", m)
         hit_prim = out("hit_prim", m, np.int64)
         hit_b = out("hit_b", (m, 2))
-        K.intersect_closest(g, idx, q.ro, q.rd, hit_t, hit_prim, hit_b)
+        # the camera rays of neighbouring pixels, side by side in the queue, are traced as
+        # packets; the scattered rays of later bounces one by one
+        trace_closest = K.intersect_coherent if depth == 0 else K.intersect_closest
+        trace_closest(g, idx, q.ro, q.rd, hit_t, hit_prim, hit_b)
         clock.lap("trace")
         esc_idx, idx, hit_t, hit_prim, hit_b = be.split_escaped(idx, hit_t, hit_prim, hit_b)
         clock.lap("shade")

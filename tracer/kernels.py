@@ -26,6 +26,7 @@ from tracer.light_dispatch import (
     light_square_group,
     light_square_pdf_group,
 )
+from tracer.packet import HIT, PACKET, PACKET_STACK_SHAPE, RAY_COLS, set_ray, trace_packet
 from tracer.stages import (
     BSDF_ONLY,
     MIS,
@@ -74,6 +75,36 @@ def intersect_closest(
         stack = np.empty(STACK_SHAPE)
         for k in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
             intersect_closest_at(k, g, idx, ro, rd, hit_t, hit_prim, hit_b, stack)
+
+
+@njit(cache=True, parallel=True)
+def intersect_coherent(
+    g: Geometry, idx: np.ndarray, ro: np.ndarray, rd: np.ndarray,
+    hit_t: np.ndarray, hit_prim: np.ndarray, hit_b: np.ndarray,
+) -> None:
+    """:func:`intersect_closest` for a queue whose neighbouring rays are coherent (the camera
+    rays: adjacent pixels of a row): packets of :data:`PACKET` neighbours traced together
+    (:func:`tracer.packet.trace_packet`), the queue's last few rays one by one."""
+    n = idx.shape[0]
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        stack = np.empty(PACKET_STACK_SHAPE)
+        ray = np.empty((PACKET, RAY_COLS))
+        a = c * CHUNK
+        b = min(n, a + CHUNK)
+        k = a
+        while k + PACKET <= b:
+            for i in range(PACKET):
+                p = idx[k + i]
+                set_ray(ray, i, ro[p, 0], ro[p, 1], ro[p, 2], rd[p, 0], rd[p, 1], rd[p, 2])
+            trace_packet(g, ray, stack)
+            for i in range(PACKET):
+                hit_t[k + i] = ray[i, HIT]
+                hit_prim[k + i] = int(ray[i, HIT + 1])
+                hit_b[k + i, 0] = ray[i, HIT + 2]
+                hit_b[k + i, 1] = ray[i, HIT + 3]
+            k += PACKET
+        for r in range(k, b):
+            intersect_closest_at(r, g, idx, ro, rd, hit_t, hit_prim, hit_b, stack)
 
 
 @njit(cache=True, parallel=True)

@@ -277,3 +277,7 @@ def _map_uv(rot_u, dirs, out):
 def map_uv(rot_u, dirs, out):
     """The point of the map's square each world direction sees (for models on the square)."""
     _map_uv[grid(dirs.shape[0])](rot_u, dirs, out)
+
+
+#: the GPU traces every queue one ray a thread (a warp's threads already walk together)
+intersect_coherent = intersect_closest
