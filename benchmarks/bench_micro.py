@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from numba import njit, prange
+from numba import get_num_threads, njit, prange
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -187,8 +187,6 @@ def camera_ray_rows(repeats: int) -> None:
     hit = (np.empty(m), prim, np.empty((m, 2)))
     threads = [median_ns(k, (g, idx, ro, rd, *hit), m, repeats)
                for k in (kernels.intersect_closest, kernels.intersect_coherent)]
-    from numba import get_num_threads
-
     print(f"{f'one by one, {get_num_threads()} threads':<36}{threads[0]:>9.1f}")
     print(f"{f'packets of {PACKET}, {get_num_threads()} threads':<36}{threads[1]:>9.1f}   "
           f"({threads[0] / threads[1]:.2f}x)")
@@ -249,8 +247,6 @@ def main() -> None:
         ns = median_ns(_traverse, (g, ro, rd, any_hit, prim), m, r)
         kind = "any hit" if any_hit else "closest hit"
         print(f"{'traversal, ' + kind:<36}{ns:>9.1f}   ({np.mean(prim >= 0):.0%} of rays hit)")
-    from numba import get_num_threads
-
     threads = get_num_threads()
     ours = [median_ns(_traverse_threads, (g, ro, rd, any_hit, prim), m, r) for any_hit in (False, True)]
     for kind, ns in zip(("closest hit", "any hit"), ours, strict=True):

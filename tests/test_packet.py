@@ -116,8 +116,10 @@ def test_packets_in_the_smallest_scenes(scene: str) -> None:
 
 
 def test_packets_do_not_slip_through_a_closed_mesh() -> None:
-    """Packets aimed from outside at a mesh's vertices and edges (neighbouring targets in
-    one packet): every ray hits, at the distance of its target."""
+    """Packets aimed from outside at points along a mesh's shared edges (neighbouring targets
+    in one packet, one origin a packet): every target its origin sees is hit, at its
+    distance, and ties between the two triangles of an edge are the only differences from
+    the one-ray traversal."""
     verts, faces = icosphere(3)
     tv = verts[faces]
     g = build_geometry(*NO_SPHERES, tv)

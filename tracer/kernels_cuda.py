@@ -279,5 +279,5 @@ def map_uv(rot_u, dirs, out):
     _map_uv[grid(dirs.shape[0])](rot_u, dirs, out)
 
 
-#: the GPU traces every queue one ray a thread (a warp's threads already walk together)
+#: the GPU traces the camera rays as every other queue, one ray a thread (no packets)
 intersect_coherent = intersect_closest
