@@ -218,7 +218,7 @@ def trace_shadow_rays_at(
 
 # The shading stage in three steps over scratch columns, so that the CPU runs its maths for a
 # group of entries at once (tracer.kernels.shade_and_scatter: the gathers of a group, then
-# its maths, which reads and writes the scratch alone and so compiles to vector code, then
+# its maths, which reads and writes the scratch alone and so can compile to vector code, then
 # the writes) and the GPU for one entry (column 0 of a per-thread scratch). Rows of the
 # float scratch ``sf`` (inputs, some updated in place, then outputs) and of the integer
 # scratch ``si``:
