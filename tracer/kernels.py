@@ -8,9 +8,9 @@ and tabulate on the map's square, the grouped light kernels run those functions 
 entries at a time (a step for the whole group, then the next), which keeps the group's table
 reads in flight together. The shading kernel works in groups too: the group's inputs gathered
 into a small scratch, its maths over the scratch alone (written so that LLVM can compile it
-to vector code; whether it does depends on the CPU and the LLVM under Numba: the README's
-thirteenth round), then its results written back. The traversal stages work in chunks so that each thread allocates
-its BVH stack once. See :mod:`tracer.integrator` for the order of stages.
+to vector code; whether it does depends on the CPU and on the LLVM under Numba:
+benchmarks/vector_check.py), then its results written back. The traversal stages work in
+chunks so that each thread allocates its BVH stack once. See :mod:`tracer.integrator` for the order of stages.
 """
 
 from __future__ import annotations
@@ -162,7 +162,7 @@ def shade_and_scatter(
     (:func:`tracer.stages.shade_at`), in groups of :data:`tracer.envmap.GROUP` entries: the
     group's inputs gathered into a scratch of a row per quantity, the maths over the whole
     group (it touches the scratch alone and its branches can become selects, so LLVM may
-    vectorise it: it did for AVX-512 under Numba 0.60, not under 0.68 nor for AVX2), then
+    vectorise it: under Numba 0.60 with Skylake's tuning, not under 0.68), then
     the results written to the paths. The numbers are those of one entry at a time (the
     GPU's schedule) bit for bit (tests/test_shade.py)."""
     n = idx.shape[0]
