@@ -19,7 +19,7 @@ import numpy as np
 from tracer import kernels
 from tracer.envmap import env_eval_into
 from tracer.errors import TracerError
-from tracer.light_dispatch import has_square, has_square_pdf
+from tracer.light_dispatch import cacheable, has_square, has_square_pdf, registered
 from tracer.pool import Pooling
 
 if TYPE_CHECKING:
@@ -60,6 +60,8 @@ class Backend(Protocol):
     def film(self, film: Any) -> tuple[Any, Any, Any, Any]: ...
     def sync_film(self, film: Any) -> None: ...
     def env_eval(self, env: EnvMap, dirs: Any) -> Any: ...
+    def escaped(self, env: EnvMap, light: BoundLight | None, idx: Any, depth: int, mode: int,
+                power: float, q: Any) -> bool: ...
 
     # ---- light sampling (the dispatcher's kernels) and the Torch hand-over
     def light_sample(self, tables: NamedTuple, env: EnvMap, u: Any) -> tuple[Any, Any, Any]: ...
@@ -159,6 +161,24 @@ class CpuBackend(Pooling):
         out = self.out("env_eval", (dirs.shape[0], 3))
         env_eval_into(env.rgb, env.rot_u, _f64(dirs), out)
         return out
+
+    def escaped(self, env: EnvMap, light: BoundLight | None, idx: np.ndarray, depth: int,
+                mode: int, power: float, q: Any) -> bool:
+        """The escaped rays' stage as one kernel (:func:`tracer.kernels.escaped_rays`): the
+        map's radiance, the light's density where MIS reads it, and the weighted radiance
+        added to the paths. Where MIS reads the density of a sampler other than the
+        project's own on the map's square (a flow, a product sampler), False and nothing
+        done: the integrator then runs the steps one by one, the sampler's own ``pdf`` among
+        them. Fused, the stage took 9-20% less time (the README's fourteenth round)."""
+        tables = None
+        if mode == kernels.MIS and depth > 0:
+            own = light is not None and not light.conditional and getattr(light.light, "env", None) is env
+            tables = getattr(light.light, "tables", None) if own else None
+            if not (registered(tables) and has_square_pdf(tables) and cacheable(tables)):
+                return False
+        kernels.escaped_rays(tables, env.rgb, env.rot_u, idx, depth, mode, power, q.rd, q.beta,
+                             q.radiance, q.alive, q.prev_pdf, q.prev_delta)
+        return True
 
     def light_sample(self, tables: NamedTuple, env: EnvMap, u: np.ndarray) -> tuple[Any, Any, Any]:
         n = u.shape[0]

@@ -162,6 +162,11 @@ class CudaBackend(Pooling):
         """A sampler's static tables on the device (copied once)."""
         return self._tables(tables)
 
+    def escaped(self, env: EnvMap, light: Any, idx: Any, depth: int, mode: int, power: float,
+                q: Any) -> bool:
+        """No fused escaped-ray stage on the GPU (its steps run one by one)."""
+        return False
+
     def light_sample(self, tables: NamedTuple, env: EnvMap, u: Any) -> tuple[Any, Any, Any]:
         n = u.shape[0]
         d = self._env(env)

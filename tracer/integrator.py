@@ -7,7 +7,8 @@ a slab of pixels, when the image holds more pixels than a batch has paths)::
     for depth in 0 .. max_depth:
         intersect_closest       (BVH kernel)   -> hit queue, escaped queue
                                 (intersect_coherent at depth 0: camera rays as packets)
-        handle_escaped          env lookup + light.pdf batch (MIS weight)
+        handle_escaped          env lookup + light.pdf batch (MIS weight); on the CPU one
+                                fused kernel where the pdf is a table's (be.escaped)
         (stop at max_depth: the last vertex only receives escaped light)
         surface_interaction     hit point, normals, material
         (record_condition       normal, wo, material per path: for a conditional sampler)
@@ -21,7 +22,9 @@ The light sampler is called twice per bounce on whole queues (``sample`` before 
 conditional (product) sampler is also handed the shading condition of the queue
 (:class:`tracer.samplers.base.Condition`): the normal, outgoing direction and material the
 integrator records per path at each hit, so that the pdf of an escaped ray is evaluated at
-the vertex its direction was sampled from.
+the vertex its direction was sampled from. (On the CPU the escaped rays of the project's
+tabulated samplers get their pdf inside one fused kernel instead, :meth:`CpuBackend.escaped
+<tracer.backend.CpuBackend.escaped>`: no Torch call stands between those steps.)
 """
 
 from __future__ import annotations
@@ -148,8 +151,11 @@ def render_batch(
         clock.lap("trace")
         esc_idx, idx, hit_t, hit_prim, hit_b = be.split_escaped(idx, hit_t, hit_prim, hit_b)
         clock.lap("shade")
-        # ---- handle_escaped: environment radiance and (under MIS) the light pdf
-        if esc_idx.shape[0]:
+        # ---- handle_escaped: environment radiance and (under MIS) the light pdf, in one
+        # kernel where the back-end can run the light's pdf inside it, else step by step
+        if esc_idx.shape[0] and be.escaped(env, light, esc_idx, depth, mode, strategy.power, q):
+            clock.lap("light")
+        elif esc_idx.shape[0]:
             dirs = be.gather(q.rd, esc_idx)
             le = be.env_eval(env, dirs)
             # (the light pdf is read only under MIS after the first bounce)
