@@ -12,7 +12,7 @@ and all threads, the median of ``--repeats`` calls, ns a ray) with its entries i
 - ``tile8`` / ``tile32``: pixels in 8x8 or 32x32 tiles, row by row inside a tile;
 - ``morton``: pixels in Morton (Z) order;
 - ``octant+origin``: sorted by the direction's octant, then by the Morton code of the origin
-  on a 1024^3 grid over the scene's box (a sort of the rays themselves, as ray-reordering
+  on a 1024^3 grid over the box of the queue's origins (a sort of the rays themselves, as ray-reordering
   renderers do: Pharr et al. 1997, "Rendering complex scenes with memory-coherent ray
   tracing"; Garanzha and Loop 2010, "Fast ray sorting and breadth-first packet traversal");
 - ``shuffled``: a random permutation (what an order with no coherence at all costs);

@@ -17,14 +17,18 @@ path state, and the other materials. Its BSDF values are checked against
 It prints, one thread, ns a shading point:
 
 - ``render shade_at``: the render's maths (:func:`tracer.stages.shade_at`, the groups of 16
-  of ``kernels.shade_and_scatter``) on conductor points, its scratch gathered once;
+  of ``kernels.shade_and_scatter``, each group's scratch a C-contiguous block as the render's
+  is) on conductor points past the roulette's first depth, its scratch gathered once (the
+  render also hashes its numbers and offsets the origin there, which the loop does not);
 - ``loop float64``: the plain loop as Numba compiles it. LLVM leaves it scalar: with its
   20-odd arrays the loop needs more run-time alias checks than LLVM's limits allow ("loop
   not vectorized: too many memory checks needed");
 - ``loop float64, checks raised`` / ``loop float32 fastmath, checks raised``: the same in a
   child process that raises those limits (``llvmlite.binding.set_option``:
   ``-runtime-memory-check-threshold``, ``-vectorize-memory-check-threshold``,
-  ``-memory-check-merge-threshold``), where LLVM compiles it to AVX2 code;
+  ``-memory-check-merge-threshold``), where LLVM compiles it to AVX2 code. The float64
+  vector code's outputs are checked to be the scalar code's bit for bit, the float32 code's
+  to agree with them to 1e-3 (fastmath and single precision together);
 
 with the packed and scalar double (or single) arithmetic counted in each machine code. The
 render's shading stays scalar with the limits raised: its loop also holds calls,
@@ -223,13 +227,12 @@ def render_shading(n: int, repeats: int) -> float:
 
     @njit(error_model="numpy")
     def maths(sf, si, depth, seed, sampling, mode, power, rr_depth, rr_cap, rr_shadow):
-        # shade_and_scatter's maths step over groups of GROUP columns, each group's own
-        # scratch (as the render's tasks hold theirs)
-        for k0 in range(0, sf.shape[1], GROUP):
-            g = sf[:, k0:k0 + GROUP]
-            h = si[:, k0:k0 + GROUP]
+        # shade_and_scatter's maths step over its groups, each a C-contiguous (rows, GROUP)
+        # scratch as the render's tasks hold theirs
+        for g in range(sf.shape[0]):
             for e in range(GROUP):
-                shade_at(e, g, h, depth, seed, sampling, mode, power, rr_depth, rr_cap, rr_shadow)
+                shade_at(e, sf[g], si[g], depth, seed, sampling, mode, power, rr_depth, rr_cap,
+                         rr_shadow)
 
     @njit
     def gather(sf, si, idx, smp, pix, pos, ng, ns, mat, kinds, prm, wi, lpdf, le, rd, beta, eta):
@@ -237,6 +240,7 @@ def render_shading(n: int, repeats: int) -> float:
             shade_gather_at(k, k, sf, si, K.MIS, idx, smp, pix, pos, ng, ns, mat, kinds, prm, wi,
                             lpdf, le, rd, beta, eta)
 
+    assert n % GROUP == 0, f"--n must be a multiple of {GROUP}"
     a = inputs(n, np.float64)
     rows = {k: np.ascontiguousarray(v.T) for k, v in a.items() if v.ndim == 2}
     prm = np.zeros((1, N_PARAMS))
@@ -248,7 +252,11 @@ def render_shading(n: int, repeats: int) -> float:
            rng.normal(size=(n, 3)), rows["n"], rows["n"], np.zeros(n, np.int64),
            np.array([CONDUCTOR]), prm, rows["wi"], a["lpdf"], rows["le"], -rows["wo"],
            rows["beta"], np.ones(n))
-    args = (1, 7, INDEPENDENT, K.MIS, 2.0, RR_DEPTH, RR_CAP, 0.0)
+    # groups of GROUP columns, each block contiguous: (groups, rows, GROUP)
+    sf = np.ascontiguousarray(sf.reshape(SHADE_F, n // GROUP, GROUP).transpose(1, 0, 2))
+    si = np.ascontiguousarray(si.reshape(SHADE_I, n // GROUP, GROUP).transpose(1, 0, 2))
+    # a bounce past the roulette's first depth, as the loop's; no shadow-ray roulette
+    args = (RR_DEPTH, 7, INDEPENDENT, K.MIS, 2.0, RR_DEPTH, RR_CAP, 0.0)
     maths(sf.copy(), si, *args)
     times = []
     for _ in range(repeats):
@@ -259,16 +267,24 @@ def render_shading(n: int, repeats: int) -> float:
     return statistics.median(times) / n * 1e9
 
 
-def child(n: int, repeats: int) -> None:
-    """This process with LLVM's alias-check limits raised: the loop in both precisions."""
+def child(n: int, repeats: int, scalar_out: str) -> None:
+    """This process with LLVM's alias-check limits raised: the loop in both precisions, its
+    outputs against the scalar code's (``scalar_out``, the parent's)."""
     import llvmlite.binding as llvm
     import numpy as np
 
     for option in RAISED:
         llvm.set_option("", option)
+    want = np.load(scalar_out)
     for label, dt, fm in (("loop float64, checks raised", np.float64, False),
                           ("loop float32 fastmath, checks raised", np.float32, True)):
-        ns, packed, scalar, _ = run_loop(dt, fm, n, repeats)
+        ns, packed, scalar, out = run_loop(dt, fm, n, repeats)
+        for name, got in out.items():
+            if dt is np.float64:  # the same IEEE operations, lane by lane
+                assert np.array_equal(got, want[name]), f"{label}: {name} differs from the scalar code's"
+            else:
+                close = np.isclose(got.astype(np.float64), want[name], rtol=1e-3, atol=1e-6)
+                assert close.mean() > 0.999, f"{label}: {name} agrees in {close.mean():.4%} of points"
         print(f"  {label:<38}{ns:8.1f}{packed:8d}{scalar:8d}", flush=True)
 
 
@@ -276,25 +292,30 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=1 << 16)
     ap.add_argument("--repeats", type=int, default=9)
-    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     from numba import set_num_threads
 
     set_num_threads(1)
     if args.child:
-        child(args.n, args.repeats)
+        child(args.n, args.repeats, args.child)
         return
+    import tempfile
+
     import numpy as np
 
     check_loop()
     print(f"a gold conductor's shading, {args.n} points, one thread")
     print(f"  {'':<38}{'ns':>8}{'packed':>8}{'scalar':>8}")
     print(f"  {'render shade_at (groups of 16)':<38}{render_shading(args.n, args.repeats):8.1f}")
-    ns, packed, scalar, _ = run_loop(np.float64, False, args.n, args.repeats)
+    ns, packed, scalar, out = run_loop(np.float64, False, args.n, args.repeats)
     print(f"  {'loop float64':<38}{ns:8.1f}{packed:8d}{scalar:8d}", flush=True)
     # a fresh process: LLVM's options are global, and no cache, so that it compiles anew
-    subprocess.run([sys.executable, __file__, "--child", "--n", str(args.n), "--repeats",
-                    str(args.repeats)], check=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = str(Path(tmp) / "scalar.npz")
+        np.savez(path, **out)
+        subprocess.run([sys.executable, __file__, "--child", path, "--n", str(args.n),
+                        "--repeats", str(args.repeats)], check=True)
 
 
 if __name__ == "__main__":

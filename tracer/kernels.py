@@ -113,15 +113,17 @@ def intersect_coherent(
 def escaped_rays(
     tables: tuple | None, rgb: np.ndarray, rot_u: float, idx: np.ndarray, depth: int, mode: int,
     power: float, rd: np.ndarray, beta: np.ndarray, radiance: np.ndarray, alive: np.ndarray,
-    prev_pdf: np.ndarray, prev_delta: np.ndarray,
+    prev_pdf: np.ndarray, prev_delta: np.ndarray, lpdf: np.ndarray,
 ) -> None:
     """The escaped rays' stage in one pass, in groups of :data:`GROUP` entries: the group's
     directions copied together, their map coordinates (arithmetic alone, which the compiler
     vectorises), the map's radiance there (the reads in flight together), with ``tables``
-    the light's density of each direction (the sampler's ``square_pdf_group`` on those
-    coordinates: MIS after the first bounce reads it), and :func:`handle_escaped_at`. What
-    the backend's ``gather``, ``env_eval``, ``light_pdf`` and :func:`handle_escaped` do one
-    after the other, the same numbers bit for bit; ``tables`` None where no density is read."""
+    the light's density of each direction into ``lpdf`` (one a queue entry: the sampler's
+    ``square_pdf_group`` on those coordinates, told the group's place in the queue as the
+    dispatcher's contract says; MIS after the first bounce reads it), and
+    :func:`handle_escaped_at`. What the backend's ``gather``, ``env_eval``, ``light_pdf`` and
+    :func:`handle_escaped` do one after the other, the same numbers bit for bit; ``tables``
+    None where no density is read (``lpdf`` is then not touched)."""
     n = idx.shape[0]
     h, w, _ = rgb.shape
     for task in prange((n + TASK - 1) // TASK):
@@ -149,9 +151,13 @@ def escaped_rays(
                 i, j = pix[e, 0], pix[e, 1]
                 le[e, 0], le[e, 1], le[e, 2] = rgb[i, j, 0], rgb[i, j, 1], rgb[i, j, 2]
             if tables is not None:
-                light_square_pdf_group(tables, 0, m, rot_u, uv, lp, f, js)
+                light_square_pdf_group(tables, k0, m, rot_u, uv, lpdf, f, js)
+                lq = lpdf[k0:k0 + m]
+            else:
+                lq = lp  # zeros, never read (handle_escaped_at reads a density only under MIS
+                # after the first bounce)
             for e in range(m):
-                handle_escaped_at(e, q, depth, mode, power, le, lp, beta, radiance, alive,
+                handle_escaped_at(e, q, depth, mode, power, le, lq, beta, radiance, alive,
                                   prev_pdf, prev_delta)
 
 
