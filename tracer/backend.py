@@ -169,20 +169,18 @@ class CpuBackend(Pooling):
         added to the paths. Where MIS reads a density that kernel does not compute, False
         and nothing done: the integrator then runs the steps one by one, the sampler's own
         ``pdf`` among them. The kernel computes the density of a sampler whose ``pdf`` is
-        :class:`~tracer.samplers.base.TabulatedSampler`'s own (the project's tables, with a
-        density on the map's square, and the render's map rotation, which is all of the map
-        that density reads); not of flows, product samplers, ``uniform`` or a subclass that
-        overrides ``pdf``. Fused, the stage took 16-20% less time (the README's fourteenth
-        round)."""
+        :class:`~tracer.samplers.base.TabulatedSampler`'s own (its ``pdf_tables``: the
+        project's tables, with a density on the map's square, and the render's map rotation,
+        which is all of the map that density reads); not of flows, product samplers,
+        ``uniform`` or a subclass that overrides ``pdf``. Fused, the stage took 16-20% less
+        time (the README's fourteenth round)."""
         n = idx.shape[0]
         tables = None
         if mode == kernels.MIS and depth > 0:
-            from tracer.samplers.base import TabulatedSampler  # (it imports this module)
-
             s = None if light is None or light.conditional else light.light
-            own = (isinstance(s, TabulatedSampler) and type(s).pdf is TabulatedSampler.pdf
-                   and s.env.rot_u == env.rot_u)
-            tables = s.tables if own else None
+            pdf_tables = getattr(s, "pdf_tables", None)  # TabulatedSampler's
+            if pdf_tables is not None and s.env.rot_u == env.rot_u:
+                tables = pdf_tables()
             if not (registered(tables) and has_square_pdf(tables) and cacheable(tables)):
                 return False
         kernels.escaped_rays(tables, env.rgb, env.rot_u, idx, depth, mode, power, q.rd, q.beta,

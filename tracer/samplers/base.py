@@ -101,3 +101,9 @@ class TabulatedSampler:
 
     def pdf(self, wi: Any, be: Backend | None = None) -> Any:
         return cpu_if_none(be).light_pdf(self.tables, self.env, wi)
+
+    def pdf_tables(self) -> NamedTuple | None:
+        """The tables whose registered density is this sampler's :meth:`pdf` (a back-end may
+        then compute it inside a kernel of its own, as the CPU's fused escaped-ray stage
+        does), or None where a subclass overrides :meth:`pdf`."""
+        return self.tables if type(self).pdf is TabulatedSampler.pdf else None
