@@ -75,30 +75,42 @@ def env_lookup(rgb: np.ndarray, u: float, v: float) -> tuple[float, float, float
     return rgb[i, j, 0], rgb[i, j, 1], rgb[i, j, 2]
 
 
+@njit(cache=True, inline="always")
+def env_lookup_group(
+    rgb: np.ndarray, rot_u: float, dirs: np.ndarray, k0: int, m: int, out: np.ndarray, o0: int,
+    uv: np.ndarray, pix: np.ndarray,
+) -> None:
+    """:func:`env_lookup` of :func:`world_dir_to_map_uv` for a group: the radiance seen by
+    directions ``dirs[k0 .. k0 + m - 1]`` into ``out[o0 .. o0 + m - 1]``, their map
+    coordinates into ``uv`` (scratch ``pix``: the pixels). First every entry's pixel
+    (branch-free arithmetic, which the compiler vectorises), then the group's reads of the
+    map, independent of each other and so in flight together. Entry by entry, the
+    trigonometry of one entry kept the next one's read from starting early: 3x slower on
+    random directions. ``dirs`` and ``out`` may be one array: every direction is read before
+    any radiance is written."""
+    h, w, _ = rgb.shape
+    for e in range(m):
+        u, v = world_dir_to_map_uv(dirs[k0 + e, 0], dirs[k0 + e, 1], dirs[k0 + e, 2], rot_u)
+        uv[e, 0] = u
+        uv[e, 1] = v
+        pix[e, 0] = cell(h, v)
+        pix[e, 1] = cell(w, u)
+    for e in range(m):
+        i, j = pix[e, 0], pix[e, 1]
+        out[o0 + e, 0], out[o0 + e, 1], out[o0 + e, 2] = rgb[i, j, 0], rgb[i, j, 1], rgb[i, j, 2]
+
+
 @njit(cache=True, parallel=True)
 def env_eval_into(rgb: np.ndarray, rot_u: float, dirs: np.ndarray, out: np.ndarray) -> None:
-    """Radiance arriving from each world direction, (N, 3) into ``out`` (N, 3).
-
-    :func:`env_lookup` of :func:`world_dir_to_map_uv`, in groups of :data:`GROUP` entries:
-    first every entry's pixel (branch-free arithmetic, which the compiler vectorises), then
-    the group's reads of the map, independent of each other and so in flight together. Entry
-    by entry, the trigonometry of one entry kept the next one's read from starting early:
-    3x slower on random directions.
-    """
+    """Radiance arriving from each world direction, (N, 3) into ``out`` (N, 3), in groups of
+    :data:`GROUP` entries (:func:`env_lookup_group`)."""
     n = dirs.shape[0]
-    h, w, _ = rgb.shape
     for task in prange((n + TASK - 1) // TASK):
+        uv = np.empty((GROUP, 2))
         pix = np.empty((GROUP, 2), np.int64)
         end = min(n, (task + 1) * TASK)
         for k0 in range(task * TASK, end, GROUP):
-            m = min(GROUP, end - k0)
-            for e in range(m):
-                u, v = world_dir_to_map_uv(dirs[k0 + e, 0], dirs[k0 + e, 1], dirs[k0 + e, 2], rot_u)
-                pix[e, 0] = cell(h, v)
-                pix[e, 1] = cell(w, u)
-            for e in range(m):
-                i, j = pix[e, 0], pix[e, 1]
-                out[k0 + e, 0], out[k0 + e, 1], out[k0 + e, 2] = rgb[i, j, 0], rgb[i, j, 1], rgb[i, j, 2]
+            env_lookup_group(rgb, rot_u, dirs, k0, min(GROUP, end - k0), out, k0, uv, pix)
 
 
 def env_eval_batch(rgb: np.ndarray, rot_u: float, dirs: np.ndarray) -> np.ndarray:

@@ -18,8 +18,15 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from tracer.distribution import cell
-from tracer.envmap import GROUP, GROUP_F, GROUP_I, TASK, square_group_to_light, world_dir_to_map_uv
+from tracer.envmap import (
+    GROUP,
+    GROUP_F,
+    GROUP_I,
+    TASK,
+    env_lookup_group,
+    square_group_to_light,
+    world_dir_to_map_uv,
+)
 from tracer.geometry import STACK_SHAPE, Geometry
 from tracer.light_dispatch import (
     cacheable,
@@ -116,21 +123,20 @@ def escaped_rays(
     prev_pdf: np.ndarray, prev_delta: np.ndarray, lpdf: np.ndarray,
 ) -> None:
     """The escaped rays' stage in one pass, in groups of :data:`GROUP` entries: the group's
-    directions copied together, their map coordinates (arithmetic alone, which the compiler
-    vectorises), the map's radiance there (the reads in flight together), with ``tables``
+    directions copied together, their map coordinates and the map's radiance there
+    (:func:`tracer.envmap.env_lookup_group`), with ``tables``
     the light's density of each direction into ``lpdf`` (one a queue entry: the sampler's
     ``square_pdf_group`` on those coordinates, told the group's place in the queue as the
     dispatcher's contract says; MIS after the first bounce reads it), and
     :func:`handle_escaped_at`. What the backend's ``gather``, ``env_eval``, ``light_pdf`` and
     :func:`handle_escaped` do one after the other, the same numbers bit for bit; ``tables``
-    None where no density is read (``lpdf`` is then not touched)."""
+    None where no density is read (``lpdf`` is then neither written nor read:
+    :func:`handle_escaped_at` reads a density only under MIS after the first bounce)."""
     n = idx.shape[0]
-    h, w, _ = rgb.shape
     for task in prange((n + TASK - 1) // TASK):
         uv = np.empty((GROUP, 2))
         pix = np.empty((GROUP, 2), np.int64)
         le = np.empty((GROUP, 3))
-        lp = np.zeros(GROUP)
         f = np.empty((GROUP, GROUP_F))
         js = np.empty((GROUP, GROUP_I), np.int64)
         end = min(n, (task + 1) * TASK)
@@ -141,21 +147,10 @@ def escaped_rays(
             # coordinates' arithmetic runs over contiguous rows
             for e in range(m):
                 le[e, 0], le[e, 1], le[e, 2] = rd[q[e], 0], rd[q[e], 1], rd[q[e], 2]
-            for e in range(m):
-                u, v = world_dir_to_map_uv(le[e, 0], le[e, 1], le[e, 2], rot_u)
-                uv[e, 0] = u
-                uv[e, 1] = v
-                pix[e, 0] = cell(h, v)
-                pix[e, 1] = cell(w, u)
-            for e in range(m):
-                i, j = pix[e, 0], pix[e, 1]
-                le[e, 0], le[e, 1], le[e, 2] = rgb[i, j, 0], rgb[i, j, 1], rgb[i, j, 2]
+            env_lookup_group(rgb, rot_u, le, 0, m, le, 0, uv, pix)
             if tables is not None:
                 light_square_pdf_group(tables, k0, m, rot_u, uv, lpdf, f, js)
-                lq = lpdf[k0:k0 + m]
-            else:
-                lq = lp  # zeros, never read (handle_escaped_at reads a density only under MIS
-                # after the first bounce)
+            lq = lpdf[k0:k0 + m]
             for e in range(m):
                 handle_escaped_at(e, q, depth, mode, power, le, lq, beta, radiance, alive,
                                   prev_pdf, prev_delta)
