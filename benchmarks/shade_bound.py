@@ -1,38 +1,36 @@
-"""What vector code would buy the shading: a rough conductor's shading as a plain loop over
-struct-of-arrays queues, scalar as Numba compiles it and vector once LLVM's limit on
-run-time alias checks is raised, against the render's shading maths.
+"""What vector code buys the shading: the render's shading of a rough conductor as scalar
+code and as the vector code the render runs (:mod:`tracer.shade_vector`), against a plain
+branch-free loop over struct-of-arrays queues, scalar and vector.
 
     python benchmarks/shade_bound.py [--n 65536] [--repeats 9]
 
-The loop (:func:`conductor_loop`) computes, per shading point, what ``tracer.stages.shade_at``
-computes for the knot's gold (GGX, alpha 0.1): the frame from the shading normal, the
-next-event term with the light sample (eval, pdf, power-heuristic weight), a direction by
-the visible normals (spherical caps), its weight and pdf, and the throughput's roulette;
-written without branches, one material, its inputs and outputs one array per quantity.
-Left out, so that the figure is a bound and not a promise: the random numbers (given, not
-hashed), the shadow-ray roulette, the origin's offset, the gathers from and scatters to the
-path state, and the other materials. Its BSDF values are checked against
-``tracer.bsdf.eval_batch`` / ``sample_batch``.
+It prints, one thread, ns a shading point of the knot's gold (GGX, alpha 0.1), with the
+packed and scalar double (or single) arithmetic counted in each machine code:
 
-It prints, one thread, ns a shading point:
-
-- ``render shade_at``: the render's maths (:func:`tracer.stages.shade_at`, the groups of 16
-  of ``kernels.shade_and_scatter``, each group's scratch a C-contiguous block as the render's
-  is) on conductor points past the roulette's first depth, its scratch gathered once (the
-  render also hashes its numbers and offsets the origin there, which the loop does not);
-- ``loop float64``: the plain loop as Numba compiles it. LLVM leaves it scalar: with its
-  20-odd arrays the loop needs more run-time alias checks than LLVM's limits allow ("loop
-  not vectorized: too many memory checks needed");
+- ``render shade_columns, scalar`` / ``render shade_conductor (vector)``: the render's own
+  maths (:func:`tracer.stages.shade_columns` over a block's conductor columns, the material a
+  constant), compiled here with LLVM's default options, and the render's function, compiled
+  with the alias-check limits raised and the width forced to four. Blocks of the kernel's
+  size, past the roulette's first depth, no shadow-ray roulette, the numbers given. The two
+  outputs are checked to be the same bit for bit. Left out: the kernel's gathers, hashed
+  numbers and scatters.
+- ``loop float64``: :func:`conductor_loop`, the same maths written without branches, as
+  Numba compiles it. LLVM leaves it scalar: with its 20-odd arrays the loop needs more
+  run-time alias checks than LLVM's limits allow ("loop not vectorized: too many memory
+  checks needed");
 - ``loop float64, checks raised`` / ``loop float32 fastmath, checks raised``: the same in a
   child process that raises those limits (``llvmlite.binding.set_option``:
   ``-runtime-memory-check-threshold``, ``-vectorize-memory-check-threshold``,
   ``-memory-check-merge-threshold``), where LLVM compiles it to AVX2 code. The float64
   vector code's outputs are checked to be the scalar code's bit for bit, the float32 code's
-  to agree with them to 1e-3 (fastmath and single precision together);
+  to agree with them to 1e-3 (fastmath and single precision together).
 
-with the packed and scalar double (or single) arithmetic counted in each machine code. The
-render's shading stays scalar with the limits raised: its loop also holds calls,
-accesses whose bounds LLVM cannot find and instructions it cannot widen (LLVM's remarks).
+The loop (:func:`conductor_loop`) computes what the render's maths computes for the gold:
+the frame from the shading normal, the next-event term with the light sample (eval, pdf,
+power-heuristic weight), a direction by the visible normals (spherical caps), its weight
+and pdf, and the throughput's roulette. Its BSDF values are checked against
+``tracer.bsdf.eval_batch`` / ``sample_batch``. It is a bound: it leaves out the shadow-ray
+roulette, the origin's offset and the other materials' branches.
 """
 
 from __future__ import annotations
@@ -213,26 +211,42 @@ def check_loop() -> None:
             np.testing.assert_allclose(out[2][:, k] * c, s[3:6], rtol=1e-9)
 
 
-def render_shading(n: int, repeats: int) -> float:
-    """ns a point of the render's shading maths (shade_at in groups of 16) on conductor points."""
+def per_material(n: int, repeats: int, vector: bool) -> tuple:
+    """ns a point of the render's shading of the conductor, as the render runs it: a block's
+    conductor columns through :func:`tracer.stages.shade_columns`, either the render's own
+    vector code (:func:`tracer.shade_vector.shade_conductor`) or the same function compiled
+    here with LLVM's default options (scalar code); over blocks of the kernel's size (rows
+    padded as the kernel pads them), past the roulette's depth, without the shadow-ray
+    roulette, the numbers given (not hashed). Returns the time, the packed and scalar
+    arithmetic and the scratches after the run."""
     import numpy as np
     from numba import njit
 
     from tracer import kernels as K
     from tracer.bsdf import CONDUCTOR, N_PARAMS
-    from tracer.envmap import GROUP
     from tracer.integrator import RR_CAP, RR_DEPTH
-    from tracer.rng import INDEPENDENT
-    from tracer.stages import SHADE_F, SHADE_I, shade_at, shade_gather_at
+    from tracer.shade_vector import SIGNATURE, shade_conductor, vectorising
+    from tracer.stages import S_U, SHADE_F, SHADE_I, shade_columns, shade_gather_at
 
-    @njit(error_model="numpy")
-    def maths(sf, si, depth, seed, sampling, mode, power, rr_depth, rr_cap, rr_shadow):
-        # shade_and_scatter's maths step over its groups, each a C-contiguous (rows, GROUP)
-        # scratch as the render's tasks hold theirs
-        for g in range(sf.shape[0]):
-            for e in range(GROUP):
-                shade_at(e, sf[g], si[g], depth, seed, sampling, mode, power, rr_depth, rr_cap,
-                         rr_shadow)
+    def compile_here():
+        @njit(SIGNATURE, error_model="numpy")
+        def fn(j0, j1, sf, depth, mode, power, rr_depth, rr_cap, rr_shadow):
+            shade_columns(CONDUCTOR, j0, j1, sf, depth, mode, power, rr_depth, rr_cap, rr_shadow)
+
+        return fn
+
+    cols, width = K.SHADE_BLOCK, K.SHADE_ROW
+    if vector:
+        fn = shade_conductor
+        with vectorising():  # the render's is from Numba's cache: count a fresh compilation's
+            counted = compile_here()
+    else:
+        fn = counted = compile_here()
+
+    @njit
+    def blocks(sf, depth, mode, power, rr_depth, rr_cap, rr_shadow):
+        for t in range(sf.shape[0]):
+            fn(0, cols, sf[t], depth, mode, power, rr_depth, rr_cap, rr_shadow)
 
     @njit
     def gather(sf, si, idx, smp, pix, pos, ng, ns, mat, kinds, prm, wi, lpdf, le, rd, beta, eta):
@@ -240,31 +254,32 @@ def render_shading(n: int, repeats: int) -> float:
             shade_gather_at(k, k, sf, si, K.MIS, idx, smp, pix, pos, ng, ns, mat, kinds, prm, wi,
                             lpdf, le, rd, beta, eta)
 
-    assert n % GROUP == 0, f"--n must be a multiple of {GROUP}"
+    assert n % cols == 0, f"--n must be a multiple of {cols}"
     a = inputs(n, np.float64)
     rows = {k: np.ascontiguousarray(v.T) for k, v in a.items() if v.ndim == 2}
     prm = np.zeros((1, N_PARAMS))
     prm[0, :3], prm[0, 3] = F0, ALPHA
-    sf = np.zeros((SHADE_F, n))
-    si = np.zeros((SHADE_I, n), np.int64)
-    rng = np.random.default_rng(1)
-    gather(sf, si, np.arange(n), rng.integers(0, 64, n), rng.integers(0, 1 << 16, n),
-           rng.normal(size=(n, 3)), rows["n"], rows["n"], np.zeros(n, np.int64),
-           np.array([CONDUCTOR]), prm, rows["wi"], a["lpdf"], rows["le"], -rows["wo"],
-           rows["beta"], np.ones(n))
-    # groups of GROUP columns, each block contiguous: (groups, rows, GROUP)
-    sf = np.ascontiguousarray(sf.reshape(SHADE_F, n // GROUP, GROUP).transpose(1, 0, 2))
-    si = np.ascontiguousarray(si.reshape(SHADE_I, n // GROUP, GROUP).transpose(1, 0, 2))
-    # a bounce past the roulette's first depth, as the loop's; no shadow-ray roulette
-    args = (RR_DEPTH, 7, INDEPENDENT, K.MIS, 2.0, RR_DEPTH, RR_CAP, 0.0)
-    maths(sf.copy(), si, *args)
+    flat = np.zeros((SHADE_F, n))
+    gather(flat, np.zeros((SHADE_I, n), np.int64), np.arange(n), np.zeros(n, np.int64),
+           np.zeros(n, np.int64), np.random.default_rng(1).normal(size=(n, 3)), rows["n"],
+           rows["n"], np.zeros(n, np.int64), np.array([CONDUCTOR]), prm, rows["wi"], a["lpdf"],
+           rows["le"], -rows["wo"], rows["beta"], np.ones(n))
+    flat[S_U] = 0.0
+    flat[S_U + 1:S_U + 5] = np.random.default_rng(2).random((4, n))
+    tasks = n // cols
+    sf = np.zeros((tasks, SHADE_F, width))
+    sf[:, :, :cols] = flat.reshape(SHADE_F, tasks, cols).transpose(1, 0, 2)
+    args = (RR_DEPTH, K.MIS, 2.0, RR_DEPTH, RR_CAP, 0.0)
+    blocks(sf.copy(), *args)
     times = []
     for _ in range(repeats):
         s = sf.copy()
         t0 = time.perf_counter()
-        maths(s, si, *args)
+        blocks(s, *args)
         times.append(time.perf_counter() - t0)
-    return statistics.median(times) / n * 1e9
+    asm = counted.inspect_asm(counted.signatures[0])
+    return (statistics.median(times) / n * 1e9, len(re.findall(PACKED.format("d"), asm)),
+            len(re.findall(SCALAR.format("d"), asm)), s[:, :, :cols])
 
 
 def child(n: int, repeats: int, scalar_out: str) -> None:
@@ -307,10 +322,14 @@ def main() -> None:
     check_loop()
     print(f"a gold conductor's shading, {args.n} points, one thread")
     print(f"  {'':<38}{'ns':>8}{'packed':>8}{'scalar':>8}")
-    print(f"  {'render shade_at (groups of 16)':<38}{render_shading(args.n, args.repeats):8.1f}")
+    ns, packed, scalar, want = per_material(args.n, args.repeats, vector=False)
+    print(f"  {'render shade_columns, scalar':<38}{ns:8.1f}{packed:8d}{scalar:8d}", flush=True)
+    ns, packed, scalar, got = per_material(args.n, args.repeats, vector=True)
+    assert np.array_equal(got, want), "the render's vector code: not the scalar code's numbers"
+    print(f"  {'render shade_conductor (vector)':<38}{ns:8.1f}{packed:8d}{scalar:8d}", flush=True)
     ns, packed, scalar, out = run_loop(np.float64, False, args.n, args.repeats)
     print(f"  {'loop float64':<38}{ns:8.1f}{packed:8d}{scalar:8d}", flush=True)
-    # a fresh process: LLVM's options are global, and no cache, so that it compiles anew
+    # a fresh process: LLVM's options are global, and no cache, so that they compile anew
     with tempfile.TemporaryDirectory() as tmp:
         path = str(Path(tmp) / "scalar.npz")
         np.savez(path, **out)

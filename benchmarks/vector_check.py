@@ -16,9 +16,11 @@ has dozens to hundreds of packed ones; one that stayed scalar has none or a hand
 BVH node and triangle tests are vector IR of their own, :mod:`tracer.simd`, and are not
 among these).
 
-The shading and light kernels are written in groups (a step for 16 entries, over a scratch
-of their own) so that LLVM *can* vectorise them; whether it does depends on the CPU and on
-the LLVM version under Numba, and this prints which.
+The light kernels are written in groups (a step for 16 entries, over a scratch of their
+own) so that LLVM *can* vectorise them; whether it does depends on the CPU and on the LLVM
+version under Numba, and this prints which. The shading kernel's maths is compiled with
+LLVM's vectoriser told to vectorise it (:mod:`tracer.shade_vector`, linked into the kernel,
+so counted with it).
 """
 
 from __future__ import annotations

@@ -28,11 +28,14 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from tracer.fsqrt import fsqrt
 from tracer.trig import sincos_pi
 
 DIFFUSE = 0
 CONDUCTOR = 1
 DIELECTRIC = 2
+#: material kinds (0 .. N_KINDS - 1)
+N_KINDS = 3
 N_PARAMS = 8
 INV_PI = 1.0 / math.pi
 
@@ -62,7 +65,7 @@ def ggx_lambda(wz: float, alpha: float) -> float:
     if c2 <= 0.0:
         return 1e30
     tan2 = (1.0 - c2) / c2
-    return 0.5 * (-1.0 + math.sqrt(1.0 + alpha * alpha * tan2))
+    return 0.5 * (-1.0 + fsqrt(1.0 + alpha * alpha * tan2))
 
 
 @njit(cache=True, inline="always")
@@ -71,7 +74,7 @@ def fresnel_dielectric(cos_i: float, eta: float) -> float:
     sin2_t = (1.0 - cos_i * cos_i) / (eta * eta)
     if sin2_t >= 1.0:
         return 1.0
-    cos_t = math.sqrt(1.0 - sin2_t)
+    cos_t = fsqrt(1.0 - sin2_t)
     r_parl = (eta * cos_i - cos_t) / (eta * cos_i + cos_t)
     r_perp = (cos_i - eta * cos_t) / (cos_i + eta * cos_t)
     return 0.5 * (r_parl * r_parl + r_perp * r_perp)
@@ -106,7 +109,7 @@ def bsdf_eval(
     hx = wox + wix
     hy = woy + wiy
     hz = woz + wiz
-    hl = math.sqrt(hx * hx + hy * hy + hz * hz)
+    hl = fsqrt(hx * hx + hy * hy + hz * hz)
     if hl == 0.0:
         return 0.0, 0.0, 0.0, 0.0
     hx /= hl
@@ -146,19 +149,19 @@ def sample_ggx_vndf(
     vx = alpha * wox
     vy = alpha * woy
     vz = woz
-    vl = math.sqrt(vx * vx + vy * vy + vz * vz)
+    vl = fsqrt(vx * vx + vy * vy + vz * vz)
     vx /= vl
     vy /= vl
     vz /= vl
     # a uniform point of the spherical cap z in (-vz, 1]
     z = (1.0 - u1) * (1.0 + vz) - vz
-    sin_t = math.sqrt(max(0.0, 1.0 - z * z))
+    sin_t = fsqrt(max(0.0, 1.0 - z * z))
     sin_phi, cos_phi = sincos_pi(2.0 * u2)
     # the halfway vector (unnormalised), unstretched
     mx = alpha * (sin_t * cos_phi + vx)
     my = alpha * (sin_t * sin_phi + vy)
     mz = max(1e-9, z + vz)
-    ml = math.sqrt(mx * mx + my * my + mz * mz)
+    ml = fsqrt(mx * mx + my * my + mz * mz)
     return mx / ml, my / ml, mz / ml
 
 
@@ -180,7 +183,7 @@ def bsdf_sample(
         if u0 < f:
             return -wox, -woy, woz, 1.0, 1.0, 1.0, f, True, True
         sin2_t = (1.0 - cos_o * cos_o) / (eta * eta)
-        cos_t = math.sqrt(max(0.0, 1.0 - sin2_t))
+        cos_t = fsqrt(max(0.0, 1.0 - sin2_t))
         # wt = -wo / eta + (cos_o / eta - cos_t) n, with n on wo's side
         k = cos_o / eta - cos_t
         wix = -wox / eta
@@ -195,11 +198,11 @@ def bsdf_sample(
         return 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, False, False
     if kind == DIFFUSE:
         # cosine-weighted hemisphere (Malley's method)
-        r = math.sqrt(u1)
+        r = fsqrt(u1)
         sin_phi, cos_phi = sincos_pi(2.0 * u2)
         wix = r * cos_phi
         wiy = r * sin_phi
-        wiz = math.sqrt(max(0.0, 1.0 - u1))
+        wiz = fsqrt(max(0.0, 1.0 - u1))
         if wiz <= 0.0:
             return 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, False, False
         pdf = wiz * INV_PI

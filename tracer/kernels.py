@@ -6,11 +6,11 @@ functions one entry per GPU thread. The light-sampling kernels run whichever sam
 per-entry functions its tables select (:mod:`tracer.light_dispatch`); for samplers that draw
 and tabulate on the map's square, the grouped light kernels run those functions a group of
 entries at a time (a step for the whole group, then the next), which keeps the group's table
-reads in flight together. The shading kernel works in groups too: the group's inputs gathered
-into a small scratch, its maths over the scratch alone (written so that LLVM can compile it
-to vector code; whether it does depends on the CPU and on the LLVM under Numba:
-benchmarks/vector_check.py), then its results written back. The traversal stages work in
-chunks so that each thread allocates its BVH stack once. See :mod:`tracer.integrator` for the order of stages.
+reads in flight together. The shading kernel works in blocks: a block's entries put in
+order of material, gathered into a scratch of a row per quantity, then each material's run
+shaded by vector code of its own (:mod:`tracer.shade_vector`), then the results written
+back. The traversal stages work in chunks so that each thread allocates its BVH stack once.
+See :mod:`tracer.integrator` for the order of stages.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from tracer.bsdf import CONDUCTOR, DIELECTRIC, DIFFUSE, N_KINDS
 from tracer.envmap import (
     GROUP,
     GROUP_F,
@@ -36,6 +37,7 @@ from tracer.light_dispatch import (
     light_square_pdf_group,
 )
 from tracer.packet import HIT, PACKET, PACKET_STACK_SHAPE, RAY_COLS, set_ray, trace_packet
+from tracer.shade_vector import shade_conductor, shade_dielectric, shade_diffuse
 from tracer.stages import (
     BSDF_ONLY,
     MIS,
@@ -48,8 +50,8 @@ from tracer.stages import (
     intersect_closest_at,
     light_uniforms_at,
     record_condition_at,
-    shade_at,
     shade_gather_at,
+    shade_numbers_at,
     shade_scatter_at,
     surface_interaction_at,
     trace_shadow_rays_at,
@@ -57,6 +59,10 @@ from tracer.stages import (
 
 #: rays per chunk of a traversal kernel (one stack allocation per chunk)
 CHUNK = 256
+#: entries per block of the shading kernel, and its scratch's row length: padded, so that
+#: the scratch's rows (2112 bytes apart) do not all fall in the same sets of the L1 cache
+SHADE_BLOCK = 256
+SHADE_ROW = SHADE_BLOCK + 8
 
 __all__ = ["BSDF_ONLY", "MIS", "NEE_ONLY"]
 
@@ -207,33 +213,46 @@ def shade_and_scatter(
 ) -> None:
     """Next-event estimation's term with the light sample (left in ``nee`` for
     :func:`trace_shadow_rays`), then BSDF sampling and Russian roulette
-    (:func:`tracer.stages.shade_at`), in groups of :data:`tracer.envmap.GROUP` entries: the
-    group's inputs gathered into a scratch of a row per quantity, the maths over the whole
-    group (it touches the scratch alone and its branches can become selects, so LLVM may
-    vectorise it: under Numba 0.60 with Skylake's tuning, not under 0.68), then
-    the results written to the paths. The numbers are those of one entry at a time (the
+    (:func:`tracer.stages.shade_at`), in blocks of :data:`SHADE_BLOCK` entries. A block's
+    entries are put in order of material (a counting sort), gathered into a scratch of a
+    row per quantity in that order, given their numbers; then each material's run of
+    columns is shaded by that material's vector code (:mod:`tracer.shade_vector`), and the
+    results are written to the paths. The numbers are those of one entry at a time (the
     GPU's schedule) bit for bit (tests/test_shade.py)."""
     n = idx.shape[0]
-    for task in prange((n + TASK - 1) // TASK):
-        sf = np.zeros((SHADE_F, GROUP))
-        si = np.zeros((SHADE_I, GROUP), np.int64)
-        end = min(n, (task + 1) * TASK)
-        for k0 in range(task * TASK, end, GROUP):
-            m = min(GROUP, end - k0)
-            for e in range(m):
-                shade_gather_at(k0 + e, e, sf, si, mode, idx, sample_of, pixel_of, pos, ng, ns, mat,
-                                mat_kind, mat_prm, light_wi, light_pdf, light_le, rd, beta,
-                                eta_scale)
-            # the whole group, a short last one's unused columns too (the last group's
-            # values, or zeros), so that the loop has a fixed length; their results are never
-            # read. Zeros can divide by zero: inside this prange loop Numba does not check
-            # divisions and gives infinities, but the same loop compiled on its own, with the
-            # default error model, raises ZeroDivisionError
-            for e in range(GROUP):
-                shade_at(e, sf, si, depth, seed, sampling, mode, power, rr_depth, rr_cap, rr_shadow)
-            for e in range(m):
-                shade_scatter_at(k0 + e, e, sf, mode, nee, idx, ro, rd, beta, alive, prev_pdf,
-                                 prev_delta, eta_scale)
+    for block in prange((n + SHADE_BLOCK - 1) // SHADE_BLOCK):
+        k0 = block * SHADE_BLOCK
+        m = min(n, k0 + SHADE_BLOCK) - k0
+        # the block's entries in order of material kind: starts[kind] .. starts[kind + 1]
+        starts = np.zeros(N_KINDS + 1, np.int64)
+        for k in range(k0, k0 + m):
+            starts[mat_kind[mat[k]] + 1] += 1
+        for c in range(N_KINDS):
+            starts[c + 1] += starts[c]
+        fill = starts[:N_KINDS].copy()
+        order = np.empty(m, np.int64)
+        for k in range(k0, k0 + m):
+            c = mat_kind[mat[k]]
+            order[fill[c]] = k
+            fill[c] += 1
+        sf = np.empty((SHADE_F, SHADE_ROW))
+        si = np.empty((SHADE_I, SHADE_ROW), np.int64)
+        for j in range(m):
+            shade_gather_at(order[j], j, sf, si, mode, idx, sample_of, pixel_of, pos, ng, ns, mat,
+                            mat_kind, mat_prm, light_wi, light_pdf, light_le, rd, beta, eta_scale)
+            shade_numbers_at(j, sf, si, depth, seed, sampling, mode, rr_shadow)
+        a, b = starts[DIFFUSE], starts[DIFFUSE + 1]
+        if b > a:
+            shade_diffuse(a, b, sf, depth, mode, power, rr_depth, rr_cap, rr_shadow)
+        a, b = starts[CONDUCTOR], starts[CONDUCTOR + 1]
+        if b > a:
+            shade_conductor(a, b, sf, depth, mode, power, rr_depth, rr_cap, rr_shadow)
+        a, b = starts[DIELECTRIC], starts[DIELECTRIC + 1]
+        if b > a:
+            shade_dielectric(a, b, sf, depth, mode, power, rr_depth, rr_cap, rr_shadow)
+        for j in range(m):
+            shade_scatter_at(order[j], j, sf, mode, nee, idx, ro, rd, beta, alive, prev_pdf,
+                             prev_delta, eta_scale)
 
 
 @njit(cache=True, parallel=True)

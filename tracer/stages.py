@@ -16,6 +16,7 @@ import numpy as np
 from numba import njit
 
 from tracer.bsdf import DIELECTRIC, bsdf_eval, bsdf_sample
+from tracer.fsqrt import fsqrt
 from tracer.geometry import Geometry, trace
 from tracer.rng import bounce_dim, draw2
 
@@ -77,7 +78,7 @@ def generate_camera_rays_at(
     dx = cam[1, 0] + sx * cam[2, 0] + sy * cam[3, 0]
     dy = cam[1, 1] + sx * cam[2, 1] + sy * cam[3, 1]
     dz = cam[1, 2] + sx * cam[2, 2] + sy * cam[3, 2]
-    inv = 1.0 / math.sqrt(dx * dx + dy * dy + dz * dz)
+    inv = 1.0 / fsqrt(dx * dx + dy * dy + dz * dz)
     ro[p, 0], ro[p, 1], ro[p, 2] = cam[0, 0], cam[0, 1], cam[0, 2]
     rd[p, 0], rd[p, 1], rd[p, 2] = dx * inv, dy * inv, dz * inv
     for c in range(3):
@@ -136,7 +137,7 @@ def surface_interaction_at(
         gx = e1y * e2z - e1z * e2y
         gy = e1z * e2x - e1x * e2z
         gz = e1x * e2y - e1y * e2x
-        gl = math.sqrt(gx * gx + gy * gy + gz * gz)
+        gl = fsqrt(gx * gx + gy * gy + gz * gz)
         gx, gy, gz = gx / gl, gy / gl, gz / gl
         b1 = hit_b[k, 0]
         b2 = hit_b[k, 1]
@@ -145,7 +146,7 @@ def surface_interaction_at(
         sx = b0 * nrm[0, 0] + b1 * nrm[1, 0] + b2 * nrm[2, 0]
         sy = b0 * nrm[0, 1] + b1 * nrm[1, 1] + b2 * nrm[2, 1]
         sz = b0 * nrm[0, 2] + b1 * nrm[1, 2] + b2 * nrm[2, 2]
-        sl = math.sqrt(sx * sx + sy * sy + sz * sz)
+        sl = fsqrt(sx * sx + sy * sy + sz * sz)
         if sl > 0.0:
             sx, sy, sz = sx / sl, sy / sl, sz / sl
         else:
@@ -216,12 +217,13 @@ def trace_shadow_rays_at(
             radiance[p, c] += nee[k, c]
 
 
-# The shading stage in three steps over scratch columns, so that the CPU runs its maths for a
-# group of entries at once (tracer.kernels.shade_and_scatter: the gathers of a group, then
-# its maths, which reads and writes the scratch alone and so can compile to vector code, then
-# the writes) and the GPU for one entry (column 0 of a per-thread scratch). Rows of the
-# float scratch ``sf`` (inputs, some updated in place, then outputs) and of the integer
-# scratch ``si``:
+# The shading stage in steps over scratch columns, so that the CPU runs its maths over a run
+# of entries of one material at once (tracer.kernels.shade_and_scatter: the gathers and
+# numbers of a block, then each material's run through shade_columns, which reads and writes
+# the scratch alone and compiles to vector code, tracer.shade_vector, then the writes) and
+# the GPU for one entry (column 0 of a per-thread scratch, shade_at). Rows of the float
+# scratch ``sf`` (inputs, some updated in place, then outputs) and of the integer scratch
+# ``si``:
 S_PRM = 0  # the material's r, g, b, alpha, ior
 S_WO = 5  # the outgoing direction -rd
 S_NG = 8  # geometric normal
@@ -238,7 +240,8 @@ S_DELTA = 30  # 1 where it is a delta lobe's
 S_RO = 31  # the continuation ray's origin
 S_RD = 34  # and direction
 S_NEE = 37  # the next-event term, for trace_shadow_rays_at to add if the light is visible
-SHADE_F = 40
+S_U = 40  # the bounce's numbers: shadow-ray roulette's, bsdf_sample's three, the roulette's
+SHADE_F = 45
 S_KIND = 0  # material kind
 S_PIX = 1  # pixel and sample (the random numbers' keys)
 S_SMP = 2
@@ -310,27 +313,110 @@ def shade_at(
 
     Every step is computed whatever the branch taken before it (a path that ends still
     gets a direction, which nobody reads), so that the compiler can turn the branches into
-    selects across a group.
+    selects across a run of entries (:func:`shade_columns`). Here, for one entry: its numbers
+    (:func:`shade_numbers_at`), then its maths.
     """
-    kind = si[S_KIND, e]
-    prm = (sf[S_PRM, e], sf[S_PRM + 1, e], sf[S_PRM + 2, e], sf[S_PRM + 3, e], sf[S_PRM + 4, e])
-    wox, woy, woz = sf[S_WO, e], sf[S_WO + 1, e], sf[S_WO + 2, e]
-    gx, gy, gz = sf[S_NG, e], sf[S_NG + 1, e], sf[S_NG + 2, e]
-    nx, ny, nz = sf[S_NS, e], sf[S_NS + 1, e], sf[S_NS + 2, e]
+    shade_numbers_at(e, sf, si, depth, seed, sampling, mode, rr_shadow)
+    shade_columns(si[S_KIND, e], e, e + 1, sf, depth, mode, power, rr_depth, rr_cap, rr_shadow)
+
+
+@njit(cache=True, inline="always")
+def shade_numbers_at(
+    e: int, sf: np.ndarray, si: np.ndarray, depth: int, seed: int, sampling: int, mode: int,
+    rr_shadow: float,
+) -> None:
+    """The bounce's numbers of the entry in scratch column e into rows ``S_U``: the shadow-ray
+    roulette's (drawn only where it is played, else 0), then the direction's pair
+    (stratified, under Sobol) and the dielectric's lobe choice's and the roulette's."""
+    pix = si[S_PIX, e]
+    smp = si[S_SMP, e]
+    u_sh = 0.0
+    if mode != BSDF_ONLY and rr_shadow > 0.0:
+        u_sh, _ = draw2(sampling, seed, pix, smp, bounce_dim(depth, 6))
+    u1, u2 = draw2(sampling, seed, pix, smp, bounce_dim(depth, 2))
+    u0, u_rr = draw2(sampling, seed, pix, smp, bounce_dim(depth, 4))
+    sf[S_U, e], sf[S_U + 1, e], sf[S_U + 2, e], sf[S_U + 3, e], sf[S_U + 4, e] = u_sh, u0, u1, u2, u_rr
+
+
+@njit(cache=True, inline="always")
+def shade_columns(
+    kind: int, j0: int, j1: int, sf: np.ndarray, depth: int, mode: int, power: float,
+    rr_depth: int, rr_cap: float, rr_shadow: float,
+) -> None:
+    """:func:`shade_maths` for scratch columns ``j0`` to ``j1`` (their numbers in rows
+    ``S_U``, gathered by :func:`shade_gather_at` and :func:`shade_numbers_at`), all of
+    material ``kind``: the inputs read from each column, the results written to it.
+
+    One loop, whose body calls no function with arrays (those would bring reference counting
+    into it): compiled in a function of its own with the kind a constant
+    (:mod:`tracer.shade_vector`), LLVM can make it vector code; the GPU runs it for one
+    column (:func:`shade_at`)."""
+    # an unsigned column, which Numba indexes without the wrap-around of negative indices
+    # (with it, a run that starts at j0 > 0 has addresses LLVM cannot follow, and no vector
+    # code)
+    for e in range(np.uint64(j0), np.uint64(j1)):
+        # the light sample's rows, only where there is one (not with BSDF sampling alone)
+        wx = wy = wz = lp = le0 = le1 = le2 = 0.0
+        if mode != BSDF_ONLY:
+            wx, wy, wz = sf[S_LWI, e], sf[S_LWI + 1, e], sf[S_LWI + 2, e]
+            lp = sf[S_LPDF, e]
+            le0, le1, le2 = sf[S_LLE, e], sf[S_LLE + 1, e], sf[S_LLE + 2, e]
+        prm = (sf[S_PRM, e], sf[S_PRM + 1, e], sf[S_PRM + 2, e], sf[S_PRM + 3, e], sf[S_PRM + 4, e])
+        u = (sf[S_U, e], sf[S_U + 1, e], sf[S_U + 2, e], sf[S_U + 3, e], sf[S_U + 4, e])
+        r = shade_maths(
+            kind, prm, (sf[S_WO, e], sf[S_WO + 1, e], sf[S_WO + 2, e]),
+            (sf[S_NG, e], sf[S_NG + 1, e], sf[S_NG + 2, e]), (sf[S_NS, e], sf[S_NS + 1, e], sf[S_NS + 2, e]),
+            (wx, wy, wz), lp, (le0, le1, le2), (sf[S_BETA, e], sf[S_BETA + 1, e], sf[S_BETA + 2, e]),
+            sf[S_ETA, e], (sf[S_POS, e], sf[S_POS + 1, e], sf[S_POS + 2, e]), u, depth, mode, power,
+            rr_depth, rr_cap, rr_shadow)
+        sf[S_NEE, e], sf[S_NEE + 1, e], sf[S_NEE + 2, e] = r[0], r[1], r[2]
+        sf[S_BETA, e], sf[S_BETA + 1, e], sf[S_BETA + 2, e] = r[3], r[4], r[5]
+        sf[S_ETA, e] = r[6]
+        sf[S_DEAD, e] = r[7]
+        sf[S_PDF, e] = r[8]
+        sf[S_DELTA, e] = r[9]
+        sf[S_RO, e], sf[S_RO + 1, e], sf[S_RO + 2, e] = r[10], r[11], r[12]
+        sf[S_RD, e], sf[S_RD + 1, e], sf[S_RD + 2, e] = r[13], r[14], r[15]
+
+
+@njit(cache=True, inline="always")
+def shade_maths(
+    kind: int, prm: tuple, wo: tuple, ng: tuple, ns: tuple, lwi: tuple, lp: float, lle: tuple,
+    beta: tuple, es: float, pos: tuple, u: tuple, depth: int, mode: int, power: float,
+    rr_depth: int, rr_cap: float, rr_shadow: float,
+) -> tuple:
+    """:func:`shade_at`'s maths on plain numbers, given the material's ``kind`` and its
+    parameters ``prm`` (:func:`tracer.bsdf.material_params`), the outgoing direction, the
+    geometric and shading normals, the light sample (direction, pdf, radiance), the
+    throughput, ``eta_scale``, the hit point (3-tuples), and the bounce's numbers ``u`` (the
+    shadow-ray roulette's, bsdf_sample's three, the roulette's). Returns the next-event term
+    (3), the new throughput (3) and ``eta_scale``, 1.0 where the path ends (else 0.0), the
+    BSDF sample's pdf, 1.0 where it is a delta lobe's, and the continuation ray's origin (3)
+    and direction (3).
+
+    It takes and returns numbers, no arrays: a loop that calls it over one material's
+    entries (the kind a constant, which prunes the other materials' branches) is one LLVM
+    loop body, which the loop vectoriser can take (an inlined function with array arguments
+    brings reference counting into the loop, which it cannot). Tuples, not single numbers,
+    keep its arguments under 31, above which CPython 3.11 passes them as ``*args``, which
+    Numba's inliner rejects."""
+    wox, woy, woz = wo
+    gx, gy, gz = ng
+    nx, ny, nz = ns
+    wx, wy, wz = lwi
+    le0, le1, le2 = lle
+    b0, b1, b2 = beta
+    px, py, pz = pos
+    u_sh, u0, u1, u2, u_rr = u
     side_o = wox * gx + woy * gy + woz * gz
     # local shading frame (t, b, n)
     tx, ty, tz, bx, by, bz = onb(nx, ny, nz)
     lox = wox * tx + woy * ty + woz * tz
     loy = wox * bx + woy * by + woz * bz
     loz = wox * nx + woy * ny + woz * nz
-    b0, b1, b2 = sf[S_BETA, e], sf[S_BETA + 1, e], sf[S_BETA + 2, e]
-    pix = si[S_PIX, e]
-    smp = si[S_SMP, e]
     # ---- next-event estimation: the light sample's term, if it can count
     n0 = n1 = n2 = 0.0
     if mode != BSDF_ONLY:
-        wx, wy, wz = sf[S_LWI, e], sf[S_LWI + 1, e], sf[S_LWI + 2, e]
-        lp = sf[S_LPDF, e]
         if light_sample_counts(lp, kind, wx * gx + wy * gy + wz * gz, side_o):
             lix = wx * tx + wy * ty + wz * tz
             liy = wx * bx + wy * by + wz * bz
@@ -338,13 +424,12 @@ def shade_at(
             fr, fg, fb, bpdf = bsdf_eval(kind, prm, lox, loy, loz, lix, liy, liz)
             w = mis_weight(lp, bpdf, power) if mode == MIS else 1.0
             s = w / lp
-            n0 = b0 * fr * sf[S_LLE, e] * s
-            n1 = b1 * fg * sf[S_LLE + 1, e] * s
-            n2 = b2 * fb * sf[S_LLE + 2, e] * s
+            n0 = b0 * fr * le0 * s
+            n1 = b1 * fg * le1 * s
+            n2 = b2 * fb * le2 * s
         # shadow-ray roulette: keep a term below tau with probability c / tau (the test is
         # false for a term with a NaN, which is kept for the film to drop)
         if rr_shadow > 0.0:
-            u_sh, _ = draw2(sampling, seed, pix, smp, bounce_dim(depth, 6))
             tau = rr_shadow
             if n0 < tau and n1 < tau and n2 < tau:
                 c = max(n0, max(n1, n2))
@@ -353,18 +438,13 @@ def shade_at(
                     n0, n1, n2 = n0 / c * tau, n1 / c * tau, n2 / c * tau
                 else:
                     n0 = n1 = n2 = 0.0
-    sf[S_NEE, e], sf[S_NEE + 1, e], sf[S_NEE + 2, e] = n0, n1, n2
-    # ---- BSDF sampling: the continuation of the path
-    # bsdf_sample draws a direction from (u1, u2) and the dielectric's reflect-or-refract
-    # choice from u0: the direction gets one (stratified, under Sobol) pair of dimensions,
-    # the lobe choice and the roulette the next
-    u1, u2 = draw2(sampling, seed, pix, smp, bounce_dim(depth, 2))
-    u0, u_rr = draw2(sampling, seed, pix, smp, bounce_dim(depth, 4))
+    # ---- BSDF sampling: the continuation of the path (bsdf_sample draws a direction from
+    # (u1, u2) and the dielectric's reflect-or-refract choice from u0)
     lix, liy, liz, wr, wg, wb, bpdf, delta, ok = bsdf_sample(kind, prm, lox, loy, loz, u0, u1, u2)
     wx = lix * tx + liy * bx + liz * nx
     wy = lix * ty + liy * by + liz * ny
     wz = lix * tz + liy * bz + liz * nz
-    wl = math.sqrt(wx * wx + wy * wy + wz * wz)
+    wl = fsqrt(wx * wx + wy * wy + wz * wz)
     wx, wy, wz = wx / wl, wy / wl, wz / wl
     side_i = wx * gx + wy * gy + wz * gz
     transmits = liz * loz < 0.0
@@ -373,7 +453,6 @@ def shade_at(
     b0 *= wr
     b1 *= wg
     b2 *= wb
-    es = sf[S_ETA, e]
     if transmits and kind == DIELECTRIC:
         eta = prm[4] if loz >= 0.0 else 1.0 / prm[4]  # entering or leaving (as bsdf_sample)
         es *= eta * eta
@@ -388,14 +467,9 @@ def shade_at(
             b0 /= c
             b1 /= c
             b2 /= c
-    sf[S_BETA, e], sf[S_BETA + 1, e], sf[S_BETA + 2, e] = b0, b1, b2
-    sf[S_ETA, e] = es
-    sf[S_DEAD, e] = 1.0 if dead else 0.0
-    sf[S_PDF, e] = bpdf
-    sf[S_DELTA, e] = 1.0 if delta else 0.0
-    ox, oy, oz = offset_origin(sf[S_POS, e], sf[S_POS + 1, e], sf[S_POS + 2, e], gx, gy, gz, wx, wy, wz)
-    sf[S_RO, e], sf[S_RO + 1, e], sf[S_RO + 2, e] = ox, oy, oz
-    sf[S_RD, e], sf[S_RD + 1, e], sf[S_RD + 2, e] = wx, wy, wz
+    ox, oy, oz = offset_origin(px, py, pz, gx, gy, gz, wx, wy, wz)
+    return (n0, n1, n2, b0, b1, b2, es, 1.0 if dead else 0.0, bpdf, 1.0 if delta else 0.0,
+            ox, oy, oz, wx, wy, wz)
 
 
 @njit(cache=True, inline="always")
