@@ -1,4 +1,5 @@
-"""The shading stage in groups (the CPU) against one entry at a time (the GPU's schedule)."""
+"""The shading stage in blocks sorted by material, as vector code (the CPU), against one entry
+at a time (the GPU's schedule)."""
 
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ def unit(rng: np.random.Generator, n: int) -> np.ndarray:
 def test_grouped_shading_equals_one_entry_at_a_time(mode: int, sampling: int, depth: int,
                                                     rr_shadow: float) -> None:
     """Bit for bit, every output (the next-event terms and the path state): a queue of 2500
-    sparse paths (two tasks and a short last group) over diffuse, rough and near-mirror
+    sparse paths (nine blocks and a short last one, each with runs of every material) over diffuse, rough and near-mirror
     conductors and glass, shading normals tilted off the geometric ones (some samples then
     land on the wrong side), outgoing directions on both sides, light samples of zero
     density, throughputs above and below the roulette's cap, paths inside glass
@@ -94,3 +95,51 @@ def test_grouped_shading_equals_one_entry_at_a_time(mode: int, sampling: int, de
             np.testing.assert_array_equal(a[~below], b[~below])
     assert 0 < got["alive"].sum() < paths
     assert not np.array_equal(got["rd"], state["rd"])
+
+
+@pytest.mark.parametrize("name", ["shade_diffuse", "shade_conductor", "shade_dielectric"])
+def test_the_shading_is_vector_code(name: str) -> None:
+    """Each material's shading loop holds four-lane double arithmetic: LLVM took the
+    options of tracer.shade_vector (an option it no longer knew would be ignored without a
+    word, and the shading would silently be scalar code again). Read from the optimised
+    module, which Numba's cache keeps."""
+    from tracer import shade_vector
+
+    fn = getattr(shade_vector, name)
+    ir = str(fn.overloads[fn.signatures[0]].library._shared_module)
+    assert "<4 x double>" in ir and "llvm.sqrt.v4f64" in ir, f"{name} is scalar code"
+
+
+def test_the_vector_options_are_put_back() -> None:
+    """A loop over more arrays than LLVM's default alias-check limits allow is vector code
+    when compiled inside tracer.shade_vector's options and scalar code after them: the
+    raised limits and the forced width did not leak into the rest of the process."""
+    from tracer.shade_vector import vectorising
+
+    def many_arrays(o, i):
+        # twelve outputs, each from two of twenty-four inputs: 12 x 24 run-time checks
+        for x in range(o[0].shape[0]):
+            o[0][x] = i[0][x] * i[1][x]
+            o[1][x] = i[2][x] * i[3][x]
+            o[2][x] = i[4][x] * i[5][x]
+            o[3][x] = i[6][x] * i[7][x]
+            o[4][x] = i[8][x] * i[9][x]
+            o[5][x] = i[10][x] * i[11][x]
+            o[6][x] = i[12][x] * i[13][x]
+            o[7][x] = i[14][x] * i[15][x]
+            o[8][x] = i[16][x] * i[17][x]
+            o[9][x] = i[18][x] * i[19][x]
+            o[10][x] = i[20][x] * i[21][x]
+            o[11][x] = i[22][x] * i[23][x]
+
+    outs = tuple(np.zeros(64) for _ in range(12))
+    ins = tuple(np.ones(64) for _ in range(24))
+
+    def compiled_ir() -> str:
+        f = njit(error_model="numpy")(many_arrays)
+        f(outs, ins)
+        return f.inspect_llvm(f.signatures[0])
+
+    with vectorising():
+        assert "<4 x double>" in compiled_ir()
+    assert "x double>" not in compiled_ir()

@@ -63,6 +63,8 @@ CHUNK = 256
 #: the scratch's rows (2112 bytes apart) do not all fall in the same sets of the L1 cache
 SHADE_BLOCK = 256
 SHADE_ROW = SHADE_BLOCK + 8
+# shade_and_scatter shades each of these kinds by its own function: a new kind needs its own
+assert (DIFFUSE, CONDUCTOR, DIELECTRIC) == tuple(range(N_KINDS)), "a material kind without shading"
 
 __all__ = ["BSDF_ONLY", "MIS", "NEE_ONLY"]
 
@@ -213,12 +215,12 @@ def shade_and_scatter(
 ) -> None:
     """Next-event estimation's term with the light sample (left in ``nee`` for
     :func:`trace_shadow_rays`), then BSDF sampling and Russian roulette
-    (:func:`tracer.stages.shade_at`), in blocks of :data:`SHADE_BLOCK` entries. A block's
+    (the maths of :func:`tracer.stages.shade_at`), in blocks of :data:`SHADE_BLOCK` entries. A block's
     entries are put in order of material (a counting sort), gathered into a scratch of a
     row per quantity in that order, given their numbers; then each material's run of
     columns is shaded by that material's vector code (:mod:`tracer.shade_vector`), and the
     results are written to the paths. The numbers are those of one entry at a time (the
-    GPU's schedule) bit for bit (tests/test_shade.py)."""
+    GPU's schedule, :func:`tracer.stages.shade_at`) bit for bit (tests/test_shade.py)."""
     n = idx.shape[0]
     for block in prange((n + SHADE_BLOCK - 1) // SHADE_BLOCK):
         k0 = block * SHADE_BLOCK

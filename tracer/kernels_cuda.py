@@ -132,7 +132,7 @@ def _shade_and_scatter(idx, depth, seed, sampling, sample_of, pixel_of, mode, po
                        eta_scale):
     k = cuda.grid(1)
     if k < idx.shape[0]:
-        # the CPU's group steps for a group of one, in a per-thread scratch
+        # the CPU's block steps for a block of one entry, in a per-thread scratch
         sf = cuda.local.array((SHADE_F, 1), float64)
         si = cuda.local.array((SHADE_I, 1), int64)
         shade_gather_at(k, 0, sf, si, mode, idx, sample_of, pixel_of, pos, ng, ns, mat, mat_kind,

@@ -17,9 +17,11 @@ Those limits are LLVM's command-line options, global to the process, so they are
 the compilation of these functions only, under Numba's compiler lock, and put back to
 LLVM's defaults after. The functions are compiled here, on import, for the one signature
 the shading kernel calls them with (and from then on loaded from Numba's cache, which keeps
-the vector code). The lanes compute the scalar code's IEEE operations on the same values,
-so the numbers are the one-entry-at-a-time schedule's (the GPU's) bit for bit
-(``tests/test_shade.py``).
+the vector code; ``tests/test_shade.py`` checks that the vector code is there). The lanes
+compute the scalar code's IEEE operations on the same values, so the numbers are those of
+the one-entry-at-a-time schedule (the GPU's, run on the CPU) bit for bit
+(``tests/test_shade.py``). The options are put back to LLVM's defaults, not to whatever a
+user had set before importing this module.
 """
 
 from __future__ import annotations

@@ -191,7 +191,7 @@ def light_sample_counts(light_pdf: float, kind: int, side_i: float, side_o: floa
     zero density, and not from the other side of the geometric surface than the outgoing
     direction (``side_i`` and ``side_o``: the light's and the outgoing direction's cosines
     with the geometric normal; the light would arrive from behind the surface it is to
-    reflect from). The one place this is decided (:func:`shade_at`)."""
+    reflect from). The one place this is decided (:func:`shade_maths`)."""
     return not (light_pdf <= 0.0 or kind == DIELECTRIC or not side_i * side_o > 0.0)
 
 
