@@ -216,8 +216,8 @@ def shade_and_scatter(
     """Next-event estimation's term with the light sample (left in ``nee`` for
     :func:`trace_shadow_rays`), then BSDF sampling and Russian roulette
     (the maths of :func:`tracer.stages.shade_at`), in blocks of :data:`SHADE_BLOCK` entries. A block's
-    entries are put in order of material (a counting sort), gathered into a scratch of a
-    row per quantity in that order, given their numbers; then each material's run of
+    entries are given columns in order of material (a counting sort), read in queue order
+    into those columns of a scratch of a row per quantity, given their numbers; then each material's run of
     columns is shaded by that material's vector code (:mod:`tracer.shade_vector`), and the
     results are written to the paths. The numbers are those of one entry at a time (the
     GPU's schedule, :func:`tracer.stages.shade_at`) bit for bit (tests/test_shade.py)."""
@@ -231,16 +231,19 @@ def shade_and_scatter(
             starts[mat_kind[mat[k]] + 1] += 1
         for c in range(N_KINDS):
             starts[c + 1] += starts[c]
+        # each entry's column: its kind's run, in queue order within the run
         fill = starts[:N_KINDS].copy()
-        order = np.empty(m, np.int64)
+        col = np.empty(m, np.int64)
         for k in range(k0, k0 + m):
             c = mat_kind[mat[k]]
-            order[fill[c]] = k
+            col[k - k0] = fill[c]
             fill[c] += 1
         sf = np.empty((SHADE_F, SHADE_ROW))
         si = np.empty((SHADE_I, SHADE_ROW), np.int64)
-        for j in range(m):
-            shade_gather_at(order[j], j, sf, si, mode, idx, sample_of, pixel_of, pos, ng, ns, mat,
+        # the queue read in its own order (sequential streams), the scratch written in columns
+        for k in range(k0, k0 + m):
+            j = col[k - k0]
+            shade_gather_at(k, j, sf, si, mode, idx, sample_of, pixel_of, pos, ng, ns, mat,
                             mat_kind, mat_prm, light_wi, light_pdf, light_le, rd, beta, eta_scale)
             shade_numbers_at(j, sf, si, depth, seed, sampling, mode, rr_shadow)
         a, b = starts[DIFFUSE], starts[DIFFUSE + 1]
@@ -252,8 +255,8 @@ def shade_and_scatter(
         a, b = starts[DIELECTRIC], starts[DIELECTRIC + 1]
         if b > a:
             shade_dielectric(a, b, sf, depth, mode, power, rr_depth, rr_cap, rr_shadow)
-        for j in range(m):
-            shade_scatter_at(order[j], j, sf, mode, nee, idx, ro, rd, beta, alive, prev_pdf,
+        for k in range(k0, k0 + m):
+            shade_scatter_at(k, col[k - k0], sf, mode, nee, idx, ro, rd, beta, alive, prev_pdf,
                              prev_delta, eta_scale)
 
 
