@@ -40,11 +40,11 @@ def unit(rng: np.random.Generator, n: int) -> np.ndarray:
 def test_grouped_shading_equals_one_entry_at_a_time(mode: int, sampling: int, depth: int,
                                                     rr_shadow: float) -> None:
     """Bit for bit, every output (the next-event terms and the path state): a queue of 2500
-    sparse paths (nine blocks and a short last one, each with runs of every material) over diffuse, rough and near-mirror
-    conductors and glass, shading normals tilted off the geometric ones (some samples then
-    land on the wrong side), outgoing directions on both sides, light samples of zero
-    density, throughputs above and below the roulette's cap, paths inside glass
-    (eta_scale != 1), with and without shadow-ray roulette."""
+    sparse paths (nine blocks and a short last one, each with runs of every material) over
+    diffuse, rough and near-mirror conductors and glass, shading normals tilted off the
+    geometric ones (some samples then land on the wrong side), outgoing directions on both
+    sides, light samples of zero density, throughputs above and below the roulette's cap,
+    paths inside glass (eta_scale != 1), with and without shadow-ray roulette."""
     rng = np.random.default_rng(11)
     paths, n = 4000, 2500
     kinds = np.array([DIFFUSE, CONDUCTOR, CONDUCTOR, DIELECTRIC, DIFFUSE], np.int64)

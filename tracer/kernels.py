@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from tracer.bsdf import CONDUCTOR, DIELECTRIC, DIFFUSE, N_KINDS
+from tracer.bsdf import N_KINDS
 from tracer.envmap import (
     GROUP,
     GROUP_F,
@@ -37,7 +37,7 @@ from tracer.light_dispatch import (
     light_square_pdf_group,
 )
 from tracer.packet import HIT, PACKET, PACKET_STACK_SHAPE, RAY_COLS, set_ray, trace_packet
-from tracer.shade_vector import shade_conductor, shade_dielectric, shade_diffuse
+from tracer.shade_vector import shade_run
 from tracer.stages import (
     BSDF_ONLY,
     MIS,
@@ -63,8 +63,6 @@ CHUNK = 256
 #: the scratch's rows (2112 bytes apart) do not all fall in the same sets of the L1 cache
 SHADE_BLOCK = 256
 SHADE_ROW = SHADE_BLOCK + 8
-# shade_and_scatter shades each of these kinds by its own function: a new kind needs its own
-assert (DIFFUSE, CONDUCTOR, DIELECTRIC) == tuple(range(N_KINDS)), "a material kind without shading"
 
 __all__ = ["BSDF_ONLY", "MIS", "NEE_ONLY"]
 
@@ -246,15 +244,10 @@ def shade_and_scatter(
             shade_gather_at(k, j, sf, si, mode, idx, sample_of, pixel_of, pos, ng, ns, mat,
                             mat_kind, mat_prm, light_wi, light_pdf, light_le, rd, beta, eta_scale)
             shade_numbers_at(j, sf, si, depth, seed, sampling, mode, rr_shadow)
-        a, b = starts[DIFFUSE], starts[DIFFUSE + 1]
-        if b > a:
-            shade_diffuse(a, b, sf, depth, mode, power, rr_depth, rr_cap, rr_shadow)
-        a, b = starts[CONDUCTOR], starts[CONDUCTOR + 1]
-        if b > a:
-            shade_conductor(a, b, sf, depth, mode, power, rr_depth, rr_cap, rr_shadow)
-        a, b = starts[DIELECTRIC], starts[DIELECTRIC + 1]
-        if b > a:
-            shade_dielectric(a, b, sf, depth, mode, power, rr_depth, rr_cap, rr_shadow)
+        for c in range(N_KINDS):
+            if starts[c + 1] > starts[c]:
+                shade_run(c, starts[c], starts[c + 1], sf, depth, mode, power, rr_depth, rr_cap,
+                          rr_shadow)
         for k in range(k0, k0 + m):
             shade_scatter_at(k, col[k - k0], sf, mode, nee, idx, ro, rd, beta, alive, prev_pdf,
                              prev_delta, eta_scale)

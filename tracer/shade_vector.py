@@ -30,10 +30,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import llvmlite.binding as llvm
+import numpy as np
 from numba import njit, types
 from numba.core.compiler_lock import global_compiler_lock
 
-from tracer.bsdf import CONDUCTOR, DIELECTRIC, DIFFUSE
+from tracer.bsdf import CONDUCTOR, DIELECTRIC, DIFFUSE, N_KINDS
 from tracer.stages import shade_columns
 
 #: LLVM's options while these functions compile, and LLVM's defaults, restored after
@@ -78,3 +79,20 @@ with vectorising():
     def shade_dielectric(j0, j1, sf, depth, mode, power, rr_depth, rr_cap, rr_shadow):
         """:func:`tracer.stages.shade_columns` for dielectric columns ``j0`` to ``j1``."""
         shade_columns(DIELECTRIC, j0, j1, sf, depth, mode, power, rr_depth, rr_cap, rr_shadow)
+
+
+# shade_run has a function for each of these kinds: a new kind needs its own
+assert (DIFFUSE, CONDUCTOR, DIELECTRIC) == tuple(range(N_KINDS)), "a material kind without shading"
+
+
+@njit(cache=True, inline="always")
+def shade_run(kind: int, j0: int, j1: int, sf: np.ndarray, depth: int, mode: int, power: float,
+              rr_depth: int, rr_cap: float, rr_shadow: float) -> None:
+    """Scratch columns ``j0`` to ``j1``, all of material ``kind``, through that material's
+    vector code."""
+    if kind == DIFFUSE:
+        shade_diffuse(j0, j1, sf, depth, mode, power, rr_depth, rr_cap, rr_shadow)
+    elif kind == CONDUCTOR:
+        shade_conductor(j0, j1, sf, depth, mode, power, rr_depth, rr_cap, rr_shadow)
+    else:
+        shade_dielectric(j0, j1, sf, depth, mode, power, rr_depth, rr_cap, rr_shadow)
