@@ -58,7 +58,7 @@ i, f = typeof(1), typeof(1.0)
 SIGS = {
     "_generate_camera_rays": (t((5, 3)), i, i, i, i, i, i, i, F3, F3, F3, F3, B1, F1, B1, F1),
     "_intersect_closest": (*GEOM, I1, F3, F3, F1, I1, F2),
-    "_surface_interaction": (*GEOM, t((1, 3, 3)), I1, I1, I1, F3, F3, F1, I1, F2, F3, F3, F3, I1),
+    "_surface_interaction": (*GEOM, t((1, 4, 3)), I1, I1, I1, F3, F3, F1, I1, F2, F3, F3, F3, I1),
     "_handle_escaped": (I1, i, i, f, F3, F1, F3, F3, B1, F1, B1),
     "_trace_shadow_rays": (*GEOM, I1, F3, F3, F3, F3, F3),
     "_shade_and_scatter": (I1, i, i, i, I1, I1, i, f, i, f, f, F3, F3, F3, I1, I1, t((2, 8)), F3, F1,

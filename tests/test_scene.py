@@ -88,6 +88,22 @@ def test_knot_scene() -> None:
     assert np.abs(n[:, 0] - n[:, 1]).max() > 1e-3
 
 
+def test_scene_data_holds_each_triangles_normals_and_geometric_normal() -> None:
+    """What a surface interaction reads of a triangle is one row of SceneData.tri_normals:
+    the three vertex normals as parsed, then the unit normal of the triangle's vertices (in
+    the traversal's order of the triangles, that of geom.tri_v)."""
+    from tracer.scene_data import scene_data
+
+    s = load_scene(SCENES / "knot.toml")
+    d = scene_data(s, 8, 8)
+    v = d.geom.tri_v
+    assert d.tri_normals.shape == (v.shape[0], 4, 3)
+    assert np.array_equal(d.tri_normals[:, :3], np.asarray(s.tri_normals, np.float64).reshape(-1, 3, 3))
+    cross = np.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0])
+    want = cross / np.linalg.norm(cross, axis=1, keepdims=True)
+    np.testing.assert_allclose(d.tri_normals[:, 3], want, rtol=0, atol=1e-14)
+
+
 def test_sun_scene() -> None:
     s = load_scene(SCENES / "sun.toml")
     check_layout(s)

@@ -20,6 +20,7 @@ import numpy as np
 from numba import njit
 from numba.extending import overload
 
+from tracer.fsqrt import fsqrt
 from tracer.simd import FAR_SCALE, TRI_ROW, slab4, tri4
 
 #: deepest level of the binary build; the 4-wide tree is no deeper
@@ -223,6 +224,19 @@ def watertight(
         return -1.0, 0.0, 0.0
     inv = 1.0 / det
     return t_scaled * inv, e1 * inv, e2 * inv
+
+
+@njit(cache=True, inline="always")
+def triangle_normal(v: np.ndarray) -> tuple[float, float, float]:
+    """The unit geometric normal of the triangle whose vertices are the rows of ``v``:
+    (v1 - v0) x (v2 - v0), normalised."""
+    e1x, e1y, e1z = v[1, 0] - v[0, 0], v[1, 1] - v[0, 1], v[1, 2] - v[0, 2]
+    e2x, e2y, e2z = v[2, 0] - v[0, 0], v[2, 1] - v[0, 1], v[2, 2] - v[0, 2]
+    gx = e1y * e2z - e1z * e2y
+    gy = e1z * e2x - e1x * e2z
+    gz = e1x * e2y - e1y * e2x
+    gl = fsqrt(gx * gx + gy * gy + gz * gz)
+    return gx / gl, gy / gl, gz / gl
 
 
 @njit(cache=True, inline="always")

@@ -64,7 +64,13 @@ def dir_to_uv(x: float, y: float, z: float) -> tuple[float, float]:
 @njit(cache=True, inline="always")
 def uv_to_solid_angle_pdf(p_uv: float, v: float) -> float:
     """Solid-angle density from a density on the square: p_uv / (2 pi^2 sin theta)."""
-    st = sincos_pi(v)[0]
+    return solid_angle_pdf_sin(p_uv, sincos_pi(v)[0])
+
+
+@njit(cache=True, inline="always")
+def solid_angle_pdf_sin(p_uv: float, st: float) -> float:
+    """:func:`uv_to_solid_angle_pdf` given sin theta = ``st`` (0 at the poles, where
+    st <= :data:`SIN_THETA_MIN`)."""
     if st <= SIN_THETA_MIN:
         return 0.0
     return p_uv / (TWO_PI_SQ * st)

@@ -131,18 +131,13 @@ def surface_interaction_at(
         mat[k] = sphere_mat[prim]
     else:
         tri = prim - n_sph
-        v = g.tri_v[tri]
-        e1x, e1y, e1z = v[1, 0] - v[0, 0], v[1, 1] - v[0, 1], v[1, 2] - v[0, 2]
-        e2x, e2y, e2z = v[2, 0] - v[0, 0], v[2, 1] - v[0, 1], v[2, 2] - v[0, 2]
-        gx = e1y * e2z - e1z * e2y
-        gy = e1z * e2x - e1x * e2z
-        gz = e1x * e2y - e1y * e2x
-        gl = fsqrt(gx * gx + gy * gy + gz * gz)
-        gx, gy, gz = gx / gl, gy / gl, gz / gl
+        # the triangle's vertex normals and (row 3) its geometric normal, one row of the
+        # scene's table (tracer.scene_data.triangle_frames): the vertices are not read
+        nrm = tri_n[tri]
+        gx, gy, gz = nrm[3, 0], nrm[3, 1], nrm[3, 2]
         b1 = hit_b[k, 0]
         b2 = hit_b[k, 1]
         b0 = 1.0 - b1 - b2
-        nrm = tri_n[tri]
         sx = b0 * nrm[0, 0] + b1 * nrm[1, 0] + b2 * nrm[2, 0]
         sy = b0 * nrm[0, 1] + b1 * nrm[1, 1] + b2 * nrm[2, 1]
         sz = b0 * nrm[0, 2] + b1 * nrm[1, 2] + b2 * nrm[2, 2]

@@ -35,6 +35,7 @@ from tracer.light_dispatch import register_light
 from tracer.samplers.base import TabulatedSampler
 from tracer.samplers.piecewise import pdf_at as piecewise_pdf_at
 from tracer.samplers.piecewise import square_pdf as piecewise_square_pdf
+from tracer.samplers.piecewise import square_pdf_group as piecewise_square_pdf_group
 
 
 class AliasTables(NamedTuple):
@@ -143,7 +144,8 @@ def sample_at(
      le[k, 0], le[k, 1], le[k, 2]) = square_sample_to_light(rgb, rot_u, su, sv, p_uv)
 
 
-register_light(AliasTables, sample_at, piecewise_pdf_at, square_at, square_pdf=piecewise_square_pdf)
+register_light(AliasTables, sample_at, piecewise_pdf_at, square_at, square_pdf=piecewise_square_pdf,
+               square_pdf_group=piecewise_square_pdf_group)
 
 
 class AliasSampler(TabulatedSampler):
