@@ -37,8 +37,8 @@ GROUP = 16
 TASK = 1024
 #: columns of a group's scratch rows in the grouped light kernels (floats, then integers):
 #: what a sampler's group schedule may use beyond its outputs (tracer.light_dispatch)
-GROUP_F = 16
-GROUP_I = 16
+GROUP_F = 32
+GROUP_I = 24
 #: the smallest normal float32: a map whose brightest value is below it renders black
 FLOAT32_TINY = float(np.finfo(np.float32).tiny)
 

@@ -237,10 +237,29 @@ def grid_weights(t: Any, m: int, u: float, v: float) -> tuple[int, int, int, int
 
 
 @njit(cache=True, inline="always")
+def lerp4(x00: float, x01: float, x10: float, x11: float, a: float, b: float) -> float:
+    """The bilinear mixture of four grid rows' values (a along u, b along v)."""
+    return (1.0 - b) * ((1.0 - a) * x00 + a * x01) + b * ((1.0 - a) * x10 + a * x11)
+
+
+@njit(cache=True, inline="always")
 def bilinear(hp: Any, cell: int, r00: int, r01: int, r10: int, r11: int, a: float, b: float, off: int) -> float:
     """A cell's probability under the bilinear mixture of four grid rows of one block."""
-    return ((1.0 - b) * ((1.0 - a) * hp[cell, r00 + off] + a * hp[cell, r01 + off])
-            + b * ((1.0 - a) * hp[cell, r10 + off] + a * hp[cell, r11 + off]))
+    return lerp4(hp[cell, r00 + off], hp[cell, r01 + off], hp[cell, r10 + off], hp[cell, r11 + off], a, b)
+
+
+@njit(cache=True, inline="always")
+def mixture(t: Any, table: int, p_map: float, p_cell: float, r0: float, r1: float, c0: float, c1: float) -> float:
+    """The mixture's density from what it reads (:func:`pdf_uv_at`): the map's ``p_map``, the
+    head's ``p_cell`` and the tail's CDF values at the pixel's row (``r0``, ``r1``) and
+    column (``c0``, ``c1``) inside the cell."""
+    if table < 0:
+        return p_map
+    if p_cell <= 0.0:
+        return t.eps[0] * p_map
+    h, w = t.map_func.shape
+    p_tail = (r1 - r0) * (c1 - c0) * h * w
+    return t.eps[0] * p_map + (1.0 - t.eps[0]) * p_cell * p_tail
 
 
 @njit(cache=True, inline="always")
@@ -266,9 +285,8 @@ def pdf_uv_at(
         return t.eps[0] * p_map
     r = i - t.row0[ci]
     cc = j - t.col0[cj]
-    p_tail = ((t.tail_row_cdf[ci, cj, r + 1] - t.tail_row_cdf[ci, cj, r])
-              * (t.tail_col_cdf[i, cj, cc + 1] - t.tail_col_cdf[i, cj, cc]) * h * w)
-    return t.eps[0] * p_map + (1.0 - t.eps[0]) * p_cell * p_tail
+    return mixture(t, table, p_map, p_cell, t.tail_row_cdf[ci, cj, r], t.tail_row_cdf[ci, cj, r + 1],
+                   t.tail_col_cdf[i, cj, cc], t.tail_col_cdf[i, cj, cc + 1])
 
 
 @njit(cache=True, inline="always")
@@ -390,7 +408,12 @@ def pdf_at(k: int, t: Any, rot_u: float, wi: np.ndarray, out: np.ndarray) -> Non
 # column, the pixel row), the float rows f (a, b, c, x, then the normal and wo, then dv, u1).
 _IROW, _ITAB, _IB, _ICI, _ICJ, _II = 8, 9, 10, 11, 12, 13
 _FX, _FDV, _FU1 = 3, 10, 11
-assert _II < GROUP_I and _FU1 < GROUP_F, "the product's group scratch outgrew tracer.envmap's"
+# the density's schedule (pdf_uv_group), after the draw: the pixel, its cell and place in
+# the cell (integer rows from 14), and the values read (float rows from 12: the map's, the
+# head's four rows of each roughness block, the tail's two CDF pairs)
+_PI, _PJ, _PCI, _PCJ, _PCELL, _PR, _PCC = 14, 15, 16, 17, 18, 19, 20
+_PMAP, _PH0, _PH1, _PT = 12, 13, 17, 21
+assert _PCC < GROUP_I and _PT + 3 < GROUP_F, "the product's group scratch outgrew tracer.envmap's"
 
 
 @njit(cache=True, inline="always")
@@ -480,8 +503,57 @@ def square_group(t: Any, k0: int, rot_u: float, u: np.ndarray, sq: np.ndarray, i
             sq[e, 0], sq[e, 1] = tail_col_place(t, js[e, _II], js[e, _ICJ], js[e, _IB], f[e, _FDV], u[e, 1])
         else:
             sq[e, 0], sq[e, 1] = defensive_at(t, f[e, _FX], u[e, 1])
+    pdf_uv_group(t, n, sq, f, js)
     for e in range(n):
-        sq[e, 2] = pdf_uv_at(t, js[e, 0], group_weights(f, js, e), sq[e, 0], sq[e, 1])
+        sq[e, 2] = f[e, _PMAP]
+
+
+@njit(cache=True, inline="always")
+def pdf_uv_group(t: Any, n: int, pts: np.ndarray, f: np.ndarray, js: np.ndarray) -> None:
+    """:func:`pdf_uv_at` at the points (u, v) of rows e < n of ``pts``, under the conditions
+    :func:`condition_group` left in the scratch, into ``f[e, _PMAP]``: first every entry's
+    pixel and cell (arithmetic, and reads of the small tables), then the group's reads of
+    the large ones (the map's density, the head's rows, the tail's CDFs), independent of
+    each other and so in flight together, then the mixture's arithmetic
+    (:func:`lerp4`, :func:`mixture`): :func:`pdf_uv_at`'s operations, bit for bit. Entry
+    by entry, an entry's dozen reads waited on its own arithmetic."""
+    h, w = t.map_func.shape
+    cw = t.col0.shape[0] - 1
+    hp = t.head_p
+    for e in range(n):
+        i = min(int(pts[e, 1] * h), h - 1)
+        j = min(int(pts[e, 0] * w), w - 1)
+        ci = t.cell_of_row[i]
+        cj = t.cell_of_col[j]
+        js[e, _PI], js[e, _PJ], js[e, _PCI], js[e, _PCJ] = i, j, ci, cj
+        js[e, _PCELL] = ci * cw + cj
+        js[e, _PR] = i - t.row0[ci]
+        js[e, _PCC] = j - t.col0[cj]
+    for e in range(n):
+        i, ci, cj, r, cc = js[e, _PI], js[e, _PCI], js[e, _PCJ], js[e, _PR], js[e, _PCC]
+        f[e, _PMAP] = t.map_func[i, js[e, _PJ]]
+        if js[e, 0] >= 0:
+            cell, r00, r01, r10, r11, off0, off1 = (js[e, _PCELL], js[e, 1], js[e, 2], js[e, 3],
+                                                    js[e, 4], js[e, 5], js[e, 6])
+            f[e, _PH0], f[e, _PH0 + 1] = hp[cell, r00 + off0], hp[cell, r01 + off0]
+            f[e, _PH0 + 2], f[e, _PH0 + 3] = hp[cell, r10 + off0], hp[cell, r11 + off0]
+            if f[e, 2] > 0.0:
+                f[e, _PH1], f[e, _PH1 + 1] = hp[cell, r00 + off1], hp[cell, r01 + off1]
+                f[e, _PH1 + 2], f[e, _PH1 + 3] = hp[cell, r10 + off1], hp[cell, r11 + off1]
+            f[e, _PT], f[e, _PT + 1] = t.tail_row_cdf[ci, cj, r], t.tail_row_cdf[ci, cj, r + 1]
+            f[e, _PT + 2], f[e, _PT + 3] = t.tail_col_cdf[i, cj, cc], t.tail_col_cdf[i, cj, cc + 1]
+    integral = t.map_integral[0]
+    for e in range(n):
+        p_map = f[e, _PMAP] / integral
+        p_cell = 0.0
+        if js[e, 0] >= 0:
+            a, b, c = f[e, 0], f[e, 1], f[e, 2]
+            p_cell = lerp4(f[e, _PH0], f[e, _PH0 + 1], f[e, _PH0 + 2], f[e, _PH0 + 3], a, b)
+            if c > 0.0:
+                p_cell = (1.0 - c) * p_cell + c * lerp4(f[e, _PH1], f[e, _PH1 + 1], f[e, _PH1 + 2],
+                                                        f[e, _PH1 + 3], a, b)
+        f[e, _PMAP] = mixture(t, js[e, 0], p_map, p_cell, f[e, _PT], f[e, _PT + 1], f[e, _PT + 2],
+                              f[e, _PT + 3])
 
 
 @njit(cache=True, inline="always")
@@ -489,9 +561,9 @@ def square_pdf_group(t: Any, k0: int, n: int, rot_u: float, uv: np.ndarray, out:
                      f: np.ndarray, js: np.ndarray) -> None:
     """:func:`pdf_at` of entries k0 .. k0 + n - 1, whose map coordinates are uv's rows."""
     condition_group(t, k0, n, rot_u, f, js)
+    pdf_uv_group(t, n, uv, f, js)
     for e in range(n):
-        p_uv = pdf_uv_at(t, js[e, 0], group_weights(f, js, e), uv[e, 0], uv[e, 1])
-        out[k0 + e] = uv_to_solid_angle_pdf(p_uv, uv[e, 1])
+        out[k0 + e] = uv_to_solid_angle_pdf(f[e, _PMAP], uv[e, 1])
 
 
 register_light(ProductTables, sample_at, pdf_at, square_group=square_group, square_pdf_group=square_pdf_group)
