@@ -34,3 +34,44 @@ def test_compact_keeps_the_living_paths_in_order() -> None:
     out = np.empty(idx.shape[0], np.int64)
     m = K.compact(idx, alive, out)
     assert np.array_equal(out[:m], idx[alive[idx]])
+
+
+def test_paths_and_camera_rays_count_on_across_chunks_slabs_and_samples() -> None:
+    """The CPU kernels find a chunk's first pixel and sample by division and count on from
+    there; every path's pixel, sample, ray and fresh state must be the per-path function's
+    (tracer.stages.generate_camera_rays_at, what the GPU runs), bit for bit. A slab of 300
+    pixels starting at pixel 100 of a 37-wide image (rows wrap inside a chunk, and the slab's
+    end wraps to the next sample inside one), three samples from sample 5."""
+    from numba import njit
+
+    from tracer.camera import camera_frame
+    from tracer.stages import generate_camera_rays_at
+
+    @njit
+    def one_by_one(cam, width, height, pix0, nslab, sample0, seed, ro, rd, beta, radiance,
+                   alive, prev_pdf, prev_delta, eta_scale):
+        for p in range(ro.shape[0]):
+            generate_camera_rays_at(p, cam, width, height, pix0, nslab, sample0, seed, 0, ro, rd,
+                                    beta, radiance, alive, prev_pdf, prev_delta, eta_scale)
+
+    width, height, pix0, nslab, sample0, seed = 37, 11, 100, 300, 5, 3
+    n = 3 * nslab
+    idx, pixel_of, sample_of = (np.empty(n, np.int64) for _ in range(3))
+    K.paths(pix0, nslab, sample0, pixel_of, sample_of, idx)
+    p = np.arange(n)
+    assert np.array_equal(idx, p)
+    assert np.array_equal(pixel_of, pix0 + p % nslab)
+    assert np.array_equal(sample_of, sample0 + p // nslab)
+    cam = camera_frame(np.array([0.0, 1.0, 4.0]), np.zeros(3), np.array([0.0, 1.0, 0.0]), 40.0,
+                       width, height)
+
+    def state() -> list[np.ndarray]:
+        return [np.full((n, 3), np.nan), np.full((n, 3), np.nan), np.full((n, 3), np.nan),
+                np.full((n, 3), np.nan), np.zeros(n, np.bool_), np.full(n, np.nan),
+                np.ones(n, np.bool_), np.full(n, np.nan)]
+
+    got, want = state(), state()
+    K.generate_camera_rays(cam, width, height, pix0, nslab, sample0, seed, 0, *got)
+    one_by_one(cam, width, height, pix0, nslab, sample0, seed, *want)
+    for g, w in zip(got, want, strict=True):
+        assert np.array_equal(g, w)

@@ -45,7 +45,7 @@ from tracer.stages import (
     SHADE_F,
     SHADE_I,
     accumulate_at,
-    generate_camera_rays_at,
+    camera_ray_at,
     handle_escaped_at,
     intersect_closest_at,
     light_uniforms_at,
@@ -73,10 +73,30 @@ def generate_camera_rays(
     sampling: int, ro: np.ndarray, rd: np.ndarray, beta: np.ndarray, radiance: np.ndarray,
     alive: np.ndarray, prev_pdf: np.ndarray, prev_delta: np.ndarray, eta_scale: np.ndarray,
 ) -> None:
-    """Primary rays: path p is pixel pix0 + p % nslab, sample sample0 + p // nslab."""
-    for p in prange(ro.shape[0]):
-        generate_camera_rays_at(p, cam, width, height, pix0, nslab, sample0, seed, sampling, ro,
-                                rd, beta, radiance, alive, prev_pdf, prev_delta, eta_scale)
+    """Primary rays: path p is pixel pix0 + p % nslab, sample sample0 + p // nslab
+    (:func:`tracer.stages.generate_camera_rays_at`). In chunks: a chunk's first path finds
+    its pixel, row and column by division, the next ones by counting on (64-bit divisions
+    cost tens of cycles, about what the rest of a camera ray does)."""
+    n = ro.shape[0]
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        p0 = c * CHUNK
+        pix = pix0 + p0 % nslab
+        s = sample0 + p0 // nslab
+        x = pix % width
+        y = pix // width
+        for p in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
+            camera_ray_at(p, x, y, pix, s, cam, width, height, seed, sampling, ro, rd, beta,
+                          radiance, alive, prev_pdf, prev_delta, eta_scale)
+            pix += 1
+            x += 1
+            if x == width:
+                x = 0
+                y += 1
+            if pix == pix0 + nslab:  # the slab's last pixel: the next sample's first
+                pix = pix0
+                s += 1
+                x = pix0 % width
+                y = pix0 // width
 
 
 @njit(cache=True, parallel=True)
@@ -290,11 +310,21 @@ def accumulate(
 def paths(
     pix0: int, nslab: int, sample0: int, pixel_of: np.ndarray, sample_of: np.ndarray, idx: np.ndarray
 ) -> None:
-    """Path ids of a batch and each path's pixel and sample index."""
-    for p in prange(idx.shape[0]):
-        idx[p] = p
-        pixel_of[p] = pix0 + p % nslab
-        sample_of[p] = sample0 + p // nslab
+    """Path ids of a batch and each path's pixel (``pix0 + p % nslab``) and sample index
+    (``sample0 + p // nslab``), counted on within chunks (as :func:`generate_camera_rays`)."""
+    n = idx.shape[0]
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        p0 = c * CHUNK
+        pix = pix0 + p0 % nslab
+        s = sample0 + p0 // nslab
+        for p in range(p0, min(n, p0 + CHUNK)):
+            idx[p] = p
+            pixel_of[p] = pix
+            sample_of[p] = s
+            pix += 1
+            if pix == pix0 + nslab:
+                pix = pix0
+                s += 1
 
 
 @njit(cache=True)

@@ -69,9 +69,18 @@ def generate_camera_rays_at(
     """Primary rays for every path of a batch over the pixels ``pix0 .. pix0 + nslab - 1``:
     path p is pixel ``pix0 + p % nslab``, sample ``sample0 + p // nslab``."""
     pix = pix0 + p % nslab
-    s = sample0 + p // nslab
-    x = pix % width
-    y = pix // width
+    camera_ray_at(p, pix % width, pix // width, pix, sample0 + p // nslab, cam, width, height,
+                  seed, sampling, ro, rd, beta, radiance, alive, prev_pdf, prev_delta, eta_scale)
+
+
+@njit(cache=True, inline="always")
+def camera_ray_at(
+    p: int, x: int, y: int, pix: int, s: int,
+    cam: np.ndarray, width: int, height: int, seed: int,
+    sampling: int, ro: np.ndarray, rd: np.ndarray, beta: np.ndarray, radiance: np.ndarray,
+    alive: np.ndarray, prev_pdf: np.ndarray, prev_delta: np.ndarray, eta_scale: np.ndarray,
+) -> None:
+    """Path p's primary ray and fresh state: sample ``s`` of pixel ``pix`` = (x, y)."""
     jx, jy = draw2(sampling, seed, pix, s, 0)
     sx = 2.0 * (x + jx) / width - 1.0
     sy = 1.0 - 2.0 * (y + jy) / height
