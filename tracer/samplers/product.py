@@ -263,28 +263,33 @@ def mixture(t: Any, table: int, p_map: float, p_cell: float, r0: float, r1: floa
 
 
 @njit(cache=True, inline="always")
+def pixel_place(t: Any, su: float, sv: float) -> tuple[int, int, int, int, int, int, int]:
+    """The map's pixel (i, j) at (su, sv), its cell's row, column and number (ci, cj, cell)
+    and the pixel's row and column inside the cell (r, cc)."""
+    h, w = t.map_func.shape
+    i = min(int(sv * h), h - 1)
+    j = min(int(su * w), w - 1)
+    ci = t.cell_of_row[i]
+    cj = t.cell_of_col[j]
+    return i, j, ci, cj, ci * (t.col0.shape[0] - 1) + cj, i - t.row0[ci], j - t.col0[cj]
+
+
+@njit(cache=True, inline="always")
 def pdf_uv_at(
     t: Any, table: int, g: tuple[int, int, int, int, float, float, int, int, float], su: float, sv: float,
 ) -> float:
     """Density on the map's square at (su, sv) for a condition (the mixture of the module
     docstring); ``g`` is the condition's :func:`grid_weights`."""
-    h, w = t.map_func.shape
     p_map = pdf_2d(t.map_func, t.map_integral[0], su, sv)
     if table < 0:
         return p_map
     r00, r01, r10, r11, a, b, off0, off1, c = g
-    i = min(int(sv * h), h - 1)
-    j = min(int(su * w), w - 1)
-    ci = t.cell_of_row[i]
-    cj = t.cell_of_col[j]
-    cell = ci * (t.col0.shape[0] - 1) + cj
+    i, _, ci, cj, cell, r, cc = pixel_place(t, su, sv)
     p_cell = bilinear(t.head_p, cell, r00, r01, r10, r11, a, b, off0)
     if c > 0.0:
         p_cell = (1.0 - c) * p_cell + c * bilinear(t.head_p, cell, r00, r01, r10, r11, a, b, off1)
     if p_cell <= 0.0:
         return t.eps[0] * p_map
-    r = i - t.row0[ci]
-    cc = j - t.col0[cj]
     return mixture(t, table, p_map, p_cell, t.tail_row_cdf[ci, cj, r], t.tail_row_cdf[ci, cj, r + 1],
                    t.tail_col_cdf[i, cj, cc], t.tail_col_cdf[i, cj, cc + 1])
 
@@ -517,18 +522,10 @@ def pdf_uv_group(t: Any, n: int, pts: np.ndarray, f: np.ndarray, js: np.ndarray)
     each other and so in flight together, then the mixture's arithmetic
     (:func:`lerp4`, :func:`mixture`): :func:`pdf_uv_at`'s operations, bit for bit. Entry
     by entry, an entry's dozen reads waited on its own arithmetic."""
-    h, w = t.map_func.shape
-    cw = t.col0.shape[0] - 1
     hp = t.head_p
     for e in range(n):
-        i = min(int(pts[e, 1] * h), h - 1)
-        j = min(int(pts[e, 0] * w), w - 1)
-        ci = t.cell_of_row[i]
-        cj = t.cell_of_col[j]
-        js[e, _PI], js[e, _PJ], js[e, _PCI], js[e, _PCJ] = i, j, ci, cj
-        js[e, _PCELL] = ci * cw + cj
-        js[e, _PR] = i - t.row0[ci]
-        js[e, _PCC] = j - t.col0[cj]
+        (js[e, _PI], js[e, _PJ], js[e, _PCI], js[e, _PCJ], js[e, _PCELL], js[e, _PR],
+         js[e, _PCC]) = pixel_place(t, pts[e, 0], pts[e, 1])
     for e in range(n):
         i, ci, cj, r, cc = js[e, _PI], js[e, _PCI], js[e, _PCJ], js[e, _PR], js[e, _PCC]
         f[e, _PMAP] = t.map_func[i, js[e, _PJ]]
