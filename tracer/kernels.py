@@ -49,6 +49,8 @@ from tracer.stages import (
     handle_escaped_at,
     intersect_closest_at,
     light_uniforms_at,
+    next_path_place,
+    path_place,
     record_condition_at,
     shade_gather_at,
     shade_numbers_at,
@@ -80,21 +82,19 @@ def generate_camera_rays(
     n = ro.shape[0]
     for c in prange((n + CHUNK - 1) // CHUNK):
         p0 = c * CHUNK
-        pix = pix0 + p0 % nslab
-        s = sample0 + p0 // nslab
+        pix, s = path_place(p0, pix0, nslab, sample0)
         x = pix % width
         y = pix // width
-        for p in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
+        for p in range(p0, min(n, p0 + CHUNK)):
             camera_ray_at(p, x, y, pix, s, cam, width, height, seed, sampling, ro, rd, beta,
                           radiance, alive, prev_pdf, prev_delta, eta_scale)
-            pix += 1
+            pix, s, wrapped = next_path_place(pix, s, pix0, nslab)
+            # the pixel's column and row counted on with it
             x += 1
             if x == width:
                 x = 0
                 y += 1
-            if pix == pix0 + nslab:  # the slab's last pixel: the next sample's first
-                pix = pix0
-                s += 1
+            if wrapped:
                 x = pix0 % width
                 y = pix0 // width
 
@@ -315,16 +315,12 @@ def paths(
     n = idx.shape[0]
     for c in prange((n + CHUNK - 1) // CHUNK):
         p0 = c * CHUNK
-        pix = pix0 + p0 % nslab
-        s = sample0 + p0 // nslab
+        pix, s = path_place(p0, pix0, nslab, sample0)
         for p in range(p0, min(n, p0 + CHUNK)):
             idx[p] = p
             pixel_of[p] = pix
             sample_of[p] = s
-            pix += 1
-            if pix == pix0 + nslab:
-                pix = pix0
-                s += 1
+            pix, s, _ = next_path_place(pix, s, pix0, nslab)
 
 
 @njit(cache=True)

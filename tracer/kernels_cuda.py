@@ -30,6 +30,7 @@ from tracer.stages import (
     handle_escaped_at,
     intersect_closest_at,
     light_uniforms_at,
+    path_place,
     record_condition_at,
     shade_at,
     shade_gather_at,
@@ -188,8 +189,7 @@ def paths(pix0, nslab, sample0, pixel_of, sample_of, idx):
     p = cuda.grid(1)
     if p < idx.shape[0]:
         idx[p] = p
-        pixel_of[p] = pix0 + p % nslab
-        sample_of[p] = sample0 + p // nslab
+        pixel_of[p], sample_of[p] = path_place(p, pix0, nslab, sample0)
 
 
 @cuda.jit(cache=True)

@@ -60,6 +60,23 @@ def mis_weight(pa: float, pb: float, power: float) -> float:
 
 
 @njit(cache=True, inline="always")
+def path_place(p: int, pix0: int, nslab: int, sample0: int) -> tuple[int, int]:
+    """Path ``p`` of a batch over the pixels ``pix0 .. pix0 + nslab - 1``: its pixel
+    ``pix0 + p % nslab`` and its sample ``sample0 + p // nslab`` (two divisions)."""
+    return pix0 + p % nslab, sample0 + p // nslab
+
+
+@njit(cache=True, inline="always")
+def next_path_place(pix: int, s: int, pix0: int, nslab: int) -> tuple[int, int, bool]:
+    """The pixel and sample of the path after one at (``pix``, ``s``), counted on without a
+    division: the next pixel, or after the slab's last pixel the next sample's first; and
+    whether it started the next sample (the CPU kernels, a chunk of paths at a time)."""
+    if pix + 1 == pix0 + nslab:
+        return pix0, s + 1, True
+    return pix + 1, s, False
+
+
+@njit(cache=True, inline="always")
 def generate_camera_rays_at(
     p: int,
     cam: np.ndarray, width: int, height: int, pix0: int, nslab: int, sample0: int, seed: int,
@@ -68,8 +85,8 @@ def generate_camera_rays_at(
 ) -> None:
     """Primary rays for every path of a batch over the pixels ``pix0 .. pix0 + nslab - 1``:
     path p is pixel ``pix0 + p % nslab``, sample ``sample0 + p // nslab``."""
-    pix = pix0 + p % nslab
-    camera_ray_at(p, pix % width, pix // width, pix, sample0 + p // nslab, cam, width, height,
+    pix, s = path_place(p, pix0, nslab, sample0)
+    camera_ray_at(p, pix % width, pix // width, pix, s, cam, width, height,
                   seed, sampling, ro, rd, beta, radiance, alive, prev_pdf, prev_delta, eta_scale)
 
 
