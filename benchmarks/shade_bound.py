@@ -10,7 +10,7 @@ packed and scalar double (or single) arithmetic counted in each machine code:
 - ``render shade_columns, scalar`` / ``render shade_conductor (vector)``: the render's own
   maths (:func:`tracer.stages.shade_columns` over a block's conductor columns, the material a
   constant), compiled here with LLVM's default options, and the render's function, compiled
-  with the alias-check limits raised and the width forced to four. Blocks of the kernel's
+  with the alias-check limits raised and the width forced to ``shade_vector.LANES``. Blocks of the kernel's
   size, past the roulette's first depth, no shadow-ray roulette, the numbers given. The two
   outputs are checked to be the same bit for bit. Left out: the kernel's gathers, hashed
   numbers and scatters.

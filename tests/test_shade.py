@@ -99,21 +99,43 @@ def test_grouped_shading_equals_one_entry_at_a_time(mode: int, sampling: int, de
 
 @pytest.mark.parametrize("name", ["shade_diffuse", "shade_conductor", "shade_dielectric"])
 def test_the_shading_is_vector_code(name: str) -> None:
-    """Each material's shading loop holds four-lane double arithmetic: LLVM took the
-    options of tracer.shade_vector (an option it no longer knew would be ignored without a
-    word, and the shading would silently be scalar code again). Read from the optimised
-    module, which Numba's cache keeps."""
+    """Each material's shading loop holds double arithmetic of the host's width
+    (tracer.shade_vector.LANES): LLVM took the options of tracer.shade_vector (an option it
+    no longer knew would be ignored without a word, and the shading would silently be scalar
+    code again). Read from the optimised module, which Numba's cache keeps."""
     from tracer import shade_vector
 
+    lanes = shade_vector.LANES
     fn = getattr(shade_vector, name)
     ir = str(fn.overloads[fn.signatures[0]].library._shared_module)
-    assert "<4 x double>" in ir and "llvm.sqrt.v4f64" in ir, f"{name} is scalar code"
+    assert f"<{lanes} x double>" in ir and f"llvm.sqrt.v{lanes}f64" in ir, f"{name} is scalar code"
+
+
+def test_the_vector_width_is_the_targets() -> None:
+    """Eight lanes of doubles where the CPU Numba compiles for has AVX-512, four otherwise;
+    Numba's own settings of the CPU win over the host's."""
+    from numba.core import config
+
+    from tracer import shade_vector
+
+    saved = config.CPU_NAME, config.CPU_FEATURES
+    try:
+        config.CPU_NAME, config.CPU_FEATURES = None, "+64bit,+avx,+avx2,+fma"
+        assert shade_vector.host_lanes() == 4
+        config.CPU_FEATURES = "+64bit,+avx,+avx2,+avx512f,+avx512dq"
+        assert shade_vector.host_lanes() == 8
+        config.CPU_NAME, config.CPU_FEATURES = "generic", None
+        assert shade_vector.host_lanes() == 4
+    finally:
+        config.CPU_NAME, config.CPU_FEATURES = saved
+    assert shade_vector.LANES in (4, 8)
 
 
 def test_the_vector_options_are_put_back() -> None:
     """A loop over more arrays than LLVM's default alias-check limits allow is vector code
     when compiled inside tracer.shade_vector's options and scalar code after them: the
     raised limits and the forced width did not leak into the rest of the process."""
+    from tracer import shade_vector
     from tracer.shade_vector import vectorising
 
     def many_arrays(o, i):
@@ -141,5 +163,5 @@ def test_the_vector_options_are_put_back() -> None:
         return f.inspect_llvm(f.signatures[0])
 
     with vectorising():
-        assert "<4 x double>" in compiled_ir()
+        assert f"<{shade_vector.LANES} x double>" in compiled_ir()
     assert "x double>" not in compiled_ir()
