@@ -12,9 +12,10 @@ in its way, and this module moves both, for these functions alone:
 * its cost model finds the vector code "not beneficial" for the conductor (the branches of
   GGX sampling become selects on both sides). Measured, it is (``benchmarks/shade_bound.py``):
   the widths are forced to :data:`LANES`: four doubles (AVX2's 256-bit registers), or eight
-  where the CPU Numba compiles for has AVX-512 (measured on an AMD EPYC with AVX-512, the
-  knot's shading stage 0.151-0.154 -> 0.145-0.147 s; Mitsuba's LLVM back-end likewise takes
-  its width from the host).
+  where the CPU Numba compiles for has AVX-512 (measured on an AMD EPYC with AVX-512,
+  ``profile_stages.py`` alternating with four lanes: the knot's shading stage 0.138-0.144 ->
+  0.123-0.136 s, the spheres' 0.142-0.154 -> 0.134-0.135 s; Mitsuba's LLVM back-end likewise
+  takes its width from the host).
 
 Those limits are LLVM's command-line options, global to the process, so they are set for
 the compilation of these functions only, under Numba's compiler lock, and put back to
