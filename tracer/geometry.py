@@ -734,44 +734,6 @@ def _code(child: np.ndarray, node: int, j: int) -> int:
 
 
 @njit(cache=True, inline="always")
-def leaf_hit(
-    g: Geometry, parent: int, j: int, ox: float, oy: float, oz: float,
-    dx: float, dy: float, dz: float, shear: Shear, tmax: float, any_hit: bool,
-) -> tuple[float, int, float, float]:
-    """The leaf in slot ``j`` of ``parent`` against a ray: its spheres one by one, then its
-    triangles a block of four at a time (:func:`nearest_in_block`), each test against the
-    nearest hit so far. Returns the nearest hit before ``tmax`` (t, prim, b1, b2; prim -1 and
-    t = tmax if none), or with ``any_hit`` the first one found. Shared by :func:`trace` and
-    the packets' leaves (:mod:`tracer.packet`)."""
-    child = g.node_child
-    best_t = tmax
-    best_p = -1
-    best_b1 = 0.0
-    best_b2 = 0.0
-    s0 = child[parent, 3 * WIDTH + j]
-    for k in range(s0, s0 + child[parent, 4 * WIDTH + j]):
-        p = g.prim_order[k]
-        t = intersect_sphere(g.sphere_c[p, 0], g.sphere_c[p, 1], g.sphere_c[p, 2],
-                             g.sphere_r[p], ox, oy, oz, dx, dy, dz, 0.0, best_t)
-        if t > 0.0 and t < best_t:
-            best_t = t
-            best_p = p
-            if any_hit:
-                return best_t, best_p, best_b1, best_b2
-    ref = child[parent, j]
-    for b in range(ref, ref + child[parent, 2 * WIDTH + j]):
-        t, lane, b1, b2 = nearest_in_block(g.tri4_v, b, shear, best_t)
-        if t < best_t:
-            best_t = t
-            best_p = g.tri4_id[b, lane]
-            best_b1 = b1
-            best_b2 = b2
-            if any_hit:
-                return best_t, best_p, best_b1, best_b2
-    return best_t, best_p, best_b1, best_b2
-
-
-@njit(cache=True, inline="always")
 def trace(
     g: Geometry, ox: float, oy: float, oz: float, dx: float, dy: float, dz: float,
     tmax: float, any_hit: bool, stack: np.ndarray,
@@ -786,8 +748,9 @@ def trace(
     if its entry t lies beyond the closest hit found since (closest hit only): the slab test
     against the shorter ray, without testing the box again. An any-hit ray skips the
     sorting: any order finds an occluder, and the network's unpredictable exchanges cost
-    more than the order saves (shadow rays on the knot 145 -> 106 ns). A leaf is tested by
-    :func:`leaf_hit` (its spheres one by one, then its triangles a block of four at a time).
+    more than the order saves (shadow rays on the knot 145 -> 106 ns). A leaf tests its
+    spheres one by one, then its triangles a block of four at a time
+    (:func:`nearest_in_block`).
     """
     best_t = tmax
     best_p = -1
@@ -855,9 +818,27 @@ def trace(
         cur = NONE
         parent = slot // WIDTH
         j = slot % WIDTH
-        t, p, b1, b2 = leaf_hit(g, parent, j, ox, oy, oz, dx, dy, dz, shear, best_t, any_hit)
-        if p >= 0:
-            best_t, best_p, best_b1, best_b2 = t, p, b1, b2
-            if any_hit:
-                return best_t, best_p, best_b1, best_b2
+        ref = child[parent, j]
+        # a leaf: its spheres one by one, then its triangles four at a time
+        s0 = child[parent, 3 * WIDTH + j]
+        for k in range(s0, s0 + child[parent, 4 * WIDTH + j]):
+            p = g.prim_order[k]
+            t = intersect_sphere(g.sphere_c[p, 0], g.sphere_c[p, 1], g.sphere_c[p, 2],
+                                 g.sphere_r[p], ox, oy, oz, dx, dy, dz, 0.0, best_t)
+            if t > 0.0 and t < best_t:
+                best_t = t
+                best_p = p
+                best_b1 = 0.0
+                best_b2 = 0.0
+                if any_hit:
+                    return best_t, best_p, best_b1, best_b2
+        for b in range(ref, ref + child[parent, 2 * WIDTH + j]):
+            t, lane, b1, b2 = nearest_in_block(g.tri4_v, b, shear, best_t)
+            if t < best_t:
+                best_t = t
+                best_p = g.tri4_id[b, lane]
+                best_b1 = b1
+                best_b2 = b2
+                if any_hit:
+                    return best_t, best_p, best_b1, best_b2
     return best_t, best_p, best_b1, best_b2
