@@ -111,24 +111,35 @@ def test_the_shading_is_vector_code(name: str) -> None:
     assert f"<{lanes} x double>" in ir and f"llvm.sqrt.v{lanes}f64" in ir, f"{name} is scalar code"
 
 
-def test_the_vector_width_is_the_targets() -> None:
-    """Eight lanes of doubles where the CPU Numba compiles for has AVX-512, four otherwise;
-    Numba's own settings of the CPU win over the host's."""
-    from numba.core import config
+def test_the_vector_width_is_the_targets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Eight lanes of doubles where the features Numba compiles with hold AVX-512, four
+    otherwise: NUMBA_CPU_FEATURES when set, else the host's as Numba reports them (less AVX
+    under NUMBA_ENABLE_AVX=0); and the shading's functions were compiled at that width."""
+    from numba.core import codegen, config
 
     from tracer import shade_vector
 
-    saved = config.CPU_NAME, config.CPU_FEATURES
-    try:
-        config.CPU_NAME, config.CPU_FEATURES = None, "+64bit,+avx,+avx2,+fma"
-        assert shade_vector.host_lanes() == 4
-        config.CPU_FEATURES = "+64bit,+avx,+avx2,+avx512f,+avx512dq"
-        assert shade_vector.host_lanes() == 8
-        config.CPU_NAME, config.CPU_FEATURES = "generic", None
-        assert shade_vector.host_lanes() == 4
-    finally:
-        config.CPU_NAME, config.CPU_FEATURES = saved
-    assert shade_vector.LANES in (4, 8)
+    avx2 = "+64bit,+avx,+avx2,+fma,-avx512f"
+    avx512 = "+64bit,+avx,+avx2,+fma,+avx512f,+avx512dq"
+    monkeypatch.setattr(config, "CPU_FEATURES", None)
+    monkeypatch.setattr(codegen, "get_host_cpu_features", lambda: avx512)
+    assert shade_vector.host_lanes() == 8
+    monkeypatch.setattr(codegen, "get_host_cpu_features", lambda: avx2)
+    assert shade_vector.host_lanes() == 4
+    # the user's features win over the host's, both ways
+    monkeypatch.setattr(config, "CPU_FEATURES", avx512)
+    assert shade_vector.host_lanes() == 8
+    monkeypatch.setattr(codegen, "get_host_cpu_features", lambda: avx512)
+    monkeypatch.setattr(config, "CPU_FEATURES", avx2)
+    assert shade_vector.host_lanes() == 4
+    monkeypatch.undo()
+    # NUMBA_ENABLE_AVX=0: Numba's own report of the host drops AVX, AVX-512 with it
+    monkeypatch.setattr(config, "CPU_FEATURES", None)
+    monkeypatch.setattr(config, "ENABLE_AVX", False)
+    assert shade_vector.host_lanes() == 4
+    monkeypatch.undo()
+    assert shade_vector.LANES == shade_vector.host_lanes()
+    assert f"-force-vector-width={shade_vector.LANES}" in shade_vector.VECTOR_OPTIONS
 
 
 def test_the_vector_options_are_put_back() -> None:

@@ -36,7 +36,7 @@ from contextlib import contextmanager
 import llvmlite.binding as llvm
 import numpy as np
 from numba import njit, types
-from numba.core import config
+from numba.core import codegen, config
 from numba.core.compiler_lock import global_compiler_lock
 
 from tracer.bsdf import CONDUCTOR, DIELECTRIC, DIFFUSE, N_KINDS
@@ -44,16 +44,11 @@ from tracer.stages import shade_columns
 
 
 def host_lanes() -> int:
-    """Doubles in one vector register of the CPU Numba compiles for: 8 where it has
-    AVX-512 (``+avx512f``), else 4. The CPU is Numba's own choice: the host's features,
-    unless ``NUMBA_CPU_FEATURES`` names others (or ``NUMBA_CPU_NAME`` another CPU, which
-    gets 4)."""
-    if config.CPU_FEATURES is not None:
-        features = config.CPU_FEATURES
-    elif config.CPU_NAME not in (None, "host"):
-        return 4
-    else:
-        features = llvm.get_host_cpu_features().flatten()
+    """Doubles in one vector register of the CPU Numba compiles for: 8 where its features
+    hold AVX-512 (``+avx512f``), else 4. The features are those Numba's CPU code generator
+    compiles with (``CPUCodegen._get_host_cpu_features``): ``NUMBA_CPU_FEATURES`` if set,
+    else the host's, less AVX under ``NUMBA_ENABLE_AVX=0``."""
+    features = config.CPU_FEATURES if config.CPU_FEATURES is not None else codegen.get_host_cpu_features()
     return 8 if "+avx512f" in features.split(",") else 4
 
 
