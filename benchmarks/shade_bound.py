@@ -10,10 +10,10 @@ packed and scalar double (or single) arithmetic counted in each machine code:
 - ``render shade_columns, scalar`` / ``render shade_conductor (vector)``: the render's own
   maths (:func:`tracer.stages.shade_columns` over a block's conductor columns, the material a
   constant), compiled here with LLVM's default options, and the render's function, compiled
-  with the alias-check limits raised and the width forced to ``shade_vector.LANES``. Blocks of the kernel's
-  size, past the roulette's first depth, no shadow-ray roulette, the numbers given. The two
-  outputs are checked to be the same bit for bit. Left out: the kernel's gathers, hashed
-  numbers and scatters.
+  with the alias-check limits raised and the width forced to ``shade_vector.LANES``. Blocks
+  of the kernel's size, past the roulette's first depth, no shadow-ray roulette, the numbers
+  given. The two outputs are checked to be the same bit for bit. Left out: the kernel's
+  gathers, hashed numbers and scatters.
 - ``loop float64``: :func:`conductor_loop`, the same maths written without branches, as
   Numba compiles it. LLVM leaves it scalar: with its 20-odd arrays the loop needs more
   run-time alias checks than LLVM's limits allow ("loop not vectorized: too many memory

@@ -147,7 +147,6 @@ def test_the_vector_options_are_put_back() -> None:
     when compiled inside tracer.shade_vector's options and scalar code after them: the
     raised limits and the forced width did not leak into the rest of the process."""
     from tracer import shade_vector
-    from tracer.shade_vector import vectorising
 
     def many_arrays(o, i):
         # twelve outputs, each from two of twenty-four inputs: 12 x 24 run-time checks
@@ -173,6 +172,6 @@ def test_the_vector_options_are_put_back() -> None:
         f(outs, ins)
         return f.inspect_llvm(f.signatures[0])
 
-    with vectorising():
+    with shade_vector.vectorising():
         assert f"<{shade_vector.LANES} x double>" in compiled_ir()
     assert "x double>" not in compiled_ir()
