@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from tracer import kernels
 from tracer.geometry import STACK_SHAPE, trace
-from tracer.packet import HIT, PACKET, PACKET_STACK_SHAPE, RAY_COLS, set_ray, trace_packet
+from tracer.packet import HIT, PACKET, PACKET_SHAPE, PACKET_STACK_SHAPE, set_ray, trace_packet
 from tracer.scene import load_scene
 from tracer.scene_data import scene_data
 from tracer.sphere_map import dir_to_uv, uv_to_dir
@@ -150,14 +150,14 @@ def embree_ns(tri_v: np.ndarray, ro: np.ndarray, rd: np.ndarray, repeats: int) -
 def _packets(g, ro: np.ndarray, rd: np.ndarray, prim: np.ndarray) -> None:
     """Closest hits of packets of PACKET consecutive rays (n a multiple of PACKET)."""
     stack = np.empty(PACKET_STACK_SHAPE)
-    ray = np.empty((PACKET, RAY_COLS))
+    ray = np.empty(PACKET_SHAPE)
     for k in range(0, ro.shape[0], PACKET):
         for i in range(PACKET):
             set_ray(ray, i, ro[k + i, 0], ro[k + i, 1], ro[k + i, 2], rd[k + i, 0], rd[k + i, 1],
                     rd[k + i, 2])
         trace_packet(g, ray, stack)
         for i in range(PACKET):
-            prim[k + i] = int(ray[i, HIT + 1])
+            prim[k + i] = int(ray[HIT + 1, i])
 
 
 def camera_rays(n: int) -> tuple:

@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 import pytest
+from numba import njit
 
 from tests.test_geometry import (
     NO_SPHERES,
@@ -22,8 +23,8 @@ from tests.test_geometry import (
     unit,
 )
 from tracer import kernels as K
-from tracer.geometry import Geometry, build_geometry, intersect_triangle
-from tracer.packet import PACKET
+from tracer.geometry import WIDTH, Geometry, build_geometry, intersect_triangle
+from tracer.packet import HIT, PACKET, PACKET_SHAPE, _packet_entry_scalar, packet_entry, set_ray
 
 
 def hits(kernel, g: Geometry, idx: np.ndarray, o: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -137,3 +138,63 @@ def test_packets_do_not_slip_through_a_closed_mesh() -> None:
     assert (prim[seen] >= 0).all()
     dist = np.linalg.norm(p - o, axis=1)
     np.testing.assert_allclose(t[seen], dist[seen], rtol=1e-12)
+
+
+# ---------------------------------------------------------------- the CPU's packet node test
+
+
+@njit
+def _both_packet_tests(box: np.ndarray, node: np.ndarray, rays: np.ndarray, vec: np.ndarray,
+                       scalar: np.ndarray) -> None:
+    """Each packet (a (RAY_COLS, PACKET) slice of ``rays``) against its node's children, by
+    the CPU's vector test and by the loop of one-ray tests."""
+    for k in range(node.shape[0]):
+        ray = rays[k]
+        # the CPU's packet_entry is tracer.simd.slab_packet
+        (vec[k, 0], vec[k, 1], vec[k, 2], vec[k, 3],
+         vec[k, 4], vec[k, 5], vec[k, 6], vec[k, 7]) = packet_entry(box, node[k], ray)
+        (scalar[k, 0], scalar[k, 1], scalar[k, 2], scalar[k, 3],
+         scalar[k, 4], scalar[k, 5], scalar[k, 6], scalar[k, 7]) = _packet_entry_scalar(box, node[k], ray)
+
+
+@njit(error_model="numpy")  # IEEE division, as in the render's kernels
+def _set_rays(rays: np.ndarray, o: np.ndarray, d: np.ndarray) -> None:
+    for k in range(rays.shape[0]):
+        for i in range(PACKET):
+            set_ray(rays[k], i, o[k, i, 0], o[k, i, 1], o[k, i, 2], d[k, i, 0], d[k, i, 1], d[k, i, 2])
+
+
+def test_vector_packet_test_equals_the_one_ray_tests() -> None:
+    # every node of a real tree (empty slots included); packets of rays from one point (some
+    # inside a child's box), others from scattered points, directions with zero components
+    # (inverse BIG), finite and infinite nearest hits: the least entries and masks of the
+    # vector test are those of the one-ray tests (tracer.simd.slab4) looped over the packet
+    rng = np.random.default_rng(12)
+    tv = rng.normal(size=(300, 1, 3)) * 3 + rng.normal(size=(300, 3, 3)) * 0.3
+    g = build_geometry(*NO_SPHERES, tv)
+    n = 4000
+    node = rng.integers(0, g.node_box.shape[0], n)
+    o = rng.normal(size=(n, PACKET, 3)) * 4
+    shared = rng.random(n) < 0.5  # a camera's packet: one origin
+    o[shared] = o[shared, :1]
+    j = rng.integers(0, WIDTH, n)
+    lo = g.node_box[node, np.arange(3)[:, None] * WIDTH + j].T
+    hi = g.node_box[node, (3 + np.arange(3))[:, None] * WIDTH + j].T
+    real = g.node_child[node, WIDTH + j] >= 0  # slot j holds a child (not an empty slot)
+    inside = (rng.random(n) < 0.2) & real
+    o[inside] = (lo + (hi - lo) * rng.random((n, 3)))[inside, None, :]
+    d = unit(rng.normal(size=(n, PACKET, 3)))
+    aim = (rng.random(n) < 0.5) & real  # toward points of slot j's box
+    d[aim] = unit(lo[:, None, :] + (hi - lo)[:, None, :] * rng.random((n, PACKET, 3)) - o)[aim]
+    d[rng.random((n, PACKET, 3)) < 0.1] = 0.0
+    d[np.all(d == 0.0, axis=2), 0] = 1.0
+    rays = np.empty((n, *PACKET_SHAPE))
+    _set_rays(rays, o, d)
+    rays[:, HIT] = np.where(rng.random((n, PACKET)) < 0.5, np.inf, rng.random((n, PACKET)) * 8)
+    vec, scalar = np.empty((n, 8)), np.empty((n, 8))
+    _both_packet_tests(g.node_box, node, rays, vec, scalar)
+    assert np.array_equal(vec, scalar)
+    masks = scalar[:, 4:].astype(np.int64)
+    assert 0.1 < (masks != 0).mean() < 0.9  # children entered and children missed
+    partial = (masks != 0) & (masks != (1 << PACKET) - 1)
+    assert partial.mean() > 0.1  # packets that split at a child

@@ -36,7 +36,7 @@ from tracer.light_dispatch import (
     light_square_group,
     light_square_pdf_group,
 )
-from tracer.packet import HIT, PACKET, PACKET_STACK_SHAPE, RAY_COLS, set_ray, trace_packet
+from tracer.packet import HIT, PACKET, PACKET_SHAPE, PACKET_STACK_SHAPE, set_ray, trace_packet
 from tracer.shade_vector import shade_run
 from tracer.stages import (
     BSDF_ONLY,
@@ -123,7 +123,7 @@ def intersect_coherent(
     n = idx.shape[0]
     for c in prange((n + CHUNK - 1) // CHUNK):
         stack = np.empty(PACKET_STACK_SHAPE)
-        ray = np.empty((PACKET, RAY_COLS))
+        ray = np.empty(PACKET_SHAPE)
         a = c * CHUNK
         b = min(n, a + CHUNK)
         k = a
@@ -133,10 +133,10 @@ def intersect_coherent(
                 set_ray(ray, i, ro[p, 0], ro[p, 1], ro[p, 2], rd[p, 0], rd[p, 1], rd[p, 2])
             trace_packet(g, ray, stack)
             for i in range(PACKET):
-                hit_t[k + i] = ray[i, HIT]
-                hit_prim[k + i] = int(ray[i, HIT + 1])
-                hit_b[k + i, 0] = ray[i, HIT + 2]
-                hit_b[k + i, 1] = ray[i, HIT + 3]
+                hit_t[k + i] = ray[HIT, i]
+                hit_prim[k + i] = int(ray[HIT + 1, i])
+                hit_b[k + i, 0] = ray[HIT + 2, i]
+                hit_b[k + i, 1] = ray[HIT + 3, i]
             k += PACKET
         for r in range(k, b):
             intersect_closest_at(r, g, idx, ro, rd, hit_t, hit_prim, hit_b, stack)

@@ -17,6 +17,13 @@ The walk is shared, so a packet visits the union of its rays' nodes: worth it fo
 rays (adjacent pixels), not for the scattered rays of later bounces. On the knot's camera
 rays a packet of eight visits 4.2 nodes, where each ray alone visits 3.3: 0.53 visits a ray
 instead of 3.3, for the same triangle tests (1.2 blocks of four a ray).
+
+A packet is stored a column a ray, so that each of its rows (the rays' origin x, their
+inverse direction y, their nearest hit, ...) is one vector of eight doubles: on the CPU a
+node's four children are tested against the whole packet a child at a time, a ray a lane
+(:func:`tracer.simd.slab_packet`), rather than each ray's four children a ray at a time
+(the knot's camera rays, one thread: 49-50 -> 46.5-47 ns a ray; the same hits bit for bit).
+The leaves are still tested a ray at a time (:func:`_leaf`).
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import math
 
 import numpy as np
 from numba import njit
+from numba.extending import overload
 
 from tracer.geometry import (
     FAR_SCALE,
@@ -41,16 +49,20 @@ from tracer.geometry import (
     nearest_in_block,
     ray_shear,
 )
+from tracer.simd import PACKET_LANES, slab_packet
 
 #: rays in a packet: eight adjacent pixels of a row. The knot's camera rays, one thread
 #: (ns a ray; one by one 143): packets of 4: 88, of 8: 80, of 16: 78
-PACKET = 8
-#: columns of a packet's ray rows: origin, direction, inverse direction, the watertight
-#: test's shear (:class:`tracer.geometry.Shear`: kx, ky, kz, permuted origin, sx, sy, sz),
-#: then the ray's hit so far (t, prim, b1, b2)
+PACKET = PACKET_LANES
+#: rows of a packet, each with one column a ray (so that a row is one vector of the
+#: packet's rays): origin, direction, inverse direction, the watertight test's shear
+#: (:class:`tracer.geometry.Shear`: kx, ky, kz, permuted origin, sx, sy, sz), then the ray's
+#: hit so far (t, prim, b1, b2)
 RAY_COLS = 22
-#: the hit columns of a ray row
+#: the first hit row of a packet
 HIT = 18
+#: the packet's shape: a column a ray
+PACKET_SHAPE = (RAY_COLS, PACKET)
 #: the packet traversal's stack: rows of (child code, least entry t, ray mask); the single
 #: ray traversal reads the first two columns of the same array
 PACKET_STACK_SHAPE = (STACK_SIZE, 3)
@@ -58,18 +70,50 @@ PACKET_STACK_SHAPE = (STACK_SIZE, 3)
 
 @njit(cache=True, inline="always")
 def set_ray(ray: np.ndarray, i: int, ox: float, oy: float, oz: float, dx: float, dy: float, dz: float) -> None:
-    """Row ``i`` of a packet: the ray's set-up, and no hit yet."""
-    ray[i, 0], ray[i, 1], ray[i, 2] = ox, oy, oz
-    ray[i, 3], ray[i, 4], ray[i, 5] = dx, dy, dz
-    ray[i, 6], ray[i, 7], ray[i, 8] = _inv(dx), _inv(dy), _inv(dz)
+    """Column ``i`` of a packet: the ray's set-up, and no hit yet."""
+    ray[0, i], ray[1, i], ray[2, i] = ox, oy, oz
+    ray[3, i], ray[4, i], ray[5, i] = dx, dy, dz
+    ray[6, i], ray[7, i], ray[8, i] = _inv(dx), _inv(dy), _inv(dz)
     s = ray_shear(ox, oy, oz, dx, dy, dz)
-    ray[i, 9], ray[i, 10], ray[i, 11] = s.kx, s.ky, s.kz
-    ray[i, 12], ray[i, 13], ray[i, 14] = s.ox, s.oy, s.oz
-    ray[i, 15], ray[i, 16], ray[i, 17] = s.sx, s.sy, s.sz
-    ray[i, HIT] = math.inf
-    ray[i, HIT + 1] = -1.0
-    ray[i, HIT + 2] = 0.0
-    ray[i, HIT + 3] = 0.0
+    ray[9, i], ray[10, i], ray[11, i] = s.kx, s.ky, s.kz
+    ray[12, i], ray[13, i], ray[14, i] = s.ox, s.oy, s.oz
+    ray[15, i], ray[16, i], ray[17, i] = s.sx, s.sy, s.sz
+    ray[HIT, i] = math.inf
+    ray[HIT + 1, i] = -1.0
+    ray[HIT + 2, i] = 0.0
+    ray[HIT + 3, i] = 0.0
+
+
+def packet_entry(box: np.ndarray, node: int, ray: np.ndarray) -> tuple[float, float, float, float, int, int, int, int]:
+    """The packet's rays against the four children of ``node``: for each child the least
+    entry t over the rays (infinity if none enters it), then for each child the mask of the
+    rays that enter it (bit i for ray i). Each ray's entries are
+    :func:`tracer.geometry.children_entry`'s. On the CPU one vector computation a child, a
+    ray a lane (:func:`tracer.simd.slab_packet`); in Python, a loop over the rays."""
+    return _packet_entry_scalar(box, node, ray)
+
+
+@njit(cache=True, inline="always")
+def _packet_entry_scalar(box: np.ndarray, node: int, ray: np.ndarray) -> tuple[float, float, float, float, int, int, int, int]:
+    e0 = e1 = e2 = e3 = math.inf
+    m0 = m1 = m2 = m3 = 0
+    for i in range(PACKET):
+        t0, t1, t2, t3 = children_entry(box, node, ray[0, i], ray[1, i], ray[2, i],
+                                        ray[6, i], ray[7, i], ray[8, i], ray[HIT, i])
+        e0, e1, e2, e3 = min(e0, t0), min(e1, t1), min(e2, t2), min(e3, t3)
+        m0 |= (t0 < math.inf) << i
+        m1 |= (t1 < math.inf) << i
+        m2 |= (t2 < math.inf) << i
+        m3 |= (t3 < math.inf) << i
+    return e0, e1, e2, e3, m0, m1, m2, m3
+
+
+@overload(packet_entry, target="cpu", inline="always")
+def _packet_entry_cpu(box, node, ray):
+    def impl(box, node, ray):
+        return slab_packet(box, node, ray, 0, 6, HIT)
+
+    return impl
 
 
 @njit(cache=True, inline="always")
@@ -85,8 +129,8 @@ def _leaf(g: Geometry, ray: np.ndarray, i: int, parent: int, j: int) -> None:
     """Ray ``i`` of the packet against the leaf in slot ``j`` of ``parent``: its spheres, then
     its triangles a block of four at a time; the ray's row keeps the nearer hit."""
     child = g.node_child
-    ox, oy, oz = ray[i, 0], ray[i, 1], ray[i, 2]
-    best_t = ray[i, HIT]
+    ox, oy, oz = ray[0, i], ray[1, i], ray[2, i]
+    best_t = ray[HIT, i]
     # (the leaf's box is not tested again against the ray as it now is, with its nearer
     # hit: that branch cost more than the triangle tests it saves, 80 against 132 ns a
     # camera ray on the knot, one thread)
@@ -97,15 +141,15 @@ def _leaf(g: Geometry, ray: np.ndarray, i: int, parent: int, j: int) -> None:
     for k in range(s0, s0 + child[parent, 4 * WIDTH + j]):
         p = g.prim_order[k]
         t = intersect_sphere(g.sphere_c[p, 0], g.sphere_c[p, 1], g.sphere_c[p, 2], g.sphere_r[p],
-                             ox, oy, oz, ray[i, 3], ray[i, 4], ray[i, 5], 0.0, best_t)
+                             ox, oy, oz, ray[3, i], ray[4, i], ray[5, i], 0.0, best_t)
         if t > 0.0 and t < best_t:
             best_t = t
             best_p = p
     ref = child[parent, j]
     nb = child[parent, 2 * WIDTH + j]
     if nb > 0:
-        shear = Shear(int(ray[i, 9]), int(ray[i, 10]), int(ray[i, 11]), ray[i, 12], ray[i, 13],
-                      ray[i, 14], ray[i, 15], ray[i, 16], ray[i, 17])
+        shear = Shear(int(ray[9, i]), int(ray[10, i]), int(ray[11, i]), ray[12, i], ray[13, i],
+                      ray[14, i], ray[15, i], ray[16, i], ray[17, i])
         for b in range(ref, ref + nb):
             t, lane, b1, b2 = nearest_in_block(g.tri4_v, b, shear, best_t)
             if t < best_t:
@@ -114,10 +158,10 @@ def _leaf(g: Geometry, ray: np.ndarray, i: int, parent: int, j: int) -> None:
                 best_b1 = b1
                 best_b2 = b2
     if best_p >= 0:
-        ray[i, HIT] = best_t
-        ray[i, HIT + 1] = best_p
-        ray[i, HIT + 2] = best_b1
-        ray[i, HIT + 3] = best_b2
+        ray[HIT, i] = best_t
+        ray[HIT + 1, i] = best_p
+        ray[HIT + 2, i] = best_b1
+        ray[HIT + 3, i] = best_b2
 
 
 @njit(cache=True, inline="always")
@@ -126,7 +170,7 @@ def _reaches(ray: np.ndarray, mask: int, entry: float) -> bool:
     still lies in front of the nearest hit of one of those rays."""
     far = -math.inf
     for i in range(PACKET):
-        far = max(far, ray[i, HIT] if (mask >> i) & 1 else -math.inf)
+        far = max(far, ray[HIT, i] if (mask >> i) & 1 else -math.inf)
     return entry <= far * FAR_SCALE
 
 
@@ -152,24 +196,15 @@ def trace_packet(g: Geometry, ray: np.ndarray, stack: np.ndarray) -> None:
         node = -1
         m = 0
         for i in range(PACKET):
-            t = _slab(box, 0, 0, ray[i, 0], ray[i, 1], ray[i, 2], ray[i, 6], ray[i, 7], ray[i, 8],
-                      ray[i, HIT])
+            t = _slab(box, 0, 0, ray[0, i], ray[1, i], ray[2, i], ray[6, i], ray[7, i], ray[8, i],
+                      ray[HIT, i])
             m |= (t < math.inf) << i
         if m:
             cur = _code(child, 0, 0)
             cur_mask = m
     while True:
         if node >= 0:
-            e0 = e1 = e2 = e3 = math.inf
-            m0 = m1 = m2 = m3 = 0
-            for i in range(PACKET):
-                t0, t1, t2, t3 = children_entry(box, node, ray[i, 0], ray[i, 1], ray[i, 2],
-                                                ray[i, 6], ray[i, 7], ray[i, 8], ray[i, HIT])
-                e0, e1, e2, e3 = min(e0, t0), min(e1, t1), min(e2, t2), min(e3, t3)
-                m0 |= (t0 < math.inf) << i
-                m1 |= (t1 < math.inf) << i
-                m2 |= (t2 < math.inf) << i
-                m3 |= (t3 < math.inf) << i
+            e0, e1, e2, e3, m0, m1, m2, m3 = packet_entry(box, node, ray)
             c0, c1, c2, c3 = (_code(child, node, 0), _code(child, node, 1),
                               _code(child, node, 2), _code(child, node, 3))
             e0, c0, m0, e1, c1, m1 = _order3(e0, c0, m0, e1, c1, m1)

@@ -30,6 +30,46 @@ ROW = 24
 FAR_SCALE = 1.0000000000000004
 
 
+def _splat(builder: ir.IRBuilder, x: ir.Value, lanes: int) -> ir.Value:
+    """A vector of ``lanes`` copies of the scalar ``x``."""
+    v = ir.Constant(ir.VectorType(x.type, lanes), ir.Undefined)
+    for lane in range(lanes):
+        v = builder.insert_element(v, x, ir.Constant(ir.IntType(32), lane))
+    return v
+
+
+def _vmin(builder: ir.IRBuilder, a: ir.Value, b: ir.Value) -> ir.Value:
+    """Numba's ``min`` of two floats, lane by lane: the first argument on a tie."""
+    return builder.select(builder.fcmp_ordered("<", b, a), b, a)
+
+
+def _vmax(builder: ir.IRBuilder, a: ir.Value, b: ir.Value) -> ir.Value:
+    """Numba's ``max`` of two floats, lane by lane: the first argument on a tie."""
+    return builder.select(builder.fcmp_ordered(">", b, a), b, a)
+
+
+def _slab_entries(builder: ir.IRBuilder, lo: list, hi: list, o: list, inv: list, tmax: ir.Value) -> ir.Value:
+    """The slab test lane by lane (vectors of one width): boxes ``lo`` .. ``hi`` (a vector
+    per axis) against rays (o, 1/d) (a vector per axis) up to ``tmax``. Per axis a,
+    t0 = (lo - o) / d, t1 = (hi - o) / d; the entry is tn = max(0, max_a min(t0, t1)), the
+    exit tf = min(tmax, min_a max(t0, t1)), combined in the scalar ``_slab``'s order (so
+    that even the sign of a zero entry is the same); a lane's result is tn if tn <= tf
+    (1 + 2^-51), else infinity."""
+    lanes = tmax.type.count
+    dbl = ir.DoubleType()
+    near, far = [], []
+    for a in range(3):
+        t0 = builder.fmul(builder.fsub(lo[a], o[a]), inv[a])
+        t1 = builder.fmul(builder.fsub(hi[a], o[a]), inv[a])
+        near.append(_vmin(builder, t0, t1))
+        far.append(_vmax(builder, t0, t1))
+    tn = _vmax(builder, _vmax(builder, near[0], near[1]),
+               _vmax(builder, near[2], _splat(builder, ir.Constant(dbl, 0.0), lanes)))
+    tf = _vmin(builder, _vmin(builder, far[0], far[1]), _vmin(builder, far[2], tmax))
+    entered = builder.fcmp_ordered("<=", tn, builder.fmul(tf, _splat(builder, ir.Constant(dbl, FAR_SCALE), lanes)))
+    return builder.select(entered, tn, _splat(builder, ir.Constant(dbl, math.inf), lanes))
+
+
 @intrinsic
 def slab4(typingctx, box, node, ox, oy, oz, ix, iy, iz, tmax):
     """Entry t of the ray (o, 1/d) into each of the four child boxes of ``node`` (row ``node``
@@ -63,31 +103,10 @@ def slab4(typingctx, box, node, ox, oy, oz, ix, iy, iz, tmax):
             p = builder.bitcast(builder.gep(row, [ir.Constant(i64, 4 * k)]), vec.as_pointer())
             return builder.load(p, align=8)
 
-        def splat(x: ir.Value) -> ir.Value:
-            v = ir.Constant(vec, ir.Undefined)
-            for lane in range(4):
-                v = builder.insert_element(v, x, ir.Constant(i32, lane))
-            return v
-
-        # Numba's min and max of two floats: the first argument on a tie
-        def vmin(a: ir.Value, b: ir.Value) -> ir.Value:
-            return builder.select(builder.fcmp_ordered("<", b, a), b, a)
-
-        def vmax(a: ir.Value, b: ir.Value) -> ir.Value:
-            return builder.select(builder.fcmp_ordered(">", b, a), b, a)
-
-        near, far = [], []
-        for a, (o, inv) in enumerate(((ox_v, ix_v), (oy_v, iy_v), (oz_v, iz_v))):
-            so, si = splat(o), splat(inv)
-            t0 = builder.fmul(builder.fsub(load(a), so), si)
-            t1 = builder.fmul(builder.fsub(load(3 + a), so), si)
-            near.append(vmin(t0, t1))
-            far.append(vmax(t0, t1))
-        # combined in _slab's order, so that even the sign of a zero entry is the same
-        tn = vmax(vmax(near[0], near[1]), vmax(near[2], splat(ir.Constant(dbl, 0.0))))
-        tf = vmin(vmin(far[0], far[1]), vmin(far[2], splat(tmax_v)))
-        entered = builder.fcmp_ordered("<=", tn, builder.fmul(tf, splat(ir.Constant(dbl, FAR_SCALE))))
-        t = builder.select(entered, tn, splat(ir.Constant(dbl, math.inf)))
+        o = [_splat(builder, x, 4) for x in (ox_v, oy_v, oz_v)]
+        inv = [_splat(builder, x, 4) for x in (ix_v, iy_v, iz_v)]
+        t = _slab_entries(builder, [load(a) for a in range(3)], [load(3 + a) for a in range(3)], o, inv,
+                          _splat(builder, tmax_v, 4))
         lanes = [builder.extract_element(t, ir.Constant(i32, lane)) for lane in range(4)]
         return context.make_tuple(builder, signature.return_type, lanes)
 
@@ -133,10 +152,7 @@ def tri4(typingctx, v4, b, kx, ky, kz, ox, oy, oz, sx, sy, sz, tmax):
         row = builder.gep(ary.data, [builder.mul(to64(b_v), ir.Constant(i64, TRI_ROW))])
 
         def splat(x: ir.Value) -> ir.Value:
-            v = ir.Constant(vec, ir.Undefined)
-            for lane in range(4):
-                v = builder.insert_element(v, x, ir.Constant(i32, lane))
-            return v
+            return _splat(builder, x, 4)
 
         def load(vertex: int, k: ir.Value) -> ir.Value:
             # coordinate k (a permuted axis) of one vertex of the four triangles
@@ -188,5 +204,81 @@ def tri4(typingctx, v4, b, kx, ky, kz, ox, oy, oz, sx, sy, sz, tmax):
                builder.select(hit, builder.fmul(e2, inv), zero)]
         lanes = [builder.extract_element(x, ir.Constant(i32, lane)) for x in out for lane in range(4)]
         return context.make_tuple(builder, signature.return_type, lanes)
+
+    return sig, codegen
+
+
+#: rays in a packet of :func:`slab_packet`: one ``<8 x double>`` (a 512-bit register, or two
+#: 256-bit ones)
+PACKET_LANES = 8
+
+
+@intrinsic
+def slab_packet(typingctx, box, node, ray, o_col, i_col, t_col):
+    """The slab test of :func:`slab4` across the rays of a packet: each of the four children
+    of ``node`` against every ray at once, one ray a lane (Embree's packet node test, as
+    :func:`slab4` is its single-ray one). ``ray`` is a C-contiguous (C, L) float64 array, one
+    column a ray (L lanes, :mod:`tracer.packet`'s layout): its rows ``o_col .. o_col + 2`` the
+    origins, ``i_col .. i_col + 2`` the inverse directions, ``t_col`` each ray's nearest hit
+    so far (the far end of its interval).
+
+    Returns a tuple of eight: for each child the least entry t over the rays (infinity if no
+    ray enters it), then for each child the mask of the rays that enter it (bit i for ray i).
+    Each lane's entry t is :func:`slab4`'s for that ray, bit for bit (the same operations in
+    the same order); the least over the lanes is the same number as a loop of ``min`` gives
+    (up to the sign of a zero entry).
+    """
+    if not (isinstance(box, types.Array) and box.ndim == 2 and box.layout == "C"
+            and box.dtype == types.float64 and isinstance(node, types.Integer)
+            and isinstance(ray, types.Array) and ray.ndim == 2 and ray.layout == "C"
+            and ray.dtype == types.float64
+            and all(isinstance(c, types.IntegerLiteral) for c in (o_col, i_col, t_col))):
+        return None
+    lanes_n = PACKET_LANES
+    cols = (o_col.literal_value, i_col.literal_value, t_col.literal_value)
+    f64, i64t = types.float64, types.int64
+    sig = types.Tuple([f64] * 4 + [i64t] * 4)(box, node, ray, o_col, i_col, t_col)
+
+    def codegen(context, builder, signature, args):
+        box_v, node_v, ray_v = args[:3]
+        bary = context.make_array(signature.args[0])(context, builder, box_v)
+        rary = context.make_array(signature.args[2])(context, builder, ray_v)
+        i64 = ir.IntType(64)
+        i32 = ir.IntType(32)
+        dbl = ir.DoubleType()
+        vec = ir.VectorType(dbl, lanes_n)
+        node64 = builder.sext(node_v, i64) if node_v.type.width < 64 else node_v
+        row = builder.gep(bary.data, [builder.mul(node64, ir.Constant(i64, ROW))])
+
+        def lanes(c: int) -> ir.Value:
+            # row c of the packet: one value a ray
+            p = builder.bitcast(builder.gep(rary.data, [ir.Constant(i64, lanes_n * c)]), vec.as_pointer())
+            return builder.load(p, align=8)
+
+        oc, ic, tc = cols
+        o = [lanes(oc + a) for a in range(3)]
+        inv = [lanes(ic + a) for a in range(3)]
+        tmax = lanes(tc)
+        inf = _splat(builder, ir.Constant(dbl, math.inf), lanes_n)
+        least, masks = [], []
+        for j in range(4):
+            # child j's box, the same for every ray
+            lo = [_splat(builder, builder.load(builder.gep(row, [ir.Constant(i64, 4 * a + j)])), lanes_n)
+                  for a in range(3)]
+            hi = [_splat(builder, builder.load(builder.gep(row, [ir.Constant(i64, 4 * (3 + a) + j)])), lanes_n)
+                  for a in range(3)]
+            t = _slab_entries(builder, lo, hi, o, inv, tmax)
+            bits = builder.bitcast(builder.fcmp_ordered("<", t, inf), ir.IntType(lanes_n))
+            masks.append(builder.zext(bits, i64))
+            # the least over the lanes: halves folded onto each other
+            width = lanes_n
+            while width > 1:
+                width //= 2
+                upper = builder.shuffle_vector(t, ir.Constant(vec, ir.Undefined),
+                                               ir.Constant(ir.VectorType(i32, lanes_n),
+                                                           [width + k if k < width else k for k in range(lanes_n)]))
+                t = _vmin(builder, t, upper)
+            least.append(builder.extract_element(t, ir.Constant(i32, 0)))
+        return context.make_tuple(builder, signature.return_type, least + masks)
 
     return sig, codegen
