@@ -16,10 +16,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from numba import njit
 
 from tests.chi2 import chi2_test
 from tests.conftest import ROOT, real_envmaps
 from tests.test_samplers import pixel_grid
+from tracer.backend import CPU
 from tracer.bsdf import CONDUCTOR, DIFFUSE, N_PARAMS
 from tracer.envmap import EnvMap, constant_map, one_hot_map
 from tracer.errors import TracerError
@@ -33,7 +35,7 @@ from tracer.product_model import (
 )
 from tracer.samplers.base import Condition
 from tracer.samplers.piecewise import PiecewiseSampler
-from tracer.samplers.product import ProductSampler
+from tracer.samplers.product import ProductSampler, tail_cell
 
 N_SAMPLES = 300_000
 
@@ -348,3 +350,34 @@ def test_grouped_kernels_equal_the_per_entry_kernels(samplers: dict, map_name: s
         assert np.array_equal(got_p, want_p)
     finally:
         s.env.rot_u = 0.0
+
+
+@njit
+def _stretch(t, rows: np.ndarray, cells: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
+    for k in range(rows.shape[0]):
+        out[k] = tail_cell(t, rows[k], cells[k], x[k])[2]
+
+
+def test_the_cells_uniform_is_stretched_by_the_cells_exact_probability(samplers: dict) -> None:
+    # the uniform that found a cell of the head's float32 CDF is stretched back to [0, 1)
+    # by the cell's exact probability (the float32 entries' difference in double precision,
+    # the head_p the density reads), so that the tail inside the cell is drawn as stated
+    st = samplers["real"].tables
+    hc = st.head_cdf
+    rng = np.random.default_rng(5)
+    n = 20000
+    rows = rng.integers(0, hc.shape[0], n)
+    cells = rng.integers(0, hc.shape[1] - 1, n)
+    c0 = hc[rows, cells].astype(np.float64)
+    pc = hc[rows, cells + 1].astype(np.float64) - c0
+    ok = pc > 0
+    rows, cells, c0, pc = rows[ok], cells[ok], c0[ok], pc[ok]
+    np.testing.assert_array_equal(pc, st.head_p[cells, rows])  # the density's own probability
+    frac = rng.random(rows.shape[0])
+    x = c0 + frac * pc
+    out = np.empty(rows.shape[0])
+    t = samplers["real"].queue_tables(condition("diffuse-up", 1), CPU)
+    _stretch(t, rows, cells, x, out)
+    want = np.minimum(np.maximum((x - c0) / pc, 0.0), 1.0 - 1e-16)
+    assert rows.shape[0] > 1000
+    np.testing.assert_array_equal(out, want)

@@ -324,9 +324,12 @@ def component(table: int, g: tuple[int, int, int, int, float, float, int, int, f
 @njit(cache=True, inline="always")
 def tail_cell(t: Any, row: int, cell: int, x: float) -> tuple[int, int, float]:
     """The cell's row and column (ci, cj) of ``cell`` (found by head row ``row`` at x), and x
-    stretched back to [0, 1) inside it, for the tail's searches."""
-    c0 = float(t.head_cdf[row, cell])
-    pc = float(t.head_cdf[row, cell + 1]) - c0
+    stretched back to [0, 1) inside it, for the tail's searches. The cell's probability is
+    the difference of its two float32 CDF entries taken in double precision (exact, and the
+    cell probability the density reads): Numba's ``float()`` of a float32 stays float32, and
+    a float32 difference would round."""
+    c0 = np.float64(t.head_cdf[row, cell])
+    pc = np.float64(t.head_cdf[row, cell + 1]) - c0
     x = min(max((x - c0) / pc, 0.0), 1.0 - 1e-16) if pc > 0.0 else 0.5
     cw = t.col0.shape[0] - 1
     return min(cell // cw, t.row0.shape[0] - 2), cell % cw, x
