@@ -146,7 +146,7 @@ def test_packets_do_not_slip_through_a_closed_mesh() -> None:
 @njit
 def _both_packet_tests(box: np.ndarray, node: np.ndarray, rays: np.ndarray, vec: np.ndarray,
                        scalar: np.ndarray) -> None:
-    """Each packet (a (RAY_COLS, PACKET) slice of ``rays``) against its node's children, by
+    """Each packet (a (RAY_ROWS, PACKET) slice of ``rays``) against its node's children, by
     the CPU's vector test and by the loop of one-ray tests."""
     for k in range(node.shape[0]):
         ray = rays[k]

@@ -6,8 +6,8 @@ visits, and the branches of each visit (which children it entered, how they sort
 the stack runs dry) are guessed afresh; traced as a packet (Wald, Slusallek, Benthin and
 Wagner 2001, "Interactive Rendering with Coherent Ray Tracing"; Embree's ``BVH4`` packet
 kernels), the packet's rays share one walk of the tree: at an interior node every ray of
-the packet tests the four children's boxes (:func:`tracer.geometry.children_entry`), a
-child is entered if any ray enters it, the children are visited nearest first by the
+the packet tests the four children's boxes (:func:`packet_entry`), a child is entered if
+any ray enters it, the children are visited nearest first by the
 smallest entry over the packet, and a leaf is tested by the rays that entered its box.
 Each ray keeps its own nearest hit, so the result is each ray's closest hit, as
 :func:`tracer.geometry.trace` finds it (of two hits at exactly the same t, which one is
@@ -22,7 +22,8 @@ A packet is stored a column a ray, so that each of its rows (the rays' origin x,
 inverse direction y, their nearest hit, ...) is one vector of eight doubles: on the CPU a
 node's four children are tested against the whole packet a child at a time, a ray a lane
 (:func:`tracer.simd.slab_packet`), rather than each ray's four children a ray at a time
-(the knot's camera rays, one thread: 49-50 -> 46.5-47 ns a ray; the same hits bit for bit).
+(the knot's camera rays, one thread: 49.1-51.4 -> 45.9-47.8 ns a ray; the same hits bit
+for bit).
 The leaves are still tested a ray at a time (:func:`_leaf`).
 """
 
@@ -51,18 +52,19 @@ from tracer.geometry import (
 )
 from tracer.simd import PACKET_LANES, slab_packet
 
-#: rays in a packet: eight adjacent pixels of a row. The knot's camera rays, one thread
-#: (ns a ray; one by one 143): packets of 4: 88, of 8: 80, of 16: 78
+#: rays in a packet: eight adjacent pixels of a row, the lanes of :func:`tracer.simd.slab_packet`
+#: (set there). The knot's camera rays, one thread, when each ray tested its own boxes (ns a
+#: ray; one by one 143): packets of 4: 88, of 8: 80, of 16: 78
 PACKET = PACKET_LANES
 #: rows of a packet, each with one column a ray (so that a row is one vector of the
 #: packet's rays): origin, direction, inverse direction, the watertight test's shear
 #: (:class:`tracer.geometry.Shear`: kx, ky, kz, permuted origin, sx, sy, sz), then the ray's
 #: hit so far (t, prim, b1, b2)
-RAY_COLS = 22
+RAY_ROWS = 22
 #: the first hit row of a packet
 HIT = 18
 #: the packet's shape: a column a ray
-PACKET_SHAPE = (RAY_COLS, PACKET)
+PACKET_SHAPE = (RAY_ROWS, PACKET)
 #: the packet traversal's stack: rows of (child code, least entry t, ray mask); the single
 #: ray traversal reads the first two columns of the same array
 PACKET_STACK_SHAPE = (STACK_SIZE, 3)
@@ -127,7 +129,7 @@ def _order3(ta: float, ca: int, ma: int, tb: float, cb: int, mb: int) -> tuple[f
 @njit(cache=True, inline="always")
 def _leaf(g: Geometry, ray: np.ndarray, i: int, parent: int, j: int) -> None:
     """Ray ``i`` of the packet against the leaf in slot ``j`` of ``parent``: its spheres, then
-    its triangles a block of four at a time; the ray's row keeps the nearer hit."""
+    its triangles a block of four at a time; the ray's column keeps the nearer hit."""
     child = g.node_child
     ox, oy, oz = ray[0, i], ray[1, i], ray[2, i]
     best_t = ray[HIT, i]
@@ -176,8 +178,8 @@ def _reaches(ray: np.ndarray, mask: int, entry: float) -> bool:
 
 @njit(cache=True, inline="always")
 def trace_packet(g: Geometry, ray: np.ndarray, stack: np.ndarray) -> None:
-    """Closest hits of the packet's rays (rows of ``ray``, set by :func:`set_ray`): each row's
-    hit columns end as (t, prim, b1, b2), prim -1 and t infinity on a miss.
+    """Closest hits of the packet's rays (columns of ``ray``, set by :func:`set_ray`): each
+    column's hit rows end as (t, prim, b1, b2), prim -1 and t infinity on a miss.
 
     ``stack`` rows hold (child code, least entry t over the rays, mask of the rays that
     entered it); a popped child is skipped if it lies beyond the nearest hit of every ray

@@ -1,4 +1,4 @@
-r"""Four-wide vector code for the CPU kernels, written as LLVM vector IR (Numba intrinsics).
+r"""Vector code for the CPU kernels, written as LLVM vector IR (Numba intrinsics).
 
 Numba compiles the kernels' scalar code one value at a time and leaves LLVM's
 superword-level vectoriser off, so four slab tests of a 4-wide BVH node stay four scalar
@@ -10,10 +10,14 @@ time).
 
 :func:`tri4` does the same for a leaf's block of four triangles (Embree's ``Triangle4``):
 the watertight ray-triangle test of each in one lane, the scalar test's values bit for bit.
+:func:`slab_packet` turns the slab test the other way, for the camera rays' packets: one
+child's box against :data:`PACKET_LANES` rays, a ray a lane (``<8 x double>``), with the
+least entry over the rays and the mask of those that enter.
 
 The intrinsics compile for the CPU only. Callers reach them through stubs with scalar twins
-(:func:`tracer.geometry.children_entry`, :func:`tracer.geometry.tri4_entry`), which the
-CUDA target and Python (the CUDA simulator) run instead.
+(:func:`tracer.geometry.children_entry`, :func:`tracer.geometry.tri4_entry`,
+:func:`tracer.packet.packet_entry`), which the CUDA target and Python (the CUDA simulator)
+run instead.
 """
 
 from __future__ import annotations
@@ -209,18 +213,20 @@ def tri4(typingctx, v4, b, kx, ky, kz, ox, oy, oz, sx, sy, sz, tmax):
 
 
 #: rays in a packet of :func:`slab_packet`: one ``<8 x double>`` (a 512-bit register, or two
-#: 256-bit ones)
+#: 256-bit ones). A power of two (the least entry is found by halving the vector) of at most
+#: 63 (the masks are int64)
 PACKET_LANES = 8
+assert PACKET_LANES & (PACKET_LANES - 1) == 0 and PACKET_LANES <= 63
 
 
 @intrinsic
-def slab_packet(typingctx, box, node, ray, o_col, i_col, t_col):
+def slab_packet(typingctx, box, node, ray, o_row, i_row, t_row):
     """The slab test of :func:`slab4` across the rays of a packet: each of the four children
     of ``node`` against every ray at once, one ray a lane (Embree's packet node test, as
-    :func:`slab4` is its single-ray one). ``ray`` is a C-contiguous (C, L) float64 array, one
-    column a ray (L lanes, :mod:`tracer.packet`'s layout): its rows ``o_col .. o_col + 2`` the
-    origins, ``i_col .. i_col + 2`` the inverse directions, ``t_col`` each ray's nearest hit
-    so far (the far end of its interval).
+    :func:`slab4` is its single-ray one). ``ray`` is a C-contiguous (R, L) float64 array, one
+    column a ray, L = :data:`PACKET_LANES` (:mod:`tracer.packet`'s layout; the width is not
+    checked): its rows ``o_row .. o_row + 2`` the origins, ``i_row .. i_row + 2`` the inverse
+    directions, ``t_row`` each ray's nearest hit so far (the far end of its interval).
 
     Returns a tuple of eight: for each child the least entry t over the rays (infinity if no
     ray enters it), then for each child the mask of the rays that enter it (bit i for ray i).
@@ -232,12 +238,12 @@ def slab_packet(typingctx, box, node, ray, o_col, i_col, t_col):
             and box.dtype == types.float64 and isinstance(node, types.Integer)
             and isinstance(ray, types.Array) and ray.ndim == 2 and ray.layout == "C"
             and ray.dtype == types.float64
-            and all(isinstance(c, types.IntegerLiteral) for c in (o_col, i_col, t_col))):
+            and all(isinstance(c, types.IntegerLiteral) for c in (o_row, i_row, t_row))):
         return None
     lanes_n = PACKET_LANES
-    cols = (o_col.literal_value, i_col.literal_value, t_col.literal_value)
+    rows = (o_row.literal_value, i_row.literal_value, t_row.literal_value)
     f64, i64t = types.float64, types.int64
-    sig = types.Tuple([f64] * 4 + [i64t] * 4)(box, node, ray, o_col, i_col, t_col)
+    sig = types.Tuple([f64] * 4 + [i64t] * 4)(box, node, ray, o_row, i_row, t_row)
 
     def codegen(context, builder, signature, args):
         box_v, node_v, ray_v = args[:3]
@@ -255,7 +261,7 @@ def slab_packet(typingctx, box, node, ray, o_col, i_col, t_col):
             p = builder.bitcast(builder.gep(rary.data, [ir.Constant(i64, lanes_n * c)]), vec.as_pointer())
             return builder.load(p, align=8)
 
-        oc, ic, tc = cols
+        oc, ic, tc = rows
         o = [lanes(oc + a) for a in range(3)]
         inv = [lanes(ic + a) for a in range(3)]
         tmax = lanes(tc)
