@@ -8,6 +8,7 @@ import pytest
 from numba import njit
 
 from tracer import kernels as K
+from tracer import shade_vector
 from tracer.bsdf import CONDUCTOR, DIELECTRIC, DIFFUSE, N_PARAMS
 from tracer.integrator import RR_CAP, RR_DEPTH
 from tracer.rng import INDEPENDENT, SOBOL
@@ -103,8 +104,6 @@ def test_the_shading_is_vector_code(name: str) -> None:
     (tracer.shade_vector.LANES): LLVM took the options of tracer.shade_vector (an option it
     no longer knew would be ignored without a word, and the shading would silently be scalar
     code again). Read from the optimised module, which Numba's cache keeps."""
-    from tracer import shade_vector
-
     lanes = shade_vector.LANES
     fn = getattr(shade_vector, name)
     ir = str(fn.overloads[fn.signatures[0]].library._shared_module)
@@ -116,8 +115,6 @@ def test_the_vector_width_is_the_targets(monkeypatch: pytest.MonkeyPatch) -> Non
     otherwise: NUMBA_CPU_FEATURES when set, else the host's as Numba reports them (less AVX
     under NUMBA_ENABLE_AVX=0); and the shading's functions were compiled at that width."""
     from numba.core import codegen, config
-
-    from tracer import shade_vector
 
     avx2 = "+64bit,+avx,+avx2,+fma,-avx512f"
     avx512 = "+64bit,+avx,+avx2,+fma,+avx512f,+avx512dq"
@@ -146,7 +143,6 @@ def test_the_vector_options_are_put_back() -> None:
     """A loop over more arrays than LLVM's default alias-check limits allow is vector code
     when compiled inside tracer.shade_vector's options and scalar code after them: the
     raised limits and the forced width did not leak into the rest of the process."""
-    from tracer import shade_vector
 
     def many_arrays(o, i):
         # twelve outputs, each from two of twenty-four inputs: 12 x 24 run-time checks
