@@ -111,7 +111,7 @@ class CudaBackend(Pooling):
         return esc[:ne], hits[:nh], t_out[:nh], prim_out[:nh], b_out[:nh]
 
     def gather(self, a: Any, idx: Any) -> Any:
-        out = self.out("gather", (idx.shape[0], a.shape[1]), a.dtype)
+        out = self.out("gather", (idx.shape[0], a.shape[1]))
         KC.gather_rows[KC.grid(idx.shape[0])](a, idx, out)
         return out
 

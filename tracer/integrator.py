@@ -39,6 +39,7 @@ from tracer.backend import CPU, Backend, bind_light
 from tracer.envmap import EnvMap
 from tracer.errors import TracerError
 from tracer.film import Film
+from tracer.pool import STATE
 from tracer.rng import SAMPLINGS
 from tracer.samplers.base import Condition
 from tracer.samplers.strategy import Strategy
@@ -65,7 +66,8 @@ class StageTimes:
 
 @dataclass
 class Queues:
-    """Path state, one row per path of the batch (struct of arrays)."""
+    """Path state, one row per path of the batch (struct of arrays); all but the ray origins
+    in :data:`tracer.pool.STATE` (float32)."""
 
     n: int
     be: Backend
@@ -89,13 +91,13 @@ class Queues:
             self.cond_wo = out("q.cond_wo", (n, 3))
             self.cond_mat = out("q.cond_mat", n, np.int64)
         self.ro = out("q.ro", (n, 3))
-        self.rd = out("q.rd", (n, 3))
-        self.beta = out("q.beta", (n, 3))
-        self.radiance = out("q.radiance", (n, 3))
+        self.rd = out("q.rd", (n, 3), STATE)
+        self.beta = out("q.beta", (n, 3), STATE)
+        self.radiance = out("q.radiance", (n, 3), STATE)
         self.alive = out("q.alive", n, np.bool_)
-        self.prev_pdf = out("q.prev_pdf", n)
+        self.prev_pdf = out("q.prev_pdf", n, STATE)
         self.prev_delta = out("q.prev_delta", n, np.bool_)
-        self.eta_scale = out("q.eta_scale", n)
+        self.eta_scale = out("q.eta_scale", n, STATE)
 
 
 def render_batch(
@@ -143,7 +145,7 @@ def render_batch(
         m = idx.shape[0]
         hit_t = out("hit_t", m)
         hit_prim = out("hit_prim", m, np.int64)
-        hit_b = out("hit_b", (m, 2))
+        hit_b = out("hit_b", (m, 2), STATE)
         # the camera rays of neighbouring pixels, side by side in the queue, are traced as
         # packets; the scattered rays of later bounces one by one
         trace_closest = K.intersect_coherent if depth == 0 else K.intersect_closest
@@ -169,8 +171,8 @@ def render_batch(
             break
         # ---- surface_interaction
         pos = out("pos", (m, 3))
-        ng = out("ng", (m, 3))
-        ns = out("ns", (m, 3))
+        ng = out("ng", (m, 3), STATE)
+        ns = out("ns", (m, 3), STATE)
         mat = out("mat", m, np.int64)
         K.surface_interaction(g, scene.tri_normals, scene.sphere_mat, scene.tri_mat, idx, q.ro, q.rd,
                               hit_t, hit_prim, hit_b, pos, ng, ns, mat)
@@ -178,7 +180,7 @@ def render_batch(
             K.record_condition(idx, ns, q.rd, mat, q.cond_n, q.cond_wo, q.cond_mat)
         clock.lap("shade")
         # ---- sample_light
-        nee = out("nee", (m, 3))  # next-event terms: shade_and_scatter's, for the shadow rays
+        nee = out("nee", (m, 3), STATE)  # next-event terms: shade_and_scatter's, for the shadow rays
         if nee_on:
             u = out("light_u", (m, 2))
             K.light_uniforms(idx, depth, seed, sampling, sample_of, pixel_of, u)

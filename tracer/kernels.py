@@ -52,6 +52,7 @@ from tracer.stages import (
     next_path_place,
     path_place,
     record_condition_at,
+    row3,
     shade_gather_at,
     shade_numbers_at,
     shade_scatter_at,
@@ -130,7 +131,8 @@ def intersect_coherent(
         while k + PACKET <= b:
             for i in range(PACKET):
                 p = idx[k + i]
-                set_ray(ray, i, ro[p, 0], ro[p, 1], ro[p, 2], rd[p, 0], rd[p, 1], rd[p, 2])
+                dx, dy, dz = row3(rd, p)
+                set_ray(ray, i, ro[p, 0], ro[p, 1], ro[p, 2], dx, dy, dz)
             trace_packet(g, ray, stack)
             for i in range(PACKET):
                 hit_t[k + i] = ray[HIT, i]

@@ -27,6 +27,15 @@ MIS = 2
 
 
 @njit(cache=True, inline="always")
+def row3(a: np.ndarray, p: int) -> tuple[float, float, float]:
+    """Row ``p`` of an (N, 3) array as three float64: a row of the float32 path state
+    (:data:`tracer.pool.STATE`) widened exactly, so that the maths after it runs in float64
+    on every target alike (the CUDA simulator's NumPy would keep float32 where a Python float
+    meets it, and Numba keeps float32 between two float32 values)."""
+    return np.float64(a[p, 0]), np.float64(a[p, 1]), np.float64(a[p, 2])
+
+
+@njit(cache=True, inline="always")
 def offset_origin(
     px: float, py: float, pz: float, nx: float, ny: float, nz: float, dx: float, dy: float, dz: float
 ) -> tuple[float, float, float]:
@@ -124,8 +133,8 @@ def intersect_closest_at(
 ) -> None:
     """Closest hit of each queued ray through the BVH; hit_prim = -1 where it escapes."""
     p = idx[k]
-    t, prim, b1, b2 = trace(g, ro[p, 0], ro[p, 1], ro[p, 2], rd[p, 0], rd[p, 1], rd[p, 2],
-                            math.inf, False, stack)
+    dx, dy, dz = row3(rd, p)
+    t, prim, b1, b2 = trace(g, ro[p, 0], ro[p, 1], ro[p, 2], dx, dy, dz, math.inf, False, stack)
     hit_t[k] = t
     hit_prim[k] = prim
     hit_b[k, 0] = b1
@@ -145,9 +154,10 @@ def surface_interaction_at(
     p = idx[k]
     prim = hit_prim[k]
     t = hit_t[k]
-    px = ro[p, 0] + t * rd[p, 0]
-    py = ro[p, 1] + t * rd[p, 1]
-    pz = ro[p, 2] + t * rd[p, 2]
+    dx, dy, dz = row3(rd, p)
+    px = ro[p, 0] + t * dx
+    py = ro[p, 1] + t * dy
+    pz = ro[p, 2] + t * dz
     if prim < n_sph:
         inv_r = 1.0 / g.sphere_r[prim]
         gx = (px - g.sphere_c[prim, 0]) * inv_r
@@ -161,8 +171,8 @@ def surface_interaction_at(
         # scene's table (tracer.scene_data.triangle_frames): the vertices are not read
         nrm = tri_n[tri]
         gx, gy, gz = nrm[3, 0], nrm[3, 1], nrm[3, 2]
-        b1 = hit_b[k, 0]
-        b2 = hit_b[k, 1]
+        b1 = np.float64(hit_b[k, 0])
+        b2 = np.float64(hit_b[k, 1])
         b0 = 1.0 - b1 - b2
         sx = b0 * nrm[0, 0] + b1 * nrm[1, 0] + b2 * nrm[2, 0]
         sy = b0 * nrm[0, 1] + b1 * nrm[1, 1] + b2 * nrm[2, 1]
@@ -199,10 +209,10 @@ def handle_escaped_at(
     elif mode == NEE_ONLY:
         w = 0.0
     else:
-        w = mis_weight(prev_pdf[p], light_pdf[k], power)
+        w = mis_weight(np.float64(prev_pdf[p]), light_pdf[k], power)
     if w > 0.0:
         for c in range(3):
-            radiance[p, c] += beta[p, c] * le[k, c] * w
+            radiance[p, c] = np.float64(radiance[p, c]) + np.float64(beta[p, c]) * le[k, c] * w
     alive[p] = False
 
 
@@ -229,13 +239,13 @@ def trace_shadow_rays_at(
     one is, so that the film drops the sample as it drops any NaN."""
     if nee[k, 0] == 0.0 and nee[k, 1] == 0.0 and nee[k, 2] == 0.0:
         return
-    ox, oy, oz = offset_origin(pos[k, 0], pos[k, 1], pos[k, 2], ng[k, 0], ng[k, 1], ng[k, 2],
-                               wi[k, 0], wi[k, 1], wi[k, 2])
+    gx, gy, gz = row3(ng, k)
+    ox, oy, oz = offset_origin(pos[k, 0], pos[k, 1], pos[k, 2], gx, gy, gz, wi[k, 0], wi[k, 1], wi[k, 2])
     _, prim, _, _ = trace(g, ox, oy, oz, wi[k, 0], wi[k, 1], wi[k, 2], math.inf, True, stack)
     if prim < 0:
         p = idx[k]
         for c in range(3):
-            radiance[p, c] += nee[k, c]
+            radiance[p, c] = np.float64(radiance[p, c]) + np.float64(nee[k, c])
 
 
 # The shading stage in steps over scratch columns, so that the CPU runs its maths over a run
@@ -558,14 +568,14 @@ def accumulate_at(
     spp = radiance.shape[0] // n_pix
     for s in range(spp):
         p = s * n_pix + pix
-        r0, r1, r2 = radiance[p, 0], radiance[p, 1], radiance[p, 2]
+        r0, r1, r2 = row3(radiance, p)
         if not (math.isfinite(r0) and math.isfinite(r1) and math.isfinite(r2)):
             bad[pix] += 1
             continue
         count[pix] += 1
         n = count[pix]
         for c in range(3):
-            x = radiance[p, c]
+            x = np.float64(radiance[p, c])
             d = x - mean[pix, c]
             mean[pix, c] += d / n
             m2[pix, c] += d * (x - mean[pix, c])
