@@ -37,7 +37,7 @@ from tracer import light_dispatch
 from tracer.backend import CPU
 from tracer.envmap import load_envmap
 from tracer.geometry import build_geometry
-from tracer.pool import STATE
+from tracer.pool import INDEX, STATE
 from tracer.product_model import build_product_model, random_conditions
 from tracer.samplers import make_strategy
 from tracer.samplers.flow import SquareDensities, SquareSamples
@@ -53,6 +53,7 @@ F1, F2, F3 = t(4), t((4, 2)), t((4, 3))
 # the path state and the vectors one stage hands the next (tracer.pool.STATE)
 S1, S2, S3 = t(4, STATE), t((4, 2), STATE), t((4, 3), STATE)
 I1, B1 = t(4, np.int64), t(4, np.bool_)
+J1 = t(4, INDEX)  # queue entries, primitive and material ids (tracer.pool.INDEX)
 F32_3 = t((2, 4, 3), np.float32)
 # the types of a real Geometry's arrays (one sphere, one triangle), field by field
 GEOM = tuple(typeof(a) for a in build_geometry(np.zeros((1, 3)), np.ones(1), np.eye(3)[None]))
@@ -60,19 +61,19 @@ i, f = typeof(1), typeof(1.0)
 
 SIGS = {
     "_generate_camera_rays": (t((5, 3)), i, i, i, i, i, i, i, F3, S3, S3, S3, B1, S1, B1, S1),
-    "_intersect_closest": (*GEOM, I1, F3, S3, F1, I1, S2),
-    "_surface_interaction": (*GEOM, t((1, 4, 3)), I1, I1, I1, F3, S3, F1, I1, S2, F3, S3, S3, I1),
-    "_handle_escaped": (I1, i, i, f, F3, F1, S3, S3, B1, S1, B1),
-    "_trace_shadow_rays": (*GEOM, I1, F3, S3, F3, S3, S3),
-    "_shade_and_scatter": (I1, i, i, i, I1, I1, i, f, i, f, f, F3, S3, S3, I1, I1, t((2, 8)), F3, F1,
+    "_intersect_closest": (*GEOM, J1, F3, S3, F1, J1, S2),
+    "_surface_interaction": (*GEOM, t((1, 4, 3)), I1, I1, J1, F3, S3, F1, J1, S2, F3, S3, S3, J1),
+    "_handle_escaped": (J1, i, i, f, F3, F1, S3, S3, B1, S1, B1),
+    "_trace_shadow_rays": (*GEOM, J1, F3, S3, F3, S3, S3),
+    "_shade_and_scatter": (J1, i, i, i, I1, I1, i, f, i, f, f, F3, S3, S3, J1, I1, t((2, 8)), F3, F1,
                            F3, S3, F3, S3, S3, B1, S1, B1, S1),
-    "_light_uniforms": (I1, i, i, i, I1, I1, F2),
-    "_record_condition": (I1, S3, S3, I1, F3, F3, I1),
+    "_light_uniforms": (J1, i, i, i, I1, I1, F2),
+    "_record_condition": (J1, S3, S3, J1, F3, F3, I1),
     "_accumulate": (S3, i, F3, F3, I1, I1),
-    "paths": (i, i, i, I1, I1, I1),
-    "split_escaped": (I1, F1, I1, S2, I1, I1, F1, I1, S2, I1),
-    "compact": (I1, B1, I1, I1),
-    "gather_rows": (S3, I1, F3),
+    "paths": (i, i, i, I1, I1, J1),
+    "split_escaped": (J1, F1, J1, S2, J1, J1, F1, J1, S2, I1),
+    "compact": (J1, B1, J1, I1),
+    "gather_rows": (S3, J1, F3),
     "env_eval": (F32_3, f, F3, F3),
     "_map_uv": (f, F3, F2),
 }

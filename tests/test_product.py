@@ -26,6 +26,7 @@ from tracer.bsdf import CONDUCTOR, DIFFUSE, N_PARAMS
 from tracer.envmap import EnvMap, constant_map, one_hot_map
 from tracer.errors import TracerError
 from tracer.hdr_io import read_image
+from tracer.pool import INDEX
 from tracer.product_model import (
     build_product_model,
     load_product_model,
@@ -72,7 +73,7 @@ def condition(name: str, n: int, flip_normal: bool = False) -> Condition:
     prm[0, 3] = alpha
     prm[0, 4] = 1.5
     nrm = -nrm if flip_normal else nrm
-    return Condition(np.zeros(n, np.int64), nrm[None].copy(), wo[None].copy(), np.zeros(1, np.int64),
+    return Condition(np.zeros(n, INDEX), nrm[None].copy(), wo[None].copy(), np.zeros(1, np.int64),
                      np.array([kind], np.int64), prm)
 
 
@@ -329,7 +330,7 @@ def test_grouped_kernels_equal_the_per_entry_kernels(samplers: dict, map_name: s
         nrm = base.normal * np.where(rng.random(paths) < 0.3, -1.0, 1.0)[:, None]
         wo = base.wo.copy()
         wo[::97] = 0.0  # no mirror direction: the map term alone for a conductor
-        idx = np.sort(rng.choice(paths, n, replace=False))
+        idx = np.sort(rng.choice(paths, n, replace=False)).astype(INDEX)
         cond = Condition(idx, nrm, wo, mat, kinds, prm)
         t = s.queue_tables(cond, CPU)
         assert has_square(t) and has_square_pdf(t)  # the CPU takes the grouped kernels

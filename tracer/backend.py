@@ -20,7 +20,7 @@ from tracer import kernels
 from tracer.envmap import env_eval_into
 from tracer.errors import TracerError
 from tracer.light_dispatch import cacheable, has_square, has_square_pdf, registered
-from tracer.pool import Pooling
+from tracer.pool import INDEX, Pooling
 
 if TYPE_CHECKING:
     import torch
@@ -124,7 +124,7 @@ class CpuBackend(Pooling):
 
     def paths(self, n: int, pix0: int, nslab: int, sample0: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """All path ids of a batch over pixels pix0 .. pix0 + nslab - 1, each path's pixel and sample."""
-        idx = self.out("paths.idx", n, np.int64)
+        idx = self.out("paths.idx", n, INDEX)
         pixel_of = self.out("paths.pixel", n, np.int64)
         sample_of = self.out("paths.sample", n, np.int64)
         kernels.paths(pix0, nslab, sample0, pixel_of, sample_of, idx)
@@ -145,7 +145,7 @@ class CpuBackend(Pooling):
 
     def compact(self, idx: np.ndarray, alive: np.ndarray) -> np.ndarray:
         """The queue entries whose path is still alive, in queue order."""
-        out = self.out("compact", idx.shape[0], np.int64)
+        out = self.out("compact", idx.shape[0], INDEX)
         return out[: kernels.compact(idx, alive, out)]
 
     def sync(self) -> None:

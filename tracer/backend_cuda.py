@@ -20,7 +20,7 @@ from numba import config, cuda
 
 from tracer import kernels_cuda as KC
 from tracer.errors import TracerError
-from tracer.pool import Pooling
+from tracer.pool import INDEX, Pooling
 from tracer.scene_data import SceneData
 
 if TYPE_CHECKING:
@@ -96,7 +96,7 @@ class CudaBackend(Pooling):
         return _dev(np.zeros(shape, dtype))
 
     def paths(self, n: int, pix0: int, nslab: int, sample0: int) -> tuple[Any, Any, Any]:
-        idx = self.out("paths.idx", n, np.int64)
+        idx = self.out("paths.idx", n, INDEX)
         pixel_of = self.out("paths.pixel", n, np.int64)
         sample_of = self.out("paths.sample", n, np.int64)
         KC.paths[KC.grid(n)](pix0, nslab, sample0, pixel_of, sample_of, idx)
@@ -116,7 +116,7 @@ class CudaBackend(Pooling):
         return out
 
     def compact(self, idx: Any, alive: Any) -> Any:
-        out = self.out("compact", idx.shape[0], np.int64)
+        out = self.out("compact", idx.shape[0], INDEX)
         count = _dev(np.zeros(1, np.int64))
         KC.compact[KC.grid(idx.shape[0])](idx, alive, out, count)
         return out[: int(count.copy_to_host()[0])]

@@ -39,7 +39,7 @@ from tracer.backend import CPU, Backend, bind_light
 from tracer.envmap import EnvMap
 from tracer.errors import TracerError
 from tracer.film import Film
-from tracer.pool import STATE
+from tracer.pool import INDEX, STATE
 from tracer.rng import SAMPLINGS
 from tracer.samplers.base import Condition
 from tracer.samplers.strategy import Strategy
@@ -144,7 +144,7 @@ def render_batch(
         # ---- intersect_closest
         m = idx.shape[0]
         hit_t = out("hit_t", m)
-        hit_prim = out("hit_prim", m, np.int64)
+        hit_prim = out("hit_prim", m, INDEX)
         hit_b = out("hit_b", (m, 2), STATE)
         # the camera rays of neighbouring pixels, side by side in the queue, are traced as
         # packets; the scattered rays of later bounces one by one
@@ -173,7 +173,7 @@ def render_batch(
         pos = out("pos", (m, 3))
         ng = out("ng", (m, 3), STATE)
         ns = out("ns", (m, 3), STATE)
-        mat = out("mat", m, np.int64)
+        mat = out("mat", m, INDEX)
         K.surface_interaction(g, scene.tri_normals, scene.sphere_mat, scene.tri_mat, idx, q.ro, q.rd,
                               hit_t, hit_prim, hit_b, pos, ng, ns, mat)
         if conditional:

@@ -19,6 +19,10 @@ import numpy as np
 #: Halving those bytes pays because the stages stream their queues through memory
 #: (the README's nineteenth round: renders 9-28% faster).
 STATE = np.float32
+#: The integer type of the queues' entries (path ids) and of the hits' primitive and
+#: material ids: a batch holds at most a few million paths and a scene fewer primitives
+#: than 2^31. Path pixels and sample numbers stay int64 (the random numbers hash them).
+INDEX = np.int32
 
 
 class Pool:
@@ -65,8 +69,8 @@ class Pooling:
     def split_outputs(self, n: int) -> tuple[Any, ...]:
         """Room for ``split_escaped`` of a queue of n entries (the same on every back-end):
         escaped path ids, hit path ids, and the hits' distance, primitive, barycentrics."""
-        return (self.out("split.esc", n, np.int64), self.out("split.idx", n, np.int64),
-                self.out("split.t", n), self.out("split.prim", n, np.int64),
+        return (self.out("split.esc", n, INDEX), self.out("split.idx", n, INDEX),
+                self.out("split.t", n), self.out("split.prim", n, INDEX),
                 self.out("split.b", (n, 2), STATE))
 
     def pooled(self) -> Any:

@@ -38,6 +38,7 @@ from tracer.distribution import GUIDE, build_distribution_2d
 from tracer.envmap import EnvMap, row_sin_theta
 from tracer.errors import TracerError
 from tracer.outputs import write_atomic
+from tracer.pool import INDEX
 from tracer.samplers.base import Condition
 from tracer.samplers.product import (
     ProductSampler,
@@ -351,7 +352,7 @@ def random_conditions(n: int, seed: int = 0, alphas: tuple[float, ...] = (0.1, 0
     prm[:, :3] = 0.8
     prm[1:, 3] = alphas
     mat = (np.arange(n) % len(kinds)).astype(np.int64)
-    return Condition(np.arange(n), nrm, wo, mat, kinds, prm), local
+    return Condition(np.arange(n, dtype=INDEX), nrm, wo, mat, kinds, prm), local
 
 
 @njit(cache=True)

@@ -36,7 +36,7 @@ class Condition(NamedTuple):
     path ``idx[k]``. The material arrays are the scene's (kind and parameters per material).
     """
 
-    idx: Any  # (M,) int64 path of each queue entry
+    idx: Any  # (M,) int32 path of each queue entry (tracer.pool.INDEX)
     normal: Any  # (N, 3) float64 shading normal at the path's last hit (world)
     wo: Any  # (N, 3) float64 direction back along the ray that reached it (world)
     mat: Any  # (N,) int64 material at that hit
