@@ -9,7 +9,7 @@
 #      64k..4M; spheres.toml and knot.toml at 1024x1024, every sampler, CPU and GPU paths/s
 #      and their ratio
 #   4. benchmarks/profile_stages.py --device cuda: where the GPU's time goes, per kernel, in the
-#      GPU's default batches (2^22 paths) and in the CPU's (2^18)
+#      GPU's default batches (2^22 paths) and in the CPU's (2^17)
 # A step that would start past the deadline is skipped and reported (status 1).
 # The wheels are made on a networked machine, for the GPU machine's Python version, with
 #   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
@@ -84,7 +84,7 @@ limited 200 $PY benchmarks/gpu_check.py "$@" || status=1
 
 step "where the GPU's time goes: benchmarks/profile_stages.py --device cuda"
 limited 40 $PY benchmarks/profile_stages.py --device cuda --size 1024 --spp 16 || status=1
-limited 40 $PY benchmarks/profile_stages.py --device cuda --size 1024 --spp 16 --batch 262144 || status=1
+limited 40 $PY benchmarks/profile_stages.py --device cuda --size 1024 --spp 16 --batch 131072 || status=1
 limited 40 $PY benchmarks/profile_stages.py --device cuda --size 1024 --spp 16 --scene knot || status=1
 echo
 echo "gpu_check.sh: done in ${SECONDS} s, status ${status}"
