@@ -25,12 +25,14 @@ from tests.test_geometry import (
 from tracer import kernels as K
 from tracer.geometry import WIDTH, Geometry, build_geometry, intersect_triangle
 from tracer.packet import HIT, PACKET, PACKET_SHAPE, _packet_entry_scalar, packet_entry, set_ray
+from tracer.pool import INDEX, STATE
 
 
 def hits(kernel, g: Geometry, idx: np.ndarray, o: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, ...]:
-    """(t, prim, b) of the queued rays ``idx`` of (o, d) through ``kernel``."""
+    """(t, prim, b) of the queued rays ``idx`` of (o, d) through ``kernel`` (the primitive ids
+    of idx's type, the barycentrics of d's)."""
     n = idx.shape[0]
-    t, prim, b = np.full(n, np.nan), np.full(n, -7, np.int64), np.full((n, 2), np.nan)
+    t, prim, b = np.full(n, np.nan), np.full(n, -7, idx.dtype), np.full((n, 2), np.nan, d.dtype)
     kernel(g, idx, np.ascontiguousarray(o), np.ascontiguousarray(d), t, prim, b)
     return t, prim, b
 
@@ -68,8 +70,11 @@ def bundles(seed: int, targets: np.ndarray, n_bundles: int, spread: float) -> tu
     return o, d
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_packets_find_the_one_ray_traversals_hits(seed: int) -> None:
+@pytest.mark.parametrize("seed, render_types", [(0, False), (1, False), (0, True)])
+def test_packets_find_the_one_ray_traversals_hits(seed: int, render_types: bool) -> None:
+    """With ``render_types`` the queues are the render's: directions, barycentrics in float32
+    (tracer.pool.STATE), path and primitive ids in int32; both traversals must widen the
+    directions alike (Numba's ``float()`` of a float32 stays float32)."""
     sc, sr, tv = random_scene(seed)
     g = build_geometry(sc, sr, tv)
     # scattered rays and coherent bundles (tight and loose), 403 = no multiple of a packet
@@ -79,15 +84,18 @@ def test_packets_find_the_one_ray_traversals_hits(seed: int) -> None:
     o2, d2 = bundles(seed + 300, targets, 40, 0.02)
     o3, d3 = bundles(seed + 400, targets, 40, 0.3)
     o, d = np.concatenate([o1, o2, o3]), np.concatenate([d1, d2, d3])
+    if render_types:
+        d = d.astype(STATE)
     # the queue in order (neighbours coherent), and a shuffled subset of it
     rng = np.random.default_rng(seed)
     for idx in (np.arange(len(o)), rng.permutation(len(o))[: len(o) - 37]):
+        idx = idx.astype(INDEX if render_types else np.int64)
         t, prim, _ = both(g, idx, o, d)
         assert (prim >= 0).mean() > 0.4  # the test exercises hits, not only misses
         assert ((prim >= 0) & (prim < len(sr))).sum() > 20 and (prim >= len(sr)).sum() > 20
     # and each is the closest over all primitives (the library's own tests, no tree)
     for k in range(0, len(idx), 7):
-        lt, lp = lib_brute(sc, sr, tv, o[idx[k]], d[idx[k]])
+        lt, lp = lib_brute(sc, sr, tv, o[idx[k]], d[idx[k]].astype(np.float64))
         assert (prim[k], t[k]) == (lp, lt), k
 
 
