@@ -40,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 from tracer import kernels
 from tracer.geometry import STACK_SHAPE, trace
 from tracer.packet import HIT, PACKET, PACKET_SHAPE, PACKET_STACK_SHAPE, set_ray, trace_packet
+from tracer.pool import INDEX, STATE
 from tracer.scene import load_scene
 from tracer.scene_data import scene_data
 from tracer.sphere_map import dir_to_uv, uv_to_dir
@@ -161,12 +162,14 @@ def _packets(g, ro: np.ndarray, rd: np.ndarray, prim: np.ndarray) -> None:
 
 
 def camera_rays(n: int) -> tuple:
-    """The knot scene's camera rays at n x n, one a pixel, and its geometry."""
+    """The knot scene's camera rays at n x n, one a pixel, and its geometry; the directions
+    in the render's float32 (tracer.pool.STATE)."""
     data = scene_data(load_scene(ROOT / "scenes" / "knot.toml"), n, n)
     m = n * n
-    ro, rd, beta, radiance = (np.empty((m, 3)) for _ in range(4))
+    ro = np.empty((m, 3))
+    rd, beta, radiance = (np.empty((m, 3), STATE) for _ in range(3))
     alive, delta = np.empty(m, np.bool_), np.empty(m, np.bool_)
-    pdf, eta = np.empty(m), np.empty(m)
+    pdf, eta = np.empty(m, STATE), np.empty(m, STATE)
     kernels.generate_camera_rays(data.camera, n, n, 0, m, 0, 1, 0, ro, rd, beta, radiance, alive,
                                  pdf, delta, eta)
     return data.geom, ro, rd
@@ -175,16 +178,17 @@ def camera_rays(n: int) -> tuple:
 def camera_ray_rows(repeats: int) -> None:
     """One by one against packets, on the knot's camera rays."""
     g, ro, rd = camera_rays(256)
+    rd64 = rd.astype(np.float64)  # the one-thread loops take them widened, as the kernels do
     m = ro.shape[0]
     prim, prim_p = np.empty(m, np.int64), np.empty(m, np.int64)
-    single = median_ns(_traverse, (g, ro, rd, False, prim), m, repeats)
-    packets = median_ns(_packets, (g, ro, rd, prim_p), m, repeats)
+    single = median_ns(_traverse, (g, ro, rd64, False, prim), m, repeats)
+    packets = median_ns(_packets, (g, ro, rd64, prim_p), m, repeats)
     assert (prim == prim_p).all()
     print(f"\nknot camera rays (256x256, {np.mean(prim >= 0):.0%} hit), closest hits:")
     print(f"{'one by one, one thread':<36}{single:>9.1f}")
     print(f"{f'packets of {PACKET}, one thread':<36}{packets:>9.1f}   ({single / packets:.2f}x)")
-    idx = np.arange(m)
-    hit = (np.empty(m), prim, np.empty((m, 2)))
+    idx = np.arange(m, dtype=INDEX)  # the render's queue types (tracer.pool)
+    hit = (np.empty(m), np.empty(m, INDEX), np.empty((m, 2), STATE))
     threads = [median_ns(k, (g, idx, ro, rd, *hit), m, repeats)
                for k in (kernels.intersect_closest, kernels.intersect_coherent)]
     print(f"{f'one by one, {get_num_threads()} threads':<36}{threads[0]:>9.1f}")

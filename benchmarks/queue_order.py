@@ -40,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 from tracer import kernels
 from tracer.envmap import load_envmap
 from tracer.integrator import render
+from tracer.pool import INDEX, STATE
 from tracer.samplers import make_strategy
 from tracer.scene import load_scene
 from tracer.scene_data import scene_data
@@ -110,7 +111,7 @@ def orders(idx: np.ndarray, ro: np.ndarray, rd: np.ndarray, rng: np.random.Gener
 def ns_per_ray(kernel, g, idx, ro, rd, repeats: int) -> tuple[float, np.ndarray]:
     """Median ns a ray of ``kernel`` over the queue, and the primitive each path hit."""
     m = idx.shape[0]
-    hit_t, hit_prim, hit_b = np.empty(m), np.empty(m, np.int64), np.empty((m, 2))
+    hit_t, hit_prim, hit_b = np.empty(m), np.empty(m, INDEX), np.empty((m, 2), STATE)  # the render's
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()

@@ -19,9 +19,10 @@ import pytest
 import tracer.errors
 from tracer.cli import main
 from tracer.converge import parse_spp_list, run_converge
-from tracer.envmap import EnvMap, load_envmap
+from tracer.envmap import EnvMap, constant_map, load_envmap
 from tracer.errors import TracerError
 from tracer.hdr_io import read_hdr, read_image, write_exr, write_hdr
+from tracer.integrator import render
 from tracer.job import RenderOptions
 from tracer.meshio import load_mesh
 from tracer.scene import EnvSpec, load_scene
@@ -507,3 +508,13 @@ def test_uncompressed_exr_smaller_than_its_data_window_is_refused(tmp_path: Path
     path.write_bytes(data[: len(data) // 4])  # the header and a quarter of the pixels
     with pytest.raises(TracerError, match=r"cut\.exr: corrupt OpenEXR file: its data window of 128 x 64"):
         read_image(path)
+
+
+def test_a_batch_too_large_for_int32_path_ids_is_refused() -> None:
+    """Path ids are int32 (tracer.pool.INDEX): a batch of 2^31 paths is refused before any
+    allocation, naming the limit."""
+    from tracer.samplers import make_strategy
+
+    env = EnvMap(constant_map())
+    with pytest.raises(TracerError, match=r"at most 2\^31 - 1"):
+        render(None, env, make_strategy("bsdf", env), 4, 4, 1, 1, 0, batch_paths=2**31)

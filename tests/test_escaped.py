@@ -13,6 +13,7 @@ from tests.toy_sampler import CosineSampler
 from tracer import kernels as K
 from tracer.backend import CPU, CpuBackend, bind_light
 from tracer.envmap import EnvMap
+from tracer.pool import INDEX, STATE
 from tracer.samplers import make_light_sampler
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,9 +26,10 @@ def state(paths: int) -> SimpleNamespace:
     rd = rng.normal(size=(paths, 3))
     rd /= np.linalg.norm(rd, axis=1, keepdims=True)
     rd[:3] = [[0.0, 1.0, 0.0], [0.0, -1.0, 0.0], [1.0, 0.0, 0.0]]
-    return SimpleNamespace(
-        rd=rd, beta=rng.random((paths, 3)), radiance=rng.random((paths, 3)),
-        alive=np.ones(paths, np.bool_), prev_pdf=rng.random(paths) * (rng.random(paths) > 0.05),
+    return SimpleNamespace(  # the render's types (tracer.pool.STATE)
+        rd=rd.astype(STATE), beta=rng.random((paths, 3)).astype(STATE),
+        radiance=rng.random((paths, 3)).astype(STATE), alive=np.ones(paths, np.bool_),
+        prev_pdf=(rng.random(paths) * (rng.random(paths) > 0.05)).astype(STATE),
         prev_delta=rng.random(paths) < 0.2,
     )
 
@@ -54,7 +56,7 @@ def run_both(light_of, mode: int, depth: int) -> tuple[SimpleNamespace, SimpleNa
     light = light_of(env)
     light = None if light is None else bind_light(light, CPU)
     paths, n = 8000, 5001
-    idx = np.sort(np.random.default_rng(4).choice(paths, n, replace=False))
+    idx = np.sort(np.random.default_rng(4).choice(paths, n, replace=False)).astype(INDEX)
     want, got = state(paths), state(paths)
     steps(env, light, idx, depth, mode, want)
     fused = CPU.escaped(env, light, idx, depth, mode, 2.0, got)

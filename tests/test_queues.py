@@ -1,22 +1,24 @@
-"""Queue bookkeeping of the CPU back-end: the escaped/hit split and compaction, against NumPy."""
+"""Queue bookkeeping of the CPU back-end: the escaped/hit split and compaction, against NumPy,
+on the render's queue types (:data:`tracer.pool.INDEX` ids, :data:`tracer.pool.STATE` state)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from tracer import kernels as K
+from tracer.pool import INDEX, STATE
 
 
 def test_split_escaped_keeps_queue_order_and_hit_records() -> None:
     rng = np.random.default_rng(3)
     n = 10_001
-    idx = np.sort(rng.choice(50_000, n, replace=False))
-    prim = np.where(rng.random(n) < 0.45, -1, rng.integers(0, 100, n))
+    idx = np.sort(rng.choice(50_000, n, replace=False)).astype(INDEX)
+    prim = np.where(rng.random(n) < 0.45, -1, rng.integers(0, 100, n)).astype(INDEX)
     prim[:7] = -1  # runs of each kind at the start and the end
     prim[-5:] = 3
-    t, b = rng.random(n), rng.random((n, 2))
-    esc, hits = np.empty(n, np.int64), np.empty(n, np.int64)
-    t_out, prim_out, b_out = np.empty(n), np.empty(n, np.int64), np.empty((n, 2))
+    t, b = rng.random(n), rng.random((n, 2)).astype(STATE)
+    esc, hits = np.empty(n, INDEX), np.empty(n, INDEX)
+    t_out, prim_out, b_out = np.empty(n), np.empty(n, INDEX), np.empty((n, 2), STATE)
     ne, nh = K.split_escaped(idx, t, prim, b, esc, hits, t_out, prim_out, b_out)
     miss = prim < 0
     assert (ne, nh) == (miss.sum(), n - miss.sum())
@@ -30,8 +32,8 @@ def test_split_escaped_keeps_queue_order_and_hit_records() -> None:
 def test_compact_keeps_the_living_paths_in_order() -> None:
     rng = np.random.default_rng(4)
     alive = rng.random(20_000) < 0.6
-    idx = np.sort(rng.choice(20_000, 9_999, replace=False))
-    out = np.empty(idx.shape[0], np.int64)
+    idx = np.sort(rng.choice(20_000, 9_999, replace=False)).astype(INDEX)
+    out = np.empty(idx.shape[0], INDEX)
     m = K.compact(idx, alive, out)
     assert np.array_equal(out[:m], idx[alive[idx]])
 
@@ -56,7 +58,7 @@ def test_paths_and_camera_rays_count_on_across_chunks_slabs_and_samples() -> Non
 
     width, height, pix0, nslab, sample0, seed = 37, 11, 100, 300, 5, 3
     n = 3 * nslab
-    idx, pixel_of, sample_of = (np.empty(n, np.int64) for _ in range(3))
+    idx, (pixel_of, sample_of) = np.empty(n, INDEX), (np.empty(n, np.int64) for _ in range(2))
     K.paths(pix0, nslab, sample0, pixel_of, sample_of, idx)
     p = np.arange(n)
     assert np.array_equal(idx, p)
@@ -66,9 +68,9 @@ def test_paths_and_camera_rays_count_on_across_chunks_slabs_and_samples() -> Non
                        width, height)
 
     def state() -> list[np.ndarray]:
-        return [np.full((n, 3), np.nan), np.full((n, 3), np.nan), np.full((n, 3), np.nan),
-                np.full((n, 3), np.nan), np.zeros(n, np.bool_), np.full(n, np.nan),
-                np.ones(n, np.bool_), np.full(n, np.nan)]
+        return [np.full((n, 3), np.nan), np.full((n, 3), np.nan, STATE), np.full((n, 3), np.nan, STATE),
+                np.full((n, 3), np.nan, STATE), np.zeros(n, np.bool_), np.full(n, np.nan, STATE),
+                np.ones(n, np.bool_), np.full(n, np.nan, STATE)]
 
     got, want = state(), state()
     K.generate_camera_rays(cam, width, height, pix0, nslab, sample0, seed, 0, *got)

@@ -14,9 +14,13 @@ from tracer import kernels as K
 from tracer.bsdf import DIELECTRIC, DIFFUSE
 from tracer.geometry import build_geometry
 from tracer.integrator import RR_CAP, RR_DEPTH
+from tracer.pool import INDEX, STATE
 from tracer.rng import INDEPENDENT
 
 N = 40_000
+#: the path state is stored in float32 (tracer.pool.STATE): an output is the exact value
+#: rounded once, within half of float32's epsilon
+STORED = float(np.finfo(STATE).eps)
 
 
 def shade_on_plane(kind: int, prm: np.ndarray, beta0: np.ndarray | float, depth: int, seed: int,
@@ -27,19 +31,19 @@ def shade_on_plane(kind: int, prm: np.ndarray, beta0: np.ndarray | float, depth:
     ``shade_and_scatter``: going straight down from outside (wo = +z), or with ``up``
     straight up from inside (wo = -z); with the light sample ``wi`` of radiance ``le`` and
     density ``lpdf`` under ``mode``. Returns the path state and the next-event terms."""
-    idx = np.arange(N)
+    idx = np.arange(N, dtype=INDEX)  # the render's types (tracer.pool)
     z3 = np.zeros((N, 3))
-    normal = np.tile([0.0, 0.0, 1.0], (N, 1))
-    rd = np.tile([0.0, 0.0, 1.0 if up else -1.0], (N, 1))
-    beta = np.zeros((N, 3)) + beta0
-    eta_scale = np.full(N, eta0)
+    normal = np.tile(np.array([0.0, 0.0, 1.0], STATE), (N, 1))
+    rd = np.tile(np.array([0.0, 0.0, 1.0 if up else -1.0], STATE), (N, 1))
+    beta = np.zeros((N, 3), STATE) + np.asarray(beta0, STATE)
+    eta_scale = np.full(N, eta0, STATE)
     alive = np.ones(N, np.bool_)
-    nee = np.full((N, 3), -1.0)
+    nee = np.full((N, 3), -1.0, STATE)
     K.shade_and_scatter(
-        idx, depth, seed, INDEPENDENT, idx.copy(), np.zeros(N, np.int64), mode, 2.0,
-        RR_DEPTH, RR_CAP, rr_shadow, z3.copy(), normal, normal.copy(), np.zeros(N, np.int64),
+        idx, depth, seed, INDEPENDENT, np.arange(N), np.zeros(N, np.int64), mode, 2.0,
+        RR_DEPTH, RR_CAP, rr_shadow, z3.copy(), normal, normal.copy(), np.zeros(N, INDEX),
         np.array([kind], np.int64), prm[None, :], np.tile(wi, (N, 1)), np.full(N, lpdf),
-        np.tile(le, (N, 1)), nee, z3.copy(), rd, beta, alive, np.zeros(N), np.zeros(N, np.bool_),
+        np.tile(le, (N, 1)), nee, z3.copy(), rd, beta, alive, np.zeros(N, STATE), np.zeros(N, np.bool_),
         eta_scale)
     return {"alive": alive, "beta": beta, "eta_scale": eta_scale, "rd": rd, "nee": nee}
 
@@ -67,8 +71,8 @@ def test_refraction_into_glass_is_not_dimming() -> None:
     assert within(r["alive"].mean(), RR_CAP, N), r["alive"].mean()
     refr = r["rd_z"] < 0  # refracted straight through (a killed path keeps its old, downward rd)
     kept = r["alive"] & refr
-    np.testing.assert_allclose(r["eta_scale"][kept], 2.25, rtol=1e-12)
-    np.testing.assert_allclose(r["beta"][kept], 1 / 2.25 / RR_CAP, rtol=1e-12)
+    np.testing.assert_allclose(r["eta_scale"][kept], 2.25, rtol=STORED)
+    np.testing.assert_allclose(r["beta"][kept], 1 / 2.25 / RR_CAP, rtol=STORED)
 
 
 def test_leaving_glass_divides_eta_scale_back() -> None:
@@ -78,8 +82,8 @@ def test_leaving_glass_divides_eta_scale_back() -> None:
     r = scatter(DIELECTRIC, prm, 1 / 2.25, RR_DEPTH, eta0=2.25, up=True)
     out = r["alive"] & (r["rd_z"] > 0)
     assert out.sum() > N / 2
-    np.testing.assert_allclose(r["eta_scale"][out], 1.0, rtol=1e-12)
-    np.testing.assert_allclose(r["beta"][out], 1.0 / RR_CAP, rtol=1e-12)
+    np.testing.assert_allclose(r["eta_scale"][out], 1.0, rtol=STORED)
+    np.testing.assert_allclose(r["beta"][out], 1.0 / RR_CAP, rtol=STORED)
 
 
 @pytest.mark.parametrize("beta0,want", [(0.3, 0.3), (2.0, RR_CAP), (1.0, RR_CAP)])
@@ -88,14 +92,14 @@ def test_continuation_probability_is_capped_throughput(beta0: float, want: float
     prm = np.array([1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0])
     r = scatter(DIFFUSE, prm, beta0, RR_DEPTH)
     assert within(r["alive"].mean(), want, N), r["alive"].mean()
-    np.testing.assert_allclose(r["beta"][r["alive"]], beta0 / want, rtol=1e-12)
+    np.testing.assert_allclose(r["beta"][r["alive"]], beta0 / want, rtol=STORED)
 
 
 def test_no_roulette_before_rr_depth() -> None:
     prm = np.array([1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0])
     r = scatter(DIFFUSE, prm, 0.3, RR_DEPTH - 1)
     assert r["alive"].all()
-    np.testing.assert_allclose(r["beta"], 0.3, rtol=1e-12)
+    np.testing.assert_allclose(r["beta"], 0.3, rtol=STORED)
 
 
 def shade_nee(beta0: np.ndarray, rr_shadow: float, lpdf: float = 0.3, depth: int = 0,
@@ -115,7 +119,7 @@ EXACT = BETA * np.array([0.8, 0.5, 0.2]) / math.pi * np.array([2.0, 1.0, 0.5]) *
 
 def test_next_event_term_without_shadow_roulette() -> None:
     nee = shade_nee(BETA, 0.0)
-    np.testing.assert_allclose(nee, np.tile(EXACT, (N, 1)), rtol=1e-12)
+    np.testing.assert_allclose(nee, np.tile(EXACT, (N, 1)), rtol=STORED)
     assert np.all(shade_nee(BETA, 0.0, lpdf=0.0) == 0.0)  # no density: no term, no shadow ray
 
 
@@ -128,7 +132,7 @@ def test_shadow_roulette_keeps_the_expectation(depth: int) -> None:
     nee = shade_nee(BETA, rr, depth=depth)
     kept = np.any(nee != 0.0, axis=1)
     assert within(kept.mean(), 0.25, N), kept.mean()
-    np.testing.assert_allclose(nee[kept], np.tile(EXACT * 4.0, (kept.sum(), 1)), rtol=1e-12)
+    np.testing.assert_allclose(nee[kept], np.tile(EXACT * 4.0, (kept.sum(), 1)), rtol=STORED)
     assert np.all(nee[~kept] == 0.0)
     se = nee.std(axis=0) / math.sqrt(N)
     assert np.all(np.abs(nee.mean(axis=0) - EXACT) <= 5 * se), (nee.mean(axis=0), EXACT, se)
@@ -156,13 +160,14 @@ def test_shadow_rays_add_the_visible_terms() -> None:
     degrees about +z): the term along +z is occluded, the one at 45 degrees is added to its
     path's radiance, a zero term adds nothing, and a NaN one is added (the film drops it)."""
     g = build_geometry(np.array([[0.0, 0.0, 3.0]]), np.array([1.0]), np.zeros((0, 3, 3)))
-    idx = np.array([3, 0, 2, 1])
+    idx = np.array([3, 0, 2, 1], INDEX)
     s = math.sqrt(0.5)
     wi = np.array([[0.0, 0.0, 1.0], [s, 0.0, s], [s, 0.0, s], [0.0, s, s]])
-    nee = np.array([[1.0, 2.0, 3.0], [0.5, 0.25, 0.125], [0.0, 0.0, 0.0], [math.nan, 0.0, 1.0]])
-    radiance = np.arange(12.0).reshape(4, 3)
+    nee = np.array([[1.0, 2.0, 3.0], [0.5, 0.25, 0.125], [0.0, 0.0, 0.0], [math.nan, 0.0, 1.0]], STATE)
+    radiance = np.arange(12.0, dtype=STATE).reshape(4, 3)
     want = radiance.copy()
     want[0] += nee[1]
     want[1] = [math.nan, 4.0, 6.0]
-    K.trace_shadow_rays(g, idx, np.zeros((4, 3)), np.tile([0.0, 0.0, 1.0], (4, 1)), wi, nee, radiance)
+    K.trace_shadow_rays(g, idx, np.zeros((4, 3)), np.tile(np.array([0.0, 0.0, 1.0], STATE), (4, 1)), wi, nee,
+                        radiance)
     np.testing.assert_array_equal(radiance, want)

@@ -11,6 +11,7 @@ from tracer import kernels as K
 from tracer import shade_vector
 from tracer.bsdf import CONDUCTOR, DIELECTRIC, DIFFUSE, N_PARAMS
 from tracer.integrator import RR_CAP, RR_DEPTH
+from tracer.pool import INDEX, STATE
 from tracer.rng import INDEPENDENT, SOBOL
 from tracer.stages import SHADE_F, SHADE_I, shade_at, shade_gather_at, shade_scatter_at
 
@@ -53,7 +54,7 @@ def test_grouped_shading_equals_one_entry_at_a_time(mode: int, sampling: int, de
     prm[:, :3] = rng.random((len(kinds), 3))
     prm[:, 3] = [0.0, 0.3, 0.02, 0.0, 0.0]
     prm[:, 4] = [0.0, 0.0, 0.0, 1.5, 0.0]
-    idx = np.sort(rng.choice(paths, n, replace=False))
+    idx = np.sort(rng.choice(paths, n, replace=False)).astype(INDEX)
     ng = unit(rng, n)
     ns = ng + 0.3 * unit(rng, n)
     ns /= np.linalg.norm(ns, axis=1, keepdims=True)
@@ -68,9 +69,12 @@ def test_grouped_shading_equals_one_entry_at_a_time(mode: int, sampling: int, de
         "prev_delta": np.zeros(paths, np.bool_),
         "eta_scale": np.where(rng.random(paths) < 0.2, 2.25, 1.0),
     }
+    # the render's types: the state but the ray origins in float32, the ids in int32
+    state = {k: v.astype(STATE) if k != "ro" and v.dtype == np.float64 else v for k, v in state.items()}
     args = (idx, depth, 7, sampling, rng.integers(0, 64, paths), rng.integers(0, 10_000, paths),
-            mode, 2.0, RR_DEPTH, RR_CAP, rr_shadow, rng.normal(size=(n, 3)), ng, ns,
-            rng.integers(0, len(kinds), n), kinds, prm, wi, lpdf, rng.random((n, 3)) * 5.0)
+            mode, 2.0, RR_DEPTH, RR_CAP, rr_shadow, rng.normal(size=(n, 3)), ng.astype(STATE),
+            ns.astype(STATE), rng.integers(0, len(kinds), n).astype(INDEX), kinds, prm, wi, lpdf,
+            rng.random((n, 3)) * 5.0)
     got = {k: v.copy() for k, v in state.items()}
     want = {k: v.copy() for k, v in state.items()}
     K.shade_and_scatter(*args, *got.values())

@@ -112,8 +112,8 @@ class CpuBackend(Pooling):
     name = "cpu"
     k: ModuleType = kernels
     torch_device = "cpu"
-    #: a batch's queues: about 250 bytes a path, 32 MiB, what this CPU's third-level cache
-    #: holds. Since the path state is float32, 2^17 paths renders 2-13% faster than 2^18
+    #: a batch's queues: about 230 bytes a path, 29 MiB, what this CPU's third-level cache
+    #: holds. Since the path state is float32, 2^17 paths renders 1-13% faster than 2^18
     #: (the README's nineteenth round); 2^16 is slower on the knot, 2^20 was slower still
     batch_paths = 1 << 17
 

@@ -67,7 +67,8 @@ class CudaBackend(Pooling):
 
     name = "cuda"
     k = KC
-    #: 4M paths (about 1.8 GB of queues): a GPU needs millions of threads in flight, and every
+    #: 4M paths (about 1 GB of queues since the path state is float32, by the CPU's bytes a
+    #: path; 1.8 GB before): a GPU needs millions of threads in flight, and every
     #: stage call costs a launch and, for splits and compactions, a copy of a count to the
     #: host. On an H200, spheres.toml at 1024x1024 16 spp with ``mis``: 14 Mpaths/s in
     #: batches of 2^18 paths, 101 in batches of 2^22 (benchmarks/profile_stages.py --device

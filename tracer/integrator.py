@@ -66,8 +66,10 @@ class StageTimes:
 
 @dataclass
 class Queues:
-    """Path state, one row per path of the batch (struct of arrays); all but the ray origins
-    in :data:`tracer.pool.STATE` (float32)."""
+    """Path state, one row per path of the batch (struct of arrays): directions, throughputs,
+    radiance, the last BSDF density and eta^2 in :data:`tracer.pool.STATE` (float32), the
+    ray origins in float64; the flags bool; the shading condition (for a conditional
+    sampler) float64 and int64, :class:`tracer.samplers.base.Condition`'s types."""
 
     n: int
     be: Backend
@@ -250,9 +252,11 @@ def render(
     """
     if strategy.light is None and strategy.mode != BSDF_ONLY:
         raise TracerError(f"strategy {strategy.name!r} estimates direct light but has no light sampler")
+    batch_paths = be.batch_paths if batch_paths is None else batch_paths
+    if batch_paths >= 2**31:
+        raise TracerError(f"a batch of {batch_paths} paths: at most 2^31 - 1, since path ids are int32 (tracer.pool.INDEX)")
     film = Film(width, height) if film is None else film
     times = StageTimes() if times is None else times
-    batch_paths = be.batch_paths if batch_paths is None else batch_paths
     be = be.pooled()  # queues and per-bounce arrays allocated once for the whole render
     npix = width * height
     # a batch is at most batch_paths paths: several samples of every pixel, or one sample of
