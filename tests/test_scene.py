@@ -421,11 +421,15 @@ ERRORS: list[tuple[str, str]] = [
     ),
     (
         CAMERA + ENV + '[materials.m]\ntype = "dielectric"\nior = 1\n',
-        r"materials\.m\.ior must be a number > 0, != 1, got 1",
+        r"materials\.m\.ior must be a number in \[0\.01, 100\], != 1, got 1",
     ),
     (
         CAMERA + ENV + '[materials.m]\ntype = "dielectric"\nior = -1.5\n',
-        r"materials\.m\.ior must be a number > 0, != 1, got -1\.5",
+        r"materials\.m\.ior must be a number in \[0\.01, 100\], != 1, got -1\.5",
+    ),
+    (
+        CAMERA + ENV + '[materials.m]\ntype = "dielectric"\nior = 1e20\n',
+        r"materials\.m\.ior must be a number in \[0\.01, 100\], != 1, got 1e\+20",
     ),
     # shapes
     (

@@ -653,9 +653,11 @@ def _parse_materials(c: _Checker, doc: Mapping[str, Any]) -> list[Material]:
             )
         else:
             c.keys(mt, ("type", "ior"), w)
-            m.ior = c.number(mt, "ior", w, 1.5, lo=0.0, lo_open=True, what="a number > 0, != 1")
+            # bounded so that a refraction's eta^2 stays far inside float32, the path state's
+            # type (tracer.pool.STATE); real materials lie between 1 and about 4
+            m.ior = c.number(mt, "ior", w, 1.5, lo=0.01, hi=100.0, what="a number in [0.01, 100], != 1")
             if m.ior == 1.0:
-                raise c.fail(f"{w}.ior must be a number > 0, != 1, got {_fmt(mt['ior'])}")
+                raise c.fail(f"{w}.ior must be a number in [0.01, 100], != 1, got {_fmt(mt['ior'])}")
         out.append(m)
     return out
 
