@@ -111,7 +111,8 @@ def orders(idx: np.ndarray, ro: np.ndarray, rd: np.ndarray, rng: np.random.Gener
 def ns_per_ray(kernel, g, idx, ro, rd, repeats: int) -> tuple[float, np.ndarray]:
     """Median ns a ray of ``kernel`` over the queue, and the primitive each path hit."""
     m = idx.shape[0]
-    hit_t, hit_prim, hit_b = np.empty(m), np.empty(m, INDEX), np.empty((m, 2), STATE)  # the render's
+    # the render's types (tracer.pool)
+    hit_t, hit_prim, hit_b = np.empty(m), np.empty(m, INDEX), np.empty((m, 2), STATE)
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()

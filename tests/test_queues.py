@@ -58,7 +58,8 @@ def test_paths_and_camera_rays_count_on_across_chunks_slabs_and_samples() -> Non
 
     width, height, pix0, nslab, sample0, seed = 37, 11, 100, 300, 5, 3
     n = 3 * nslab
-    idx, (pixel_of, sample_of) = np.empty(n, INDEX), (np.empty(n, np.int64) for _ in range(2))
+    idx = np.empty(n, INDEX)
+    pixel_of, sample_of = np.empty(n, np.int64), np.empty(n, np.int64)
     K.paths(pix0, nslab, sample0, pixel_of, sample_of, idx)
     p = np.arange(n)
     assert np.array_equal(idx, p)

@@ -69,7 +69,7 @@ def test_grouped_shading_equals_one_entry_at_a_time(mode: int, sampling: int, de
         "prev_delta": np.zeros(paths, np.bool_),
         "eta_scale": np.where(rng.random(paths) < 0.2, 2.25, 1.0),
     }
-    # the render's types: the state but the ray origins in float32, the ids in int32
+    # the render's types: all the state but the ray origins in float32, the ids in int32
     state = {k: v.astype(STATE) if k != "ro" and v.dtype == np.float64 else v for k, v in state.items()}
     args = (idx, depth, 7, sampling, rng.integers(0, 64, paths), rng.integers(0, 10_000, paths),
             mode, 2.0, RR_DEPTH, RR_CAP, rr_shadow, rng.normal(size=(n, 3)), ng.astype(STATE),
