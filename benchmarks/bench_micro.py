@@ -170,8 +170,10 @@ def camera_rays(n: int) -> tuple:
     rd, beta, radiance = (np.empty((m, 3), STATE) for _ in range(3))
     alive, delta = np.empty(m, np.bool_), np.empty(m, np.bool_)
     pdf, eta = np.empty(m, STATE), np.empty(m, STATE)
-    kernels.generate_camera_rays(data.camera, n, n, 0, m, 0, 1, 0, ro, rd, beta, radiance, alive,
-                                 pdf, delta, eta)
+    key_of, idx = np.empty(m, np.int64), np.empty(m, INDEX)
+    kernels.paths(0, m, 0, 1, 0, key_of, idx)
+    kernels.generate_camera_rays(data.camera, n, n, 0, m, 0, 1, 0, key_of, ro, rd, beta, radiance,
+                                 alive, pdf, delta, eta)
     return data.geom, ro, rd
 
 

@@ -60,17 +60,17 @@ GEOM = tuple(typeof(a) for a in build_geometry(np.zeros((1, 3)), np.ones(1), np.
 i, f = typeof(1), typeof(1.0)
 
 SIGS = {
-    "_generate_camera_rays": (t((5, 3)), i, i, i, i, i, i, i, F3, S3, S3, S3, B1, S1, B1, S1),
+    "_generate_camera_rays": (t((5, 3)), i, i, i, i, i, i, i, I1, F3, S3, S3, S3, B1, S1, B1, S1),
     "_intersect_closest": (*GEOM, J1, F3, S3, F1, J1, S2),
     "_surface_interaction": (*GEOM, t((1, 4, 3)), I1, I1, J1, F3, S3, F1, J1, S2, F3, S3, S3, J1),
     "_handle_escaped": (J1, i, i, f, F3, F1, S3, S3, B1, S1, B1),
     "_trace_shadow_rays": (*GEOM, J1, F3, S3, F3, S3, S3),
-    "_shade_and_scatter": (J1, i, i, i, I1, I1, i, f, i, f, f, F3, S3, S3, J1, I1, t((2, 8)), F3, F1,
+    "_shade_and_scatter": (J1, i, i, i, I1, i, f, i, f, f, F3, S3, S3, J1, I1, t((2, 8)), F3, F1,
                            F3, S3, F3, S3, S3, B1, S1, B1, S1),
-    "_light_uniforms": (J1, i, i, i, I1, I1, F2),
+    "_light_uniforms": (J1, i, i, i, I1, F2),
     "_record_condition": (J1, S3, S3, J1, F3, F3, I1),
     "_accumulate": (S3, i, F3, F3, I1, I1),
-    "paths": (i, i, i, I1, I1, J1),
+    "paths": (i, i, i, i, i, I1, J1),
     "split_escaped": (J1, F1, J1, S2, J1, J1, F1, J1, S2, I1),
     "compact": (J1, B1, J1, I1),
     "gather_rows": (S3, J1, F3),

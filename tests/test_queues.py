@@ -7,6 +7,7 @@ import numpy as np
 
 from tracer import kernels as K
 from tracer.pool import INDEX, STATE
+from tracer.rng import INDEPENDENT, SOBOL, path_keys
 
 
 def test_split_escaped_keeps_queue_order_and_hit_records() -> None:
@@ -50,21 +51,22 @@ def test_paths_and_camera_rays_count_on_across_chunks_slabs_and_samples() -> Non
     from tracer.stages import generate_camera_rays_at
 
     @njit
-    def one_by_one(cam, width, height, pix0, nslab, sample0, seed, ro, rd, beta, radiance,
-                   alive, prev_pdf, prev_delta, eta_scale):
+    def one_by_one(cam, width, height, pix0, nslab, sample0, seed, key_of, ro, rd, beta,
+                   radiance, alive, prev_pdf, prev_delta, eta_scale):
         for p in range(ro.shape[0]):
-            generate_camera_rays_at(p, cam, width, height, pix0, nslab, sample0, seed, 0, ro, rd,
-                                    beta, radiance, alive, prev_pdf, prev_delta, eta_scale)
+            generate_camera_rays_at(p, cam, width, height, pix0, nslab, sample0, seed, 0, key_of,
+                                    ro, rd, beta, radiance, alive, prev_pdf, prev_delta, eta_scale)
 
     width, height, pix0, nslab, sample0, seed = 37, 11, 100, 300, 5, 3
     n = 3 * nslab
-    idx = np.empty(n, INDEX)
-    pixel_of, sample_of = np.empty(n, np.int64), np.empty(n, np.int64)
-    K.paths(pix0, nslab, sample0, pixel_of, sample_of, idx)
     p = np.arange(n)
-    assert np.array_equal(idx, p)
-    assert np.array_equal(pixel_of, pix0 + p % nslab)
-    assert np.array_equal(sample_of, sample0 + p // nslab)
+    for sampling in (INDEPENDENT, SOBOL):
+        idx, key_of = np.empty(n, INDEX), np.empty(n, np.int64)
+        K.paths(pix0, nslab, sample0, seed, sampling, key_of, idx)
+        assert np.array_equal(idx, p)
+        assert np.array_equal(key_of, path_keys(sampling, seed, pix0 + p % nslab, sample0 + p // nslab))
+    # the camera below draws the independent numbers
+    K.paths(pix0, nslab, sample0, seed, INDEPENDENT, key_of, idx)
     cam = camera_frame(np.array([0.0, 1.0, 4.0]), np.zeros(3), np.array([0.0, 1.0, 0.0]), 40.0,
                        width, height)
 
@@ -74,7 +76,7 @@ def test_paths_and_camera_rays_count_on_across_chunks_slabs_and_samples() -> Non
                 np.ones(n, np.bool_), np.full(n, np.nan, STATE)]
 
     got, want = state(), state()
-    K.generate_camera_rays(cam, width, height, pix0, nslab, sample0, seed, 0, *got)
-    one_by_one(cam, width, height, pix0, nslab, sample0, seed, *want)
+    K.generate_camera_rays(cam, width, height, pix0, nslab, sample0, seed, INDEPENDENT, key_of, *got)
+    one_by_one(cam, width, height, pix0, nslab, sample0, seed, key_of, *want)
     for g, w in zip(got, want, strict=True):
         assert np.array_equal(g, w)

@@ -9,7 +9,19 @@ import pytest
 from numba import njit
 from scipy.stats import chisquare
 
-from tracer.rng import owen_scramble, reverse_bits32, sobol_2d, sobol_uniform, uniform
+from tracer.rng import (
+    INDEPENDENT,
+    SOBOL,
+    draw2,
+    owen_scramble,
+    path_key,
+    path_keys,
+    reverse_bits32,
+    sobol_2d,
+    sobol_pair,
+    sobol_uniform,
+    uniform,
+)
 
 
 @njit(cache=True)
@@ -96,3 +108,63 @@ def test_sobol_is_uniform_and_decorrelated_across_pixels_and_pairs() -> None:
     r = np.corrcoef(x.T)
     off = r[~np.eye(dims.size, dtype=bool)]
     assert np.abs(off).max() < 5 / math.sqrt(n), np.abs(off).max()
+
+
+def lowbias32_py(x: int) -> int:
+    """Wellons' lowbias32 in Python integers (the reference below)."""
+    x &= 0xFFFFFFFF
+    x ^= x >> 16
+    x = (x * 0x7FEB352D) & 0xFFFFFFFF
+    x ^= x >> 15
+    x = (x * 0x846CA68B) & 0xFFFFFFFF
+    x ^= x >> 16
+    return x
+
+
+def uniform_py(seed: int, pixel: int, sample: int, dim: int) -> float:
+    """The independent numbers as first defined, four rounds of hashing a number, in Python
+    integers: what the renders drew before the queues kept one key a path."""
+    h = lowbias32_py(seed * 0x9E3779B9 + 0x632BE5AB)
+    h = lowbias32_py(h ^ (pixel & 0xFFFFFFFF))
+    h = lowbias32_py(h ^ ((pixel >> 32) & 0xFFFFFFFF) ^ ((sample * 0x85EBCA6B) & 0xFFFFFFFF))
+    h = lowbias32_py(h + dim * 0xC2B2AE35)
+    return (h >> 8) / 16777216.0
+
+
+@njit(cache=True)
+def keyed_pairs(sampling: int, seed: int, pixel: np.ndarray, sample: np.ndarray, dim: int) -> np.ndarray:
+    out = np.empty((pixel.shape[0], 2))
+    for i in range(pixel.shape[0]):
+        out[i, 0], out[i, 1] = draw2(sampling, seed, path_key(sampling, seed, pixel[i], sample[i]), dim)
+    return out
+
+
+@njit(cache=True)
+def sobol_pairs(seed: int, pixel: np.ndarray, sample: np.ndarray, dim: int) -> np.ndarray:
+    out = np.empty((pixel.shape[0], 2))
+    for i in range(pixel.shape[0]):
+        out[i, 0], out[i, 1] = sobol_pair(seed, pixel[i], sample[i], dim)
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 7, 123456789])
+def test_a_path_key_draws_the_numbers_of_its_pixel_and_sample(seed: int) -> None:
+    """Drawing from a path's key (what the stages do) gives the numbers of its pixel and
+    sample exactly: the independent numbers of the four-round definition (in Python
+    integers), the Sobol pair of :func:`sobol_pair`. Pixels up to 2^32 - 1, samples past
+    2^31 and 2^32 (where only the low 32 bits count, in both definitions), several
+    dimensions. And the keys differ: neighbouring pixels and samples get other numbers."""
+    rng = np.random.default_rng(seed)
+    n = 400
+    pixel = np.concatenate([rng.integers(0, 1 << 20, n), rng.integers(0, 1 << 32, n), [0, (1 << 32) - 1]])
+    sample = np.concatenate([rng.integers(0, 4096, n), rng.integers(0, 1 << 34, n), [(1 << 31) + 5, (1 << 32) + 5]])
+    for dim in (0, 2, 10, 36):
+        got = keyed_pairs(INDEPENDENT, seed, pixel, sample, dim)
+        want = [[uniform_py(seed, int(p), int(s), dim), uniform_py(seed, int(p), int(s), dim + 1)]
+                for p, s in zip(pixel, sample, strict=True)]
+        assert np.array_equal(got, np.array(want)), dim
+        assert np.array_equal(keyed_pairs(SOBOL, seed, pixel, sample, dim),
+                              sobol_pairs(seed, pixel, sample, dim)), dim
+    for sampling in (INDEPENDENT, SOBOL):
+        keys = path_keys(sampling, seed, np.repeat(np.arange(64), 64), np.tile(np.arange(64), 64))
+        assert np.unique(keys).size == keys.size

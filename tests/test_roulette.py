@@ -15,7 +15,7 @@ from tracer.bsdf import DIELECTRIC, DIFFUSE
 from tracer.geometry import build_geometry
 from tracer.integrator import RR_CAP, RR_DEPTH
 from tracer.pool import INDEX, STATE
-from tracer.rng import INDEPENDENT
+from tracer.rng import INDEPENDENT, path_keys
 
 N = 40_000
 #: the path state is stored in float32 (tracer.pool.STATE): an output is the exact value
@@ -40,7 +40,7 @@ def shade_on_plane(kind: int, prm: np.ndarray, beta0: np.ndarray | float, depth:
     alive = np.ones(N, np.bool_)
     nee = np.full((N, 3), -1.0, STATE)
     K.shade_and_scatter(
-        idx, depth, seed, INDEPENDENT, np.arange(N), np.zeros(N, np.int64), mode, 2.0,
+        idx, depth, seed, INDEPENDENT, path_keys(INDEPENDENT, seed, np.zeros(N, np.int64), np.arange(N)), mode, 2.0,
         RR_DEPTH, RR_CAP, rr_shadow, z3.copy(), normal, normal.copy(), np.zeros(N, INDEX),
         np.array([kind], np.int64), prm[None, :], np.tile(wi, (N, 1)), np.full(N, lpdf),
         np.tile(le, (N, 1)), nee, z3.copy(), rd, beta, alive, np.zeros(N, STATE), np.zeros(N, np.bool_),

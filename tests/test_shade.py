@@ -12,19 +12,19 @@ from tracer import shade_vector
 from tracer.bsdf import CONDUCTOR, DIELECTRIC, DIFFUSE, N_PARAMS
 from tracer.integrator import RR_CAP, RR_DEPTH
 from tracer.pool import INDEX, STATE
-from tracer.rng import INDEPENDENT, SOBOL
+from tracer.rng import INDEPENDENT, SOBOL, path_keys
 from tracer.stages import SHADE_F, SHADE_I, shade_at, shade_gather_at, shade_scatter_at
 
 
 @njit(cache=True)
-def shade_one_at_a_time(idx, depth, seed, sampling, sample_of, pixel_of, mode, power, rr_depth,
+def shade_one_at_a_time(idx, depth, seed, sampling, key_of, mode, power, rr_depth,
                         rr_cap, rr_shadow, pos, ng, ns, mat, mat_kind, mat_prm, light_wi, light_pdf,
                         light_le, nee, ro, rd, beta, alive, prev_pdf, prev_delta, eta_scale):
     """What a GPU thread does (tracer.kernels_cuda), entry by entry in a scratch of one column."""
     sf = np.empty((SHADE_F, 1))
     si = np.empty((SHADE_I, 1), np.int64)
     for k in range(idx.shape[0]):
-        shade_gather_at(k, 0, sf, si, mode, idx, sample_of, pixel_of, pos, ng, ns, mat, mat_kind,
+        shade_gather_at(k, 0, sf, si, mode, idx, key_of, pos, ng, ns, mat, mat_kind,
                         mat_prm, light_wi, light_pdf, light_le, rd, beta, eta_scale)
         shade_at(0, sf, si, depth, seed, sampling, mode, power, rr_depth, rr_cap, rr_shadow)
         shade_scatter_at(k, 0, sf, mode, nee, idx, ro, rd, beta, alive, prev_pdf, prev_delta,
@@ -71,8 +71,8 @@ def test_grouped_shading_equals_one_entry_at_a_time(mode: int, sampling: int, de
     }
     # the render's types: all the state but the ray origins in float32, the ids in int32
     state = {k: v.astype(STATE) if k != "ro" and v.dtype == np.float64 else v for k, v in state.items()}
-    args = (idx, depth, 7, sampling, rng.integers(0, 64, paths), rng.integers(0, 10_000, paths),
-            mode, 2.0, RR_DEPTH, RR_CAP, rr_shadow, rng.normal(size=(n, 3)), ng.astype(STATE),
+    keys = path_keys(sampling, 7, rng.integers(0, 10_000, paths), rng.integers(0, 64, paths))
+    args = (idx, depth, 7, sampling, keys, mode, 2.0, RR_DEPTH, RR_CAP, rr_shadow, rng.normal(size=(n, 3)), ng.astype(STATE),
             ns.astype(STATE), rng.integers(0, len(kinds), n).astype(INDEX), kinds, prm, wi, lpdf,
             rng.random((n, 3)) * 5.0)
     got = {k: v.copy() for k, v in state.items()}
@@ -90,7 +90,7 @@ def test_grouped_shading_equals_one_entry_at_a_time(mode: int, sampling: int, de
         assert np.all(got["nee"] >= 0.0)
         if rr_shadow > 0.0:
             plain = {k: v.copy() for k, v in state.items()}
-            K.shade_and_scatter(*args[:10], 0.0, *args[11:], *plain.values())
+            K.shade_and_scatter(*args[:9], 0.0, *args[10:], *plain.values())
             a, b = got["nee"], plain["nee"]
             below = (b.max(axis=1) < rr_shadow) & (b.max(axis=1) > 0.0)
             zeroed = below & (a.max(axis=1) == 0.0)

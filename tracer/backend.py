@@ -49,7 +49,8 @@ class Backend(Protocol):
     def zeros(self, shape: Any, dtype: Any = np.float64) -> Any: ...
     def out(self, key: str, shape: Any, dtype: Any = np.float64) -> Any: ...
     def pooled(self) -> Backend: ...
-    def paths(self, n: int, pix0: int, nslab: int, sample0: int) -> tuple[Any, Any, Any]: ...
+    def paths(self, n: int, pix0: int, nslab: int, sample0: int, seed: int,
+              sampling: int) -> tuple[Any, Any]: ...
     def split_escaped(self, idx: Any, hit_t: Any, hit_prim: Any, hit_b: Any) -> tuple[Any, ...]: ...
     def gather(self, a: Any, idx: Any) -> Any:
         """Rows ``a[idx]`` in float64 (the path state's float32 widened: what the light
@@ -123,13 +124,14 @@ class CpuBackend(Pooling):
     def zeros(self, shape: Any, dtype: Any = np.float64) -> np.ndarray:
         return np.zeros(shape, dtype)
 
-    def paths(self, n: int, pix0: int, nslab: int, sample0: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """All path ids of a batch over pixels pix0 .. pix0 + nslab - 1, each path's pixel and sample."""
+    def paths(self, n: int, pix0: int, nslab: int, sample0: int, seed: int,
+              sampling: int) -> tuple[np.ndarray, np.ndarray]:
+        """All path ids of a batch over pixels pix0 .. pix0 + nslab - 1 and each path's key
+        to its random numbers (:func:`tracer.rng.path_key`)."""
         idx = self.out("paths.idx", n, INDEX)
-        pixel_of = self.out("paths.pixel", n, np.int64)
-        sample_of = self.out("paths.sample", n, np.int64)
-        kernels.paths(pix0, nslab, sample0, pixel_of, sample_of, idx)
-        return idx, pixel_of, sample_of
+        key_of = self.out("paths.key", n, np.int64)
+        kernels.paths(pix0, nslab, sample0, seed, sampling, key_of, idx)
+        return idx, key_of
 
     def split_escaped(
         self, idx: np.ndarray, hit_t: np.ndarray, hit_prim: np.ndarray, hit_b: np.ndarray

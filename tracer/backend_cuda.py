@@ -96,12 +96,12 @@ class CudaBackend(Pooling):
     def zeros(self, shape: Any, dtype: Any = np.float64) -> Any:
         return _dev(np.zeros(shape, dtype))
 
-    def paths(self, n: int, pix0: int, nslab: int, sample0: int) -> tuple[Any, Any, Any]:
+    def paths(self, n: int, pix0: int, nslab: int, sample0: int, seed: int,
+              sampling: int) -> tuple[Any, Any]:
         idx = self.out("paths.idx", n, INDEX)
-        pixel_of = self.out("paths.pixel", n, np.int64)
-        sample_of = self.out("paths.sample", n, np.int64)
-        KC.paths[KC.grid(n)](pix0, nslab, sample0, pixel_of, sample_of, idx)
-        return idx, pixel_of, sample_of
+        key_of = self.out("paths.key", n, np.int64)
+        KC.paths[KC.grid(n)](pix0, nslab, sample0, seed, sampling, key_of, idx)
+        return idx, key_of
 
     def split_escaped(self, idx: Any, hit_t: Any, hit_prim: Any, hit_b: Any) -> tuple[Any, ...]:
         n = idx.shape[0]

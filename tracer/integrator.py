@@ -121,7 +121,6 @@ def render_batch(
     light = bind_light(strategy.light, be)
     conditional = light is not None and light.conditional
     q = Queues(nslab * spp_batch, be, conditional)
-    idx, pixel_of, sample_of = be.paths(q.n, pix0, nslab, sample0)
 
     def condition(queue: np.ndarray) -> Condition | None:
         """The shading condition of a queue's paths, for a conditional light sampler."""
@@ -136,7 +135,9 @@ def render_batch(
     rr_shadow = strategy.shadow_rr * env.mean_luminance  # shadow-ray roulette's threshold
     clock = Clock(be, times)
 
-    K.generate_camera_rays(scene.camera, width, height, pix0, nslab, sample0, seed, sampling, q.ro,
+    # every path's id and the one key it draws its numbers from (tracer.rng.path_key)
+    idx, key_of = be.paths(q.n, pix0, nslab, sample0, seed, sampling)
+    K.generate_camera_rays(scene.camera, width, height, pix0, nslab, sample0, seed, sampling, key_of, q.ro,
                            q.rd, q.beta, q.radiance, q.alive, q.prev_pdf, q.prev_delta, q.eta_scale)
     clock.lap("shade")
 
@@ -185,7 +186,7 @@ def render_batch(
         nee = out("nee", (m, 3), STATE)  # next-event terms: shade_and_scatter's, for the shadow rays
         if nee_on:
             u = out("light_u", (m, 2))
-            K.light_uniforms(idx, depth, seed, sampling, sample_of, pixel_of, u)
+            K.light_uniforms(idx, depth, seed, sampling, key_of, u)
             ls = light.sample(u, condition(idx))
             lwi, lpdf, lle = ls.wi, ls.pdf, ls.le
             clock.lap("light")
@@ -194,7 +195,7 @@ def render_batch(
             lpdf = out("no_light.pdf", m)
             lle = out("no_light.le", (m, 3))
         # ---- shade_and_scatter
-        K.shade_and_scatter(idx, depth, seed, sampling, sample_of, pixel_of, mode, strategy.power,
+        K.shade_and_scatter(idx, depth, seed, sampling, key_of, mode, strategy.power,
                             RR_DEPTH, RR_CAP, rr_shadow, pos, ng, ns, mat, scene.mat_kind,
                             scene.mat_prm, lwi, lpdf, lle, nee, q.ro, q.rd, q.beta, q.alive,
                             q.prev_pdf, q.prev_delta, q.eta_scale)
@@ -259,6 +260,9 @@ def render(
     times = StageTimes() if times is None else times
     be = be.pooled()  # queues and per-bounce arrays allocated once for the whole render
     npix = width * height
+    if npix > 2**32:
+        raise TracerError(f"an image of {width}x{height} pixels: at most 2^32, since a path's key "
+                          "to its numbers holds the pixel in 32 bits (tracer.rng.path_key)")
     # a batch is at most batch_paths paths: several samples of every pixel, or one sample of
     # a slab of pixels (so memory stays bounded whatever the resolution)
     per_batch = max(1, min(spp, batch_paths // npix))

@@ -51,6 +51,7 @@ from tracer.stages import (
     light_uniforms_at,
     next_path_place,
     path_place,
+    paths_at,
     record_condition_at,
     row3,
     shade_gather_at,
@@ -73,7 +74,7 @@ __all__ = ["BSDF_ONLY", "MIS", "NEE_ONLY"]
 @njit(cache=True, parallel=True)
 def generate_camera_rays(
     cam: np.ndarray, width: int, height: int, pix0: int, nslab: int, sample0: int, seed: int,
-    sampling: int, ro: np.ndarray, rd: np.ndarray, beta: np.ndarray, radiance: np.ndarray,
+    sampling: int, key_of: np.ndarray, ro: np.ndarray, rd: np.ndarray, beta: np.ndarray, radiance: np.ndarray,
     alive: np.ndarray, prev_pdf: np.ndarray, prev_delta: np.ndarray, eta_scale: np.ndarray,
 ) -> None:
     """Primary rays: path p is pixel pix0 + p % nslab, sample sample0 + p // nslab
@@ -87,7 +88,7 @@ def generate_camera_rays(
         x = pix % width
         y = pix // width
         for p in range(p0, min(n, p0 + CHUNK)):
-            camera_ray_at(p, x, y, pix, s, cam, width, height, seed, sampling, ro, rd, beta,
+            camera_ray_at(p, x, y, key_of[p], cam, width, height, seed, sampling, ro, rd, beta,
                           radiance, alive, prev_pdf, prev_delta, eta_scale)
             pix, s, wrapped = next_path_place(pix, s, pix0, nslab)
             # the pixel's column and row counted on with it
@@ -225,8 +226,8 @@ def trace_shadow_rays(
 
 @njit(cache=True, parallel=True)
 def shade_and_scatter(
-    idx: np.ndarray, depth: int, seed: int, sampling: int, sample_of: np.ndarray,
-    pixel_of: np.ndarray, mode: int, power: float, rr_depth: int, rr_cap: float,
+    idx: np.ndarray, depth: int, seed: int, sampling: int, key_of: np.ndarray,
+    mode: int, power: float, rr_depth: int, rr_cap: float,
     rr_shadow: float, pos: np.ndarray, ng: np.ndarray, ns: np.ndarray, mat: np.ndarray,
     mat_kind: np.ndarray, mat_prm: np.ndarray,
     light_wi: np.ndarray, light_pdf: np.ndarray, light_le: np.ndarray, nee: np.ndarray,
@@ -263,7 +264,7 @@ def shade_and_scatter(
         # the queue read in its own order (sequential streams), the scratch written in columns
         for k in range(k0, k0 + m):
             j = col[k - k0]
-            shade_gather_at(k, j, sf, si, mode, idx, sample_of, pixel_of, pos, ng, ns, mat,
+            shade_gather_at(k, j, sf, si, mode, idx, key_of, pos, ng, ns, mat,
                             mat_kind, mat_prm, light_wi, light_pdf, light_le, rd, beta, eta_scale)
             shade_numbers_at(j, sf, si, depth, seed, sampling, mode, rr_shadow)
         for c in range(N_KINDS):
@@ -287,12 +288,11 @@ def record_condition(
 
 @njit(cache=True, parallel=True)
 def light_uniforms(
-    idx: np.ndarray, depth: int, seed: int, sampling: int, sample_of: np.ndarray,
-    pixel_of: np.ndarray, out: np.ndarray,
+    idx: np.ndarray, depth: int, seed: int, sampling: int, key_of: np.ndarray, out: np.ndarray,
 ) -> None:
     """The (M, 2) uniforms that drive the light sampler at this bounce."""
     for k in prange(idx.shape[0]):
-        light_uniforms_at(k, idx, depth, seed, sampling, sample_of, pixel_of, out)
+        light_uniforms_at(k, idx, depth, seed, sampling, key_of, out)
 
 
 @njit(cache=True, parallel=True)
@@ -310,18 +310,18 @@ def accumulate(
 
 @njit(cache=True, parallel=True)
 def paths(
-    pix0: int, nslab: int, sample0: int, pixel_of: np.ndarray, sample_of: np.ndarray, idx: np.ndarray
+    pix0: int, nslab: int, sample0: int, seed: int, sampling: int, key_of: np.ndarray,
+    idx: np.ndarray,
 ) -> None:
-    """Path ids of a batch and each path's pixel (``pix0 + p % nslab``) and sample index
-    (``sample0 + p // nslab``), counted on within chunks (as :func:`generate_camera_rays`)."""
+    """Path ids of a batch and each path's key to its numbers (:func:`tracer.stages.paths_at`;
+    path p is pixel ``pix0 + p % nslab``, sample ``sample0 + p // nslab``, counted on within
+    chunks as in :func:`generate_camera_rays`)."""
     n = idx.shape[0]
     for c in prange((n + CHUNK - 1) // CHUNK):
         p0 = c * CHUNK
         pix, s = path_place(p0, pix0, nslab, sample0)
         for p in range(p0, min(n, p0 + CHUNK)):
-            idx[p] = p
-            pixel_of[p] = pix
-            sample_of[p] = s
+            paths_at(p, pix, s, seed, sampling, key_of, idx)
             pix, s, _ = next_path_place(pix, s, pix0, nslab)
 
 

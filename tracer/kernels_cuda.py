@@ -31,6 +31,7 @@ from tracer.stages import (
     intersect_closest_at,
     light_uniforms_at,
     path_place,
+    paths_at,
     record_condition_at,
     shade_at,
     shade_gather_at,
@@ -54,17 +55,19 @@ def grid(n: int) -> tuple[int, int]:
 
 
 @cuda.jit(cache=True)
-def _generate_camera_rays(cam, width, height, pix0, nslab, sample0, seed, sampling, ro, rd, beta,
-                          radiance, alive, prev_pdf, prev_delta, eta_scale):
+def _generate_camera_rays(cam, width, height, pix0, nslab, sample0, seed, sampling, key_of, ro,
+                          rd, beta, radiance, alive, prev_pdf, prev_delta, eta_scale):
     p = cuda.grid(1)
     if p < ro.shape[0]:
-        generate_camera_rays_at(p, cam, width, height, pix0, nslab, sample0, seed, sampling, ro,
-                                rd, beta, radiance, alive, prev_pdf, prev_delta, eta_scale)
+        generate_camera_rays_at(p, cam, width, height, pix0, nslab, sample0, seed, sampling,
+                                key_of, ro, rd, beta, radiance, alive, prev_pdf, prev_delta,
+                                eta_scale)
 
 
-def generate_camera_rays(cam, width, height, pix0, nslab, sample0, seed, sampling, ro, *queues):
+def generate_camera_rays(cam, width, height, pix0, nslab, sample0, seed, sampling, key_of, ro,
+                         *queues):
     _generate_camera_rays[grid(ro.shape[0])](cam, width, height, pix0, nslab, sample0, seed,
-                                             sampling, ro, *queues)
+                                             sampling, key_of, ro, *queues)
 
 
 @cuda.jit(cache=True)
@@ -127,7 +130,7 @@ def trace_shadow_rays(g, idx, pos, ng, wi, nee, radiance):
 
 
 @cuda.jit(cache=True)
-def _shade_and_scatter(idx, depth, seed, sampling, sample_of, pixel_of, mode, power, rr_depth,
+def _shade_and_scatter(idx, depth, seed, sampling, key_of, mode, power, rr_depth,
                        rr_cap, rr_shadow, pos, ng, ns, mat, mat_kind, mat_prm, light_wi,
                        light_pdf, light_le, nee, ro, rd, beta, alive, prev_pdf, prev_delta,
                        eta_scale):
@@ -136,7 +139,7 @@ def _shade_and_scatter(idx, depth, seed, sampling, sample_of, pixel_of, mode, po
         # the CPU's block steps for a block of one entry, in a per-thread scratch
         sf = cuda.local.array((SHADE_F, 1), float64)
         si = cuda.local.array((SHADE_I, 1), int64)
-        shade_gather_at(k, 0, sf, si, mode, idx, sample_of, pixel_of, pos, ng, ns, mat, mat_kind,
+        shade_gather_at(k, 0, sf, si, mode, idx, key_of, pos, ng, ns, mat, mat_kind,
                         mat_prm, light_wi, light_pdf, light_le, rd, beta, eta_scale)
         shade_at(0, sf, si, depth, seed, sampling, mode, power, rr_depth, rr_cap, rr_shadow)
         shade_scatter_at(k, 0, sf, mode, nee, idx, ro, rd, beta, alive, prev_pdf, prev_delta,
@@ -159,14 +162,14 @@ def record_condition(idx, ns, rd, mat, cond_n, cond_wo, cond_mat):
 
 
 @cuda.jit(cache=True)
-def _light_uniforms(idx, depth, seed, sampling, sample_of, pixel_of, out):
+def _light_uniforms(idx, depth, seed, sampling, key_of, out):
     k = cuda.grid(1)
     if k < idx.shape[0]:
-        light_uniforms_at(k, idx, depth, seed, sampling, sample_of, pixel_of, out)
+        light_uniforms_at(k, idx, depth, seed, sampling, key_of, out)
 
 
-def light_uniforms(idx, depth, seed, sampling, sample_of, pixel_of, out):
-    _light_uniforms[grid(idx.shape[0])](idx, depth, seed, sampling, sample_of, pixel_of, out)
+def light_uniforms(idx, depth, seed, sampling, key_of, out):
+    _light_uniforms[grid(idx.shape[0])](idx, depth, seed, sampling, key_of, out)
 
 
 @cuda.jit(cache=True)
@@ -184,12 +187,12 @@ def accumulate(radiance, n_pix, mean, m2, count, bad):
 
 
 @cuda.jit(cache=True)
-def paths(pix0, nslab, sample0, pixel_of, sample_of, idx):
-    """Path ids of a batch and each path's pixel and sample index."""
+def paths(pix0, nslab, sample0, seed, sampling, key_of, idx):
+    """Path ids of a batch and each path's key to its numbers."""
     p = cuda.grid(1)
     if p < idx.shape[0]:
-        idx[p] = p
-        pixel_of[p], sample_of[p] = path_place(p, pix0, nslab, sample0)
+        pix, s = path_place(p, pix0, nslab, sample0)
+        paths_at(p, pix, s, seed, sampling, key_of, idx)
 
 
 @cuda.jit(cache=True)

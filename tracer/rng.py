@@ -34,16 +34,6 @@ def lowbias32(x: int) -> int:
 
 
 @njit(cache=True, inline="always")
-def uniform(seed: int, path: int, sample: int, dim: int) -> float:
-    """A uniform number in [0, 1) for (seed, path, sample, dimension)."""
-    h = lowbias32(seed * 0x9E3779B9 + 0x632BE5AB)
-    h = lowbias32(h ^ (path & MASK32))
-    h = lowbias32(h ^ ((path >> 32) & MASK32) ^ (sample * 0x85EBCA6B))
-    h = lowbias32(h + dim * 0xC2B2AE35)
-    return (h >> 8) * (1.0 / 16777216.0)
-
-
-@njit(cache=True, inline="always")
 def bounce_dim(depth: int, k: int) -> int:
     """The dimension of the k-th number of a bounce at ``depth``."""
     return CAMERA_DIMS + depth * DIMS_PER_BOUNCE + k
@@ -55,6 +45,44 @@ def bounce_dim(depth: int, k: int) -> int:
 INDEPENDENT = 0
 SOBOL = 1
 SAMPLINGS = {"independent": INDEPENDENT, "sobol": SOBOL}
+
+
+@njit(cache=True, inline="always")
+def path_key(sampling: int, seed: int, pixel: int, sample: int) -> int:
+    """The one integer a path draws all its numbers from (``pixel`` < 2^32; only the low 32
+    bits of ``sample`` count, under either sequence).
+
+    Independent numbers: the hash of (seed, pixel, sample), the first three rounds of
+    :func:`uniform`, which every dimension shares, so a stage draws each number with one
+    round (:func:`uniform_keyed`) instead of four. Sobol: the pixel and the sample side by
+    side, ``pixel | sample << 32`` (:func:`draw2` takes them apart). The queues keep this one
+    int64 a path instead of the pixel and the sample."""
+    if sampling == SOBOL:
+        return (pixel & MASK32) | ((sample & MASK32) << 32)
+    h = lowbias32(seed * 0x9E3779B9 + 0x632BE5AB)
+    h = lowbias32(h ^ (pixel & MASK32))
+    return lowbias32(h ^ ((pixel >> 32) & MASK32) ^ (sample * 0x85EBCA6B))
+
+
+@njit(cache=True)
+def path_keys(sampling: int, seed: int, pixel: np.ndarray, sample: np.ndarray) -> np.ndarray:
+    """:func:`path_key` of each (pixel, sample) pair (int64 arrays of one length)."""
+    out = np.empty(pixel.shape[0], np.int64)
+    for i in range(pixel.shape[0]):
+        out[i] = path_key(sampling, seed, pixel[i], sample[i])
+    return out
+
+
+@njit(cache=True, inline="always")
+def uniform_keyed(key: int, dim: int) -> float:
+    """Dimension ``dim`` of the independent numbers of the path whose key is ``key``."""
+    return (lowbias32(key + dim * 0xC2B2AE35) >> 8) * (1.0 / 16777216.0)
+
+
+@njit(cache=True, inline="always")
+def uniform(seed: int, path: int, sample: int, dim: int) -> float:
+    """A uniform number in [0, 1) for (seed, path, sample, dimension)."""
+    return uniform_keyed(path_key(INDEPENDENT, seed, path, sample), dim)
 
 
 @njit(cache=True, inline="always")
@@ -151,10 +179,11 @@ def sobol_uniform(seed: int, pixel: int, sample: int, dim: int) -> float:
 
 
 @njit(cache=True, inline="always")
-def draw2(sampling: int, seed: int, pixel: int, sample: int, dim: int) -> tuple[float, float]:
-    """Dimensions (dim, dim + 1), dim even, of a pixel's sample by the chosen ``sampling``:
-    independent hashes (:func:`uniform`) or a Sobol pair (:func:`sobol_pair`, whose hash and
-    shuffled index serve both numbers)."""
+def draw2(sampling: int, seed: int, key: int, dim: int) -> tuple[float, float]:
+    """Dimensions (dim, dim + 1), dim even, of the path whose :func:`path_key` is ``key`` by
+    the chosen ``sampling``: independent hashes (:func:`uniform_keyed`) or a Sobol pair
+    (:func:`sobol_pair` of the key's pixel and sample, whose hash and shuffled index serve
+    both numbers)."""
     if sampling == SOBOL:
-        return sobol_pair(seed, pixel, sample, dim)
-    return uniform(seed, pixel, sample, dim), uniform(seed, pixel, sample, dim + 1)
+        return sobol_pair(seed, key & MASK32, (key >> 32) & MASK32, dim)
+    return uniform_keyed(key, dim), uniform_keyed(key, dim + 1)

@@ -18,7 +18,7 @@ from numba import njit
 from tracer.bsdf import DIELECTRIC, bsdf_eval, bsdf_sample
 from tracer.fsqrt import fsqrt
 from tracer.geometry import Geometry, trace
-from tracer.rng import bounce_dim, draw2
+from tracer.rng import bounce_dim, draw2, path_key
 
 #: Integrator strategies (how escaped rays and light samples are weighted)
 NEE_ONLY = 0
@@ -86,28 +86,40 @@ def next_path_place(pix: int, s: int, pix0: int, nslab: int) -> tuple[int, int, 
 
 
 @njit(cache=True, inline="always")
+def paths_at(
+    p: int, pix: int, s: int, seed: int, sampling: int, key_of: np.ndarray, idx: np.ndarray
+) -> None:
+    """Path ``p`` of a batch, sample ``s`` of pixel ``pix``: its id in the first queue and its
+    numbers' key (:func:`tracer.rng.path_key`), which every stage draws from."""
+    idx[p] = p
+    key_of[p] = path_key(sampling, seed, pix, s)
+
+
+@njit(cache=True, inline="always")
 def generate_camera_rays_at(
     p: int,
     cam: np.ndarray, width: int, height: int, pix0: int, nslab: int, sample0: int, seed: int,
-    sampling: int, ro: np.ndarray, rd: np.ndarray, beta: np.ndarray, radiance: np.ndarray,
+    sampling: int, key_of: np.ndarray, ro: np.ndarray, rd: np.ndarray, beta: np.ndarray, radiance: np.ndarray,
     alive: np.ndarray, prev_pdf: np.ndarray, prev_delta: np.ndarray, eta_scale: np.ndarray,
 ) -> None:
     """Primary rays for every path of a batch over the pixels ``pix0 .. pix0 + nslab - 1``:
-    path p is pixel ``pix0 + p % nslab``, sample ``sample0 + p // nslab``."""
-    pix, s = path_place(p, pix0, nslab, sample0)
-    camera_ray_at(p, pix % width, pix // width, pix, s, cam, width, height,
+    path p is pixel ``pix0 + p % nslab``, sample ``sample0 + p // nslab``, its numbers'
+    key ``key_of[p]`` (:func:`paths_at`)."""
+    pix, _ = path_place(p, pix0, nslab, sample0)
+    camera_ray_at(p, pix % width, pix // width, key_of[p], cam, width, height,
                   seed, sampling, ro, rd, beta, radiance, alive, prev_pdf, prev_delta, eta_scale)
 
 
 @njit(cache=True, inline="always")
 def camera_ray_at(
-    p: int, x: int, y: int, pix: int, s: int,
+    p: int, x: int, y: int, key: int,
     cam: np.ndarray, width: int, height: int, seed: int,
     sampling: int, ro: np.ndarray, rd: np.ndarray, beta: np.ndarray, radiance: np.ndarray,
     alive: np.ndarray, prev_pdf: np.ndarray, prev_delta: np.ndarray, eta_scale: np.ndarray,
 ) -> None:
-    """Path p's primary ray and fresh state: sample ``s`` of pixel ``pix`` = (x, y)."""
-    jx, jy = draw2(sampling, seed, pix, s, 0)
+    """Path p's primary ray and fresh state: a sample of pixel (x, y), whose numbers' key
+    is ``key`` (:func:`tracer.rng.path_key`)."""
+    jx, jy = draw2(sampling, seed, key, 0)
     sx = 2.0 * (x + jx) / width - 1.0
     sy = 1.0 - 2.0 * (y + jy) / height
     dx = cam[1, 0] + sx * cam[2, 0] + sy * cam[3, 0]
@@ -274,15 +286,14 @@ S_NEE = 37  # the next-event term, for trace_shadow_rays_at to add if the light 
 S_U = 40  # the bounce's numbers: shadow-ray roulette's, bsdf_sample's three, the roulette's
 SHADE_F = 45
 S_KIND = 0  # material kind
-S_PIX = 1  # pixel and sample (the random numbers' keys)
-S_SMP = 2
-SHADE_I = 3
+S_KEY = 1  # the path's key to its random numbers (tracer.rng.path_key)
+SHADE_I = 2
 
 
 @njit(cache=True, inline="always")
 def shade_gather_at(
     k: int, e: int, sf: np.ndarray, si: np.ndarray, mode: int,
-    idx: np.ndarray, sample_of: np.ndarray, pixel_of: np.ndarray,
+    idx: np.ndarray, key_of: np.ndarray,
     pos: np.ndarray, ng: np.ndarray, ns: np.ndarray, mat: np.ndarray,
     mat_kind: np.ndarray, mat_prm: np.ndarray,
     light_wi: np.ndarray, light_pdf: np.ndarray, light_le: np.ndarray,
@@ -293,8 +304,7 @@ def shade_gather_at(
     p = idx[k]
     m = mat[k]
     si[S_KIND, e] = mat_kind[m]
-    si[S_PIX, e] = pixel_of[p]
-    si[S_SMP, e] = sample_of[p]
+    si[S_KEY, e] = key_of[p]
     for c in range(5):
         sf[S_PRM + c, e] = mat_prm[m, c]
     for c in range(3):
@@ -359,13 +369,12 @@ def shade_numbers_at(
     """The bounce's numbers of the entry in scratch column e into rows ``S_U``: the shadow-ray
     roulette's (drawn only where it is played, else 0), then the direction's pair
     (stratified, under Sobol) and the dielectric's lobe choice's and the roulette's."""
-    pix = si[S_PIX, e]
-    smp = si[S_SMP, e]
+    key = si[S_KEY, e]
     u_sh = 0.0
     if mode != BSDF_ONLY and rr_shadow > 0.0:
-        u_sh, _ = draw2(sampling, seed, pix, smp, bounce_dim(depth, 6))
-    u1, u2 = draw2(sampling, seed, pix, smp, bounce_dim(depth, 2))
-    u0, u_rr = draw2(sampling, seed, pix, smp, bounce_dim(depth, 4))
+        u_sh, _ = draw2(sampling, seed, key, bounce_dim(depth, 6))
+    u1, u2 = draw2(sampling, seed, key, bounce_dim(depth, 2))
+    u0, u_rr = draw2(sampling, seed, key, bounce_dim(depth, 4))
     sf[S_U, e], sf[S_U + 1, e], sf[S_U + 2, e], sf[S_U + 3, e], sf[S_U + 4, e] = u_sh, u0, u1, u2, u_rr
 
 
@@ -546,12 +555,10 @@ def record_condition_at(
 @njit(cache=True, inline="always")
 def light_uniforms_at(
     k: int,
-    idx: np.ndarray, depth: int, seed: int, sampling: int, sample_of: np.ndarray,
-    pixel_of: np.ndarray, out: np.ndarray,
+    idx: np.ndarray, depth: int, seed: int, sampling: int, key_of: np.ndarray, out: np.ndarray,
 ) -> None:
     """The (M, 2) uniforms that drive the light sampler at this bounce."""
-    p = idx[k]
-    out[k, 0], out[k, 1] = draw2(sampling, seed, pixel_of[p], sample_of[p], bounce_dim(depth, 0))
+    out[k, 0], out[k, 1] = draw2(sampling, seed, key_of[idx[k]], bounce_dim(depth, 0))
 
 
 @njit(cache=True, inline="always")
