@@ -518,3 +518,13 @@ def test_a_batch_too_large_for_int32_path_ids_is_refused() -> None:
     env = EnvMap(constant_map())
     with pytest.raises(TracerError, match=r"at most 2\^31 - 1"):
         render(None, env, make_strategy("bsdf", env), 4, 4, 1, 1, 0, batch_paths=2**31)
+
+
+def test_an_image_of_more_than_2_32_pixels_is_refused() -> None:
+    """A path's key to its numbers holds its pixel in 32 bits (tracer.rng.path_key): an image
+    of more pixels is refused before its film is allocated, naming the limit."""
+    from tracer.samplers import make_strategy
+
+    env = EnvMap(constant_map())
+    with pytest.raises(TracerError, match=r"65536x65537 pixels: at most 2\^32"):
+        render(None, env, make_strategy("bsdf", env), 65536, 65537, 1, 1, 0)

@@ -256,13 +256,13 @@ def render(
     batch_paths = be.batch_paths if batch_paths is None else batch_paths
     if batch_paths >= 2**31:
         raise TracerError(f"a batch of {batch_paths} paths: at most 2^31 - 1, since path ids are int32 (tracer.pool.INDEX)")
+    if width * height > 2**32:
+        raise TracerError(f"an image of {width}x{height} pixels: at most 2^32, since a path's key "
+                          "to its numbers holds the pixel in 32 bits (tracer.rng.path_key)")
     film = Film(width, height) if film is None else film
     times = StageTimes() if times is None else times
     be = be.pooled()  # queues and per-bounce arrays allocated once for the whole render
     npix = width * height
-    if npix > 2**32:
-        raise TracerError(f"an image of {width}x{height} pixels: at most 2^32, since a path's key "
-                          "to its numbers holds the pixel in 32 bits (tracer.rng.path_key)")
     # a batch is at most batch_paths paths: several samples of every pixel, or one sample of
     # a slab of pixels (so memory stays bounded whatever the resolution)
     per_batch = max(1, min(spp, batch_paths // npix))
