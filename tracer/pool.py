@@ -22,7 +22,7 @@ import numpy as np
 STATE = np.float32
 #: The integer type of the queues' entries (path ids) and of the hits' primitive and
 #: material ids: a batch holds at most a few million paths and a scene fewer primitives
-#: than 2^31. Path pixels and sample numbers stay int64 (the random numbers hash them).
+#: than 2^31. A path's key to its random numbers (:func:`tracer.rng.path_key`) stays int64.
 INDEX = np.int32
 
 
