@@ -14,7 +14,10 @@ from tracer import kernels as K
 from tracer.backend import CPU, CpuBackend, bind_light
 from tracer.envmap import EnvMap
 from tracer.pool import INDEX, STATE
+from tracer.product_model import build_product_model, random_conditions
 from tracer.samplers import make_light_sampler
+from tracer.samplers.base import Condition
+from tracer.samplers.product import ProductSampler
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,11 +37,11 @@ def state(paths: int) -> SimpleNamespace:
     )
 
 
-def steps(env: EnvMap, light, idx: np.ndarray, depth: int, mode: int, q) -> None:
+def steps(env: EnvMap, light, idx: np.ndarray, depth: int, mode: int, q, cond=None) -> None:
     """The integrator's escaped-ray steps one by one (as it runs them where ``escaped`` declines)."""
     dirs = CPU.gather(q.rd, idx)
     le = CPU.env_eval(env, dirs).copy()
-    lpdf = light.pdf(dirs) if mode == K.MIS and depth > 0 else np.zeros(idx.shape[0])
+    lpdf = light.pdf(dirs, cond) if mode == K.MIS and depth > 0 else np.zeros(idx.shape[0])
     K.handle_escaped(idx, depth, mode, 2.0, le, lpdf, q.beta, q.radiance, q.alive,
                      q.prev_pdf, q.prev_delta)
 
@@ -57,9 +60,13 @@ def run_both(light_of, mode: int, depth: int) -> tuple[SimpleNamespace, SimpleNa
     light = None if light is None else bind_light(light, CPU)
     paths, n = 8000, 5001
     idx = np.sort(np.random.default_rng(4).choice(paths, n, replace=False)).astype(INDEX)
+    cond = None
+    if light is not None and light.conditional:  # the escaped queue's shading condition
+        base, _ = random_conditions(paths, seed=3)
+        cond = Condition(idx, *base[1:])
     want, got = state(paths), state(paths)
-    steps(env, light, idx, depth, mode, want)
-    fused = CPU.escaped(env, light, idx, depth, mode, 2.0, got)
+    steps(env, light, idx, depth, mode, want, cond)
+    fused = CPU.escaped(env, light, idx, depth, mode, 2.0, got, cond)
     return want, got, idx, fused
 
 
@@ -67,12 +74,19 @@ def sampler(name: str, compensate: bool = False):
     return lambda env: make_light_sampler(name, env, compensate=compensate)
 
 
+def product(env: EnvMap) -> ProductSampler:
+    """The product sampler of the map (5 x 8 cells: each a few pixels, some cut short)."""
+    return ProductSampler(env, build_product_model(env, cells=(5, 8)))
+
+
 #: (light, mode): the project's samplers with a density on the map's square (plain and
-#: MIS-compensated) under each mode, no light at all (BSDF sampling alone), and samplers
-#: whose density the kernel does not compute where it reads none
+#: MIS-compensated) under each mode, the product sampler (its density under the escaped
+#: queue's condition), no light at all (BSDF sampling alone), and samplers whose density the
+#: kernel does not compute where it reads none
 CASES = [(f"{name}{'+c' if c else ''}", sampler(name, c), mode)
          for name in ("piecewise", "alias") for c in (False, True)
          for mode in (K.MIS, K.NEE_ONLY, K.BSDF_ONLY)]
+CASES += [("product", product, mode) for mode in (K.MIS, K.NEE_ONLY)]
 CASES += [("none", lambda env: None, K.BSDF_ONLY), ("uniform", sampler("uniform"), K.NEE_ONLY),
           ("toy", CosineSampler, K.BSDF_ONLY)]
 
@@ -112,8 +126,19 @@ class OwnPdf:
         return Mixed(env)
 
 
-@pytest.mark.parametrize("light_of", [sampler("uniform"), CosineSampler, OwnPdf],
-                         ids=["uniform", "toy", "own-pdf"])
+class ProductOwnPdf:
+    """A product sampler whose ``pdf`` is its own."""
+
+    def __new__(cls, env: EnvMap):
+        class Mixed(ProductSampler):
+            def pdf(self, wi, cond, be=None):
+                return 0.5 * super().pdf(wi, cond, be) + 0.5 / (4.0 * np.pi)
+
+        return Mixed(env, build_product_model(env, cells=(5, 8)))
+
+
+@pytest.mark.parametrize("light_of", [sampler("uniform"), CosineSampler, OwnPdf, ProductOwnPdf],
+                         ids=["uniform", "toy", "own-pdf", "product-own-pdf"])
 def test_fused_escaped_stage_declines_densities_it_does_not_compute(light_of) -> None:
     """Under MIS after the first bounce, the uniform sampler (no density on the map's
     square), one defined outside the project, and one that overrides ``pdf``: ``escaped``
@@ -131,7 +156,8 @@ class Stepwise(CpuBackend):
         return False
 
 
-@pytest.mark.parametrize("sampler_name,light", [("mis", "piecewise"), ("mis", "alias"), ("bsdf", None)])
+@pytest.mark.parametrize("sampler_name,light", [("mis", "piecewise"), ("mis", "alias"), ("mis", "product"),
+                                               ("bsdf", None)])
 def test_renders_equal_with_the_fused_stage_and_without(sampler_name: str, light: str | None) -> None:
     """The integrator's two roads give the same image, bit for bit (the knot: a floor, a
     glossy mesh and the map seen directly)."""

@@ -65,7 +65,7 @@ class Backend(Protocol):
     def sync_film(self, film: Any) -> None: ...
     def env_eval(self, env: EnvMap, dirs: Any) -> Any: ...
     def escaped(self, env: EnvMap, light: BoundLight | None, idx: Any, depth: int, mode: int,
-                power: float, q: Any) -> bool: ...
+                power: float, q: Any, cond: Any = None) -> bool: ...
 
     # ---- light sampling (the dispatcher's kernels) and the Torch hand-over
     def light_sample(self, tables: NamedTuple, env: EnvMap, u: Any) -> tuple[Any, Any, Any]: ...
@@ -96,6 +96,15 @@ class BoundLight:
         if self.conditional:
             return self.light.pdf(wi, cond, self.be)
         return self.light.pdf(wi, self.be)
+
+    def pdf_tables(self, cond: Any = None) -> NamedTuple | None:
+        """The tables whose registered density is the sampler's ``pdf`` (for a conditional
+        sampler, of the queue whose condition is ``cond``), or None where the sampler has no
+        such tables (:meth:`tracer.samplers.base.TabulatedSampler.pdf_tables`)."""
+        f = getattr(self.light, "pdf_tables", None)
+        if f is None:
+            return None
+        return f(cond, self.be) if self.conditional else f()
 
 
 def bind_light(light: LightSampler | None, be: Backend) -> BoundLight | None:
@@ -169,24 +178,24 @@ class CpuBackend(Pooling):
         return out
 
     def escaped(self, env: EnvMap, light: BoundLight | None, idx: np.ndarray, depth: int,
-                mode: int, power: float, q: Any) -> bool:
+                mode: int, power: float, q: Any, cond: Any = None) -> bool:
         """The escaped rays' stage as one kernel (:func:`tracer.kernels.escaped_rays`): the
         map's radiance, the light's density where MIS reads it, and the weighted radiance
         added to the paths. Where MIS reads a density that kernel does not compute, False
         and nothing done: the integrator then runs the steps one by one, the sampler's own
         ``pdf`` among them. The kernel computes the density of a sampler whose ``pdf`` is
-        :class:`~tracer.samplers.base.TabulatedSampler`'s own (its ``pdf_tables``: the
-        project's tables, with a density on the map's square, and the render's map rotation,
-        which is all of the map that density reads); not of flows, product samplers,
-        ``uniform`` or a subclass that overrides ``pdf``. Fused, the stage took 16-20% less
-        time (the README's fourteenth round)."""
+        :class:`~tracer.samplers.base.TabulatedSampler`'s or the product sampler's own (their
+        ``pdf_tables``: the project's tables, with a density on the map's square, the
+        product's joined with the escaped queue's condition ``cond``, and the render's map
+        rotation, which is all of the map that density reads); not of flows, ``uniform`` or a
+        subclass that overrides ``pdf``. Fused, the stage took 16-20% less time (the README's
+        fourteenth round)."""
         n = idx.shape[0]
         tables = None
         if mode == kernels.MIS and depth > 0:
-            s = None if light is None or light.conditional else light.light
-            pdf_tables = getattr(s, "pdf_tables", None)  # TabulatedSampler's
-            if pdf_tables is not None and s.env.rot_u == env.rot_u:
-                tables = pdf_tables()
+            tables = None if light is None else light.pdf_tables(cond)
+            if tables is not None and light.light.env.rot_u != env.rot_u:
+                tables = None
             if not (registered(tables) and has_square_pdf(tables) and cacheable(tables)):
                 return False
         kernels.escaped_rays(tables, env.rgb, env.rot_u, idx, depth, mode, power, q.rd, q.beta,

@@ -164,7 +164,7 @@ class CudaBackend(Pooling):
         return self._tables(tables)
 
     def escaped(self, env: EnvMap, light: Any, idx: Any, depth: int, mode: int, power: float,
-                q: Any) -> bool:
+                q: Any, cond: Any = None) -> bool:
         """No fused escaped-ray stage on the GPU (its steps run one by one)."""
         return False
 

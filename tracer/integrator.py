@@ -23,8 +23,9 @@ conditional (product) sampler is also handed the shading condition of the queue
 (:class:`tracer.samplers.base.Condition`): the normal, outgoing direction and material the
 integrator records per path at each hit, so that the pdf of an escaped ray is evaluated at
 the vertex its direction was sampled from. (On the CPU the escaped rays of the project's
-tabulated samplers get their pdf inside one fused kernel instead, :meth:`CpuBackend.escaped
-<tracer.backend.CpuBackend.escaped>`: no Torch call stands between those steps.)
+tabulated and product samplers get their pdf inside one fused kernel instead,
+:meth:`CpuBackend.escaped <tracer.backend.CpuBackend.escaped>`: no Torch call stands between
+those steps.)
 """
 
 from __future__ import annotations
@@ -158,7 +159,8 @@ def render_batch(
         clock.lap("shade")
         # ---- handle_escaped: environment radiance and (under MIS) the light pdf, in one
         # kernel where the back-end can run the light's pdf inside it, else step by step
-        if esc_idx.shape[0] and be.escaped(env, light, esc_idx, depth, mode, strategy.power, q):
+        if esc_idx.shape[0] and be.escaped(env, light, esc_idx, depth, mode, strategy.power, q,
+                                           condition(esc_idx)):
             clock.lap("light")
         elif esc_idx.shape[0]:
             dirs = be.gather(q.rd, esc_idx)

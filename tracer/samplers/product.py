@@ -611,6 +611,12 @@ class ProductSampler:
                                for a in cond))
         return ProductTables(*be.tables(self.tables), *cond, self._blend(cond, be))
 
+    def pdf_tables(self, cond: Condition, be: Backend) -> ProductTables | None:
+        """The queue's tables (:meth:`queue_tables`), whose registered density is :meth:`pdf`
+        (a back-end may compute it inside a kernel of its own, as the CPU's fused escaped-ray
+        stage does), or None where a subclass overrides :meth:`pdf`."""
+        return self.queue_tables(cond, be) if type(self).pdf is ProductSampler.pdf else None
+
     def sample(self, u: Any, cond: Condition, be: Backend | None = None) -> LightSamples:
         be = cpu_if_none(be)
         return LightSamples(*be.light_sample(self.queue_tables(cond, be), self.env, u))
