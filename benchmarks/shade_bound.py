@@ -249,9 +249,9 @@ def per_material(n: int, repeats: int, vector: bool) -> tuple:
             fn(0, cols, sf[t], depth, mode, power, rr_depth, rr_cap, rr_shadow)
 
     @njit
-    def gather(sf, si, idx, smp, pix, pos, ng, ns, mat, kinds, prm, wi, lpdf, le, rd, beta, eta):
+    def gather(sf, si, idx, key_of, pos, ng, ns, mat, kinds, prm, wi, lpdf, le, rd, beta, eta):
         for k in range(idx.shape[0]):
-            shade_gather_at(k, k, sf, si, K.MIS, idx, smp, pix, pos, ng, ns, mat, kinds, prm, wi,
+            shade_gather_at(k, k, sf, si, K.MIS, idx, key_of, pos, ng, ns, mat, kinds, prm, wi,
                             lpdf, le, rd, beta, eta)
 
     assert n % cols == 0, f"--n must be a multiple of {cols}"
@@ -261,7 +261,7 @@ def per_material(n: int, repeats: int, vector: bool) -> tuple:
     prm[0, :3], prm[0, 3] = F0, ALPHA
     flat = np.zeros((SHADE_F, n))
     gather(flat, np.zeros((SHADE_I, n), np.int64), np.arange(n), np.zeros(n, np.int64),
-           np.zeros(n, np.int64), np.random.default_rng(1).normal(size=(n, 3)), rows["n"],
+           np.random.default_rng(1).normal(size=(n, 3)), rows["n"],
            rows["n"], np.zeros(n, np.int64), np.array([CONDUCTOR]), prm, rows["wi"], a["lpdf"],
            rows["le"], -rows["wo"], rows["beta"], np.ones(n))
     flat[S_U] = 0.0

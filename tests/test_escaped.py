@@ -156,8 +156,8 @@ class Stepwise(CpuBackend):
         return False
 
 
-@pytest.mark.parametrize("sampler_name,light", [("mis", "piecewise"), ("mis", "alias"), ("mis", "product"),
-                                               ("bsdf", None)])
+@pytest.mark.parametrize("sampler_name,light", [("mis", "piecewise"), ("mis", "alias"),
+                                               ("mis", "product"), ("bsdf", None)])
 def test_renders_equal_with_the_fused_stage_and_without(sampler_name: str, light: str | None) -> None:
     """The integrator's two roads give the same image, bit for bit (the knot: a floor, a
     glossy mesh and the map seen directly)."""

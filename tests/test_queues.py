@@ -41,8 +41,9 @@ def test_compact_keeps_the_living_paths_in_order() -> None:
 
 def test_paths_and_camera_rays_count_on_across_chunks_slabs_and_samples() -> None:
     """The CPU kernels find a chunk's first pixel and sample by division and count on from
-    there; every path's pixel, sample, ray and fresh state must be the per-path function's
-    (tracer.stages.generate_camera_rays_at, what the GPU runs), bit for bit. A slab of 300
+    there; every path's key to its numbers (of its pixel and sample), ray and fresh state
+    must be the per-path functions' (tracer.rng.path_keys, tracer.stages.generate_camera_rays_at,
+    what the GPU runs), bit for bit. A slab of 300
     pixels starting at pixel 100 of a 37-wide image (rows wrap inside a chunk, and the slab's
     end wraps to the next sample inside one), three samples from sample 5."""
     from numba import njit
@@ -64,7 +65,8 @@ def test_paths_and_camera_rays_count_on_across_chunks_slabs_and_samples() -> Non
         idx, key_of = np.empty(n, INDEX), np.empty(n, np.int64)
         K.paths(pix0, nslab, sample0, seed, sampling, key_of, idx)
         assert np.array_equal(idx, p)
-        assert np.array_equal(key_of, path_keys(sampling, seed, pix0 + p % nslab, sample0 + p // nslab))
+        want_keys = path_keys(sampling, seed, pix0 + p % nslab, sample0 + p // nslab)
+        assert np.array_equal(key_of, want_keys)
     # the camera below draws the independent numbers
     K.paths(pix0, nslab, sample0, seed, INDEPENDENT, key_of, idx)
     cam = camera_frame(np.array([0.0, 1.0, 4.0]), np.zeros(3), np.array([0.0, 1.0, 0.0]), 40.0,
@@ -76,7 +78,8 @@ def test_paths_and_camera_rays_count_on_across_chunks_slabs_and_samples() -> Non
                 np.ones(n, np.bool_), np.full(n, np.nan, STATE)]
 
     got, want = state(), state()
-    K.generate_camera_rays(cam, width, height, pix0, nslab, sample0, seed, INDEPENDENT, key_of, *got)
+    K.generate_camera_rays(cam, width, height, pix0, nslab, sample0, seed, INDEPENDENT, key_of,
+                           *got)
     one_by_one(cam, width, height, pix0, nslab, sample0, seed, key_of, *want)
     for g, w in zip(got, want, strict=True):
         assert np.array_equal(g, w)

@@ -132,10 +132,12 @@ def uniform_py(seed: int, pixel: int, sample: int, dim: int) -> float:
 
 
 @njit(cache=True)
-def keyed_pairs(sampling: int, seed: int, pixel: np.ndarray, sample: np.ndarray, dim: int) -> np.ndarray:
+def keyed_pairs(sampling: int, seed: int, pixel: np.ndarray, sample: np.ndarray,
+                dim: int) -> np.ndarray:
     out = np.empty((pixel.shape[0], 2))
     for i in range(pixel.shape[0]):
-        out[i, 0], out[i, 1] = draw2(sampling, seed, path_key(sampling, seed, pixel[i], sample[i]), dim)
+        key = path_key(sampling, seed, pixel[i], sample[i])
+        out[i, 0], out[i, 1] = draw2(sampling, seed, key, dim)
     return out
 
 
@@ -156,8 +158,10 @@ def test_a_path_key_draws_the_numbers_of_its_pixel_and_sample(seed: int) -> None
     dimensions. And the keys differ: neighbouring pixels and samples get other numbers."""
     rng = np.random.default_rng(seed)
     n = 400
-    pixel = np.concatenate([rng.integers(0, 1 << 20, n), rng.integers(0, 1 << 32, n), [0, (1 << 32) - 1]])
-    sample = np.concatenate([rng.integers(0, 4096, n), rng.integers(0, 1 << 34, n), [(1 << 31) + 5, (1 << 32) + 5]])
+    pixel = np.concatenate([rng.integers(0, 1 << 20, n), rng.integers(0, 1 << 32, n),
+                            [0, (1 << 32) - 1]])
+    sample = np.concatenate([rng.integers(0, 4096, n), rng.integers(0, 1 << 34, n),
+                             [(1 << 31) + 5, (1 << 32) + 5]])
     for dim in (0, 2, 10, 36):
         got = keyed_pairs(INDEPENDENT, seed, pixel, sample, dim)
         want = [[uniform_py(seed, int(p), int(s), dim), uniform_py(seed, int(p), int(s), dim + 1)]

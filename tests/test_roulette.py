@@ -39,9 +39,11 @@ def shade_on_plane(kind: int, prm: np.ndarray, beta0: np.ndarray | float, depth:
     eta_scale = np.full(N, eta0, STATE)
     alive = np.ones(N, np.bool_)
     nee = np.full((N, 3), -1.0, STATE)
+    # pixel 0's samples 0 .. N - 1
+    keys = path_keys(INDEPENDENT, seed, np.zeros(N, np.int64), np.arange(N))
     K.shade_and_scatter(
-        idx, depth, seed, INDEPENDENT, path_keys(INDEPENDENT, seed, np.zeros(N, np.int64), np.arange(N)), mode, 2.0,
-        RR_DEPTH, RR_CAP, rr_shadow, z3.copy(), normal, normal.copy(), np.zeros(N, INDEX),
+        idx, depth, seed, INDEPENDENT, keys, mode, 2.0, RR_DEPTH, RR_CAP, rr_shadow, z3.copy(),
+        normal, normal.copy(), np.zeros(N, INDEX),
         np.array([kind], np.int64), prm[None, :], np.tile(wi, (N, 1)), np.full(N, lpdf),
         np.tile(le, (N, 1)), nee, z3.copy(), rd, beta, alive, np.zeros(N, STATE), np.zeros(N, np.bool_),
         eta_scale)

@@ -72,8 +72,9 @@ def test_grouped_shading_equals_one_entry_at_a_time(mode: int, sampling: int, de
     # the render's types: all the state but the ray origins in float32, the ids in int32
     state = {k: v.astype(STATE) if k != "ro" and v.dtype == np.float64 else v for k, v in state.items()}
     keys = path_keys(sampling, 7, rng.integers(0, 10_000, paths), rng.integers(0, 64, paths))
-    args = (idx, depth, 7, sampling, keys, mode, 2.0, RR_DEPTH, RR_CAP, rr_shadow, rng.normal(size=(n, 3)), ng.astype(STATE),
-            ns.astype(STATE), rng.integers(0, len(kinds), n).astype(INDEX), kinds, prm, wi, lpdf,
+    args = (idx, depth, 7, sampling, keys, mode, 2.0, RR_DEPTH, RR_CAP, rr_shadow,
+            rng.normal(size=(n, 3)), ng.astype(STATE), ns.astype(STATE),
+            rng.integers(0, len(kinds), n).astype(INDEX), kinds, prm, wi, lpdf,
             rng.random((n, 3)) * 5.0)
     got = {k: v.copy() for k, v in state.items()}
     want = {k: v.copy() for k, v in state.items()}

@@ -102,7 +102,7 @@ class BoundLight:
         sampler, of the queue whose condition is ``cond``), or None where the sampler has no
         such tables (:meth:`tracer.samplers.base.TabulatedSampler.pdf_tables`)."""
         f = getattr(self.light, "pdf_tables", None)
-        if f is None:
+        if f is None or (self.conditional and cond is None):
             return None
         return f(cond, self.be) if self.conditional else f()
 
@@ -193,9 +193,10 @@ class CpuBackend(Pooling):
         n = idx.shape[0]
         tables = None
         if mode == kernels.MIS and depth > 0:
-            tables = None if light is None else light.pdf_tables(cond)
-            if tables is not None and light.light.env.rot_u != env.rot_u:
-                tables = None
+            # the rotation first: a product's queue tables are built only for a density used
+            s = None if light is None else light.light
+            if s is not None and getattr(s, "env", None) is not None and s.env.rot_u == env.rot_u:
+                tables = light.pdf_tables(cond)
             if not (registered(tables) and has_square_pdf(tables) and cacheable(tables)):
                 return False
         kernels.escaped_rays(tables, env.rgb, env.rot_u, idx, depth, mode, power, q.rd, q.beta,

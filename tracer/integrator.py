@@ -138,8 +138,9 @@ def render_batch(
 
     # every path's id and the one key it draws its numbers from (tracer.rng.path_key)
     idx, key_of = be.paths(q.n, pix0, nslab, sample0, seed, sampling)
-    K.generate_camera_rays(scene.camera, width, height, pix0, nslab, sample0, seed, sampling, key_of, q.ro,
-                           q.rd, q.beta, q.radiance, q.alive, q.prev_pdf, q.prev_delta, q.eta_scale)
+    K.generate_camera_rays(scene.camera, width, height, pix0, nslab, sample0, seed, sampling,
+                           key_of, q.ro, q.rd, q.beta, q.radiance, q.alive, q.prev_pdf,
+                           q.prev_delta, q.eta_scale)
     clock.lap("shade")
 
     for depth in range(max_depth + 1):

@@ -74,8 +74,9 @@ __all__ = ["BSDF_ONLY", "MIS", "NEE_ONLY"]
 @njit(cache=True, parallel=True)
 def generate_camera_rays(
     cam: np.ndarray, width: int, height: int, pix0: int, nslab: int, sample0: int, seed: int,
-    sampling: int, key_of: np.ndarray, ro: np.ndarray, rd: np.ndarray, beta: np.ndarray, radiance: np.ndarray,
-    alive: np.ndarray, prev_pdf: np.ndarray, prev_delta: np.ndarray, eta_scale: np.ndarray,
+    sampling: int, key_of: np.ndarray, ro: np.ndarray, rd: np.ndarray, beta: np.ndarray,
+    radiance: np.ndarray, alive: np.ndarray, prev_pdf: np.ndarray, prev_delta: np.ndarray,
+    eta_scale: np.ndarray,
 ) -> None:
     """Primary rays: path p is pixel pix0 + p % nslab, sample sample0 + p // nslab
     (:func:`tracer.stages.generate_camera_rays_at`). In chunks: a chunk's first path finds

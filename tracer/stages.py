@@ -99,8 +99,9 @@ def paths_at(
 def generate_camera_rays_at(
     p: int,
     cam: np.ndarray, width: int, height: int, pix0: int, nslab: int, sample0: int, seed: int,
-    sampling: int, key_of: np.ndarray, ro: np.ndarray, rd: np.ndarray, beta: np.ndarray, radiance: np.ndarray,
-    alive: np.ndarray, prev_pdf: np.ndarray, prev_delta: np.ndarray, eta_scale: np.ndarray,
+    sampling: int, key_of: np.ndarray, ro: np.ndarray, rd: np.ndarray, beta: np.ndarray,
+    radiance: np.ndarray, alive: np.ndarray, prev_pdf: np.ndarray, prev_delta: np.ndarray,
+    eta_scale: np.ndarray,
 ) -> None:
     """Primary rays for every path of a batch over the pixels ``pix0 .. pix0 + nslab - 1``:
     path p is pixel ``pix0 + p % nslab``, sample ``sample0 + p // nslab``, its numbers'
