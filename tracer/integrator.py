@@ -160,14 +160,15 @@ def render_batch(
         clock.lap("shade")
         # ---- handle_escaped: environment radiance and (under MIS) the light pdf, in one
         # kernel where the back-end can run the light's pdf inside it, else step by step
+        esc_cond = condition(esc_idx)  # for a conditional sampler's density, either way
         if esc_idx.shape[0] and be.escaped(env, light, esc_idx, depth, mode, strategy.power, q,
-                                           condition(esc_idx)):
+                                           esc_cond):
             clock.lap("light")
         elif esc_idx.shape[0]:
             dirs = be.gather(q.rd, esc_idx)
             le = be.env_eval(env, dirs)
             # (the light pdf is read only under MIS after the first bounce)
-            lpdf = light.pdf(dirs, condition(esc_idx)) if mode == K.MIS and depth > 0 else out("no_pdf", esc_idx.shape[0])
+            lpdf = light.pdf(dirs, esc_cond) if mode == K.MIS and depth > 0 else out("no_pdf", esc_idx.shape[0])
             clock.lap("light")
             K.handle_escaped(esc_idx, depth, mode, strategy.power, le, lpdf, q.beta, q.radiance,
                              q.alive, q.prev_pdf, q.prev_delta)
